@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/* kvc build: frame a payload file as a KVC v1 slab and save it durably. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+struct build_options {
+	char *payload;
+	char *save_reason;
+	char *fingerprint_mode;
+	char *prompt;
+	char *hostname;
+	char *writer_version;
+	char *detail;
+	char *output;
+	gint64 quant_bits;
+	gint64 context_size;
+	gint64 created;
+	gint64 last_used;
+	gint64 hits;
+};
+
+static int crc_of_file(int fd, uint64_t *len, uint32_t *crc)
+{
+	static uint8_t buf[1 << 20];
+	ssize_t n;
+
+	*len = 0;
+	*crc = 0;
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		*crc = kvc_crc32c(*crc, buf, (size_t)n);
+		*len += (uint64_t)n;
+	}
+	return lseek(fd, 0, SEEK_SET) < 0 ? -1 : 0;
+}
+
+static int range_u(const char *what, gint64 v, gint64 max)
+{
+	if (v < 0 || v > max) {
+		fprintf(stderr, "kvc build: --%s must be 0..%lld\n", what, (long long)max);
+		return -1;
+	}
+	return 0;
+}
+
+static void set_blob(struct kvc_blob *b, char *s)
+{
+	if (s == NULL)
+		return;
+	b->present = true;
+	b->data = s;
+	b->len = (uint32_t)strlen(s);
+}
+
+static int fill_meta(struct build_options *bo, struct kvc_meta *m)
+{
+	int sr = kvc_save_reason_from_name(bo->save_reason ? bo->save_reason : "cold");
+	int fm = kvc_fingerprint_mode_from_name(bo->fingerprint_mode ? bo->fingerprint_mode : "safe");
+	gint64 now = (gint64)time(NULL);
+
+	if (sr < 0 || fm < 0) {
+		fprintf(stderr, "kvc build: unknown %s\n", sr < 0 ? "--save-reason" : "--fingerprint-mode");
+		return -1;
+	}
+	if (range_u("quant-bits", bo->quant_bits, 255) < 0 ||
+	    range_u("context-size", bo->context_size, UINT32_MAX) < 0 ||
+	    range_u("hits", bo->hits, UINT32_MAX) < 0 ||
+	    (bo->created != -1 && range_u("created", bo->created, G_MAXINT64)) ||
+	    (bo->last_used != -1 && range_u("last-used", bo->last_used, G_MAXINT64)))
+		return -1;
+	m->save_reason = (uint8_t)sr;
+	m->fingerprint_mode = (uint8_t)fm;
+	m->quant_bits = (uint8_t)bo->quant_bits;
+	m->context_size = (uint32_t)bo->context_size;
+	m->hit_count = (uint32_t)bo->hits;
+	m->creation_time = (uint64_t)(bo->created == -1 ? now : bo->created);
+	m->last_used_time = bo->last_used == -1 ? m->creation_time : (uint64_t)bo->last_used;
+	set_blob(&m->prompt, bo->prompt);
+	set_blob(&m->save_reason_detail, bo->detail);
+	set_blob(&m->writer_version, bo->writer_version);
+	return 0;
+}
+
+/* A non-key output name: the same temp + verify + fdatasync, then an
+ * atomic rename into place and a directory fsync. */
+static int place_at_path(struct kvc_store *store, struct kvc_tmp *tmp,
+			 const char *path, struct kvc_err *err)
+{
+	g_autofree char *base = g_path_get_basename(path);
+
+	if (renameat(kvc_store_dirfd(store), tmp->name, kvc_store_dirfd(store), base) < 0)
+		return kvc_err_sys(err, errno, "rename into %s", path);
+	tmp->name[0] = '\0';
+	if (fsync(kvc_store_dirfd(store)) < 0)
+		return kvc_err_sys(err, errno, "fsync directory of %s", path);
+	return 0;
+}
+
+static int build(struct build_options *bo, struct key_options *ko)
+{
+	g_autofree uint32_t *tokens = NULL;
+	g_autofree uint8_t *prefix = NULL;
+	g_autofree char *dir = NULL;
+	struct kvc_store_config cfg = { 0 };
+	struct kvc_store *store = NULL;
+	struct kvc_tmp tmp = KVC_TMP_INIT;
+	struct kvc_meta m = { 0 };
+	struct kvc_key_input in;
+	struct kvc_key key;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome;
+	char hostname[256] = "";
+	char name[KVC_SLAB_NAME_LEN + 1];
+	const char *out = bo->output ? bo->output : ".";
+	size_t prefix_len;
+	uint64_t payload_len = 0;
+	uint32_t crc = 0;
+	bool to_dir = g_file_test(out, G_FILE_TEST_IS_DIR);
+	int payload_fd = -1, rc = CLI_USAGE;
+
+	if (key_options_resolve(ko, &in, &tokens) < 0 || fill_meta(bo, &m) < 0)
+		return CLI_USAGE;
+	memcpy(m.fingerprint, in.fingerprint, 32);
+	memcpy(m.ctx_params_hash, in.ctx_params_hash, 32);
+	m.quant_byte = in.quant_byte;
+	m.tokens = tokens;
+	m.n_tokens = (uint32_t)in.n_tokens;
+	if (bo->hostname == NULL && gethostname(hostname, sizeof(hostname) - 1) == 0)
+		set_blob(&m.hostname, hostname);
+	else
+		set_blob(&m.hostname, bo->hostname);
+	if (!m.writer_version.present)
+		set_blob(&m.writer_version, (char *)"kvcfs " KVC_VERSION_STRING);
+
+	if (bo->payload != NULL) {
+		payload_fd = open(bo->payload, O_RDONLY | O_CLOEXEC);
+		if (payload_fd < 0 || crc_of_file(payload_fd, &payload_len, &crc) < 0) {
+			fprintf(stderr, "kvc build: %s: %s\n", bo->payload, strerror(errno));
+			goto out;
+		}
+	}
+	if (kvc_build_prefix(&m, payload_len, crc, &prefix, &prefix_len, &err) < 0) {
+		fprintf(stderr, "kvc build: %s\n", err.detail);
+		goto out;
+	}
+	kvc_meta_key(&m, &key);
+	dir = to_dir ? g_strdup(out) : g_path_get_dirname(out);
+	cfg.root = dir;
+	if (kvc_store_open(&cfg, &store, &err) < 0 ||
+	    kvc_store_write_tmp_fd(store, &key, prefix, prefix_len, payload_fd, &tmp, &err) < 0 ||
+	    (to_dir ? kvc_store_publish(store, &tmp, &key, NULL, &outcome, &err)
+		    : place_at_path(store, &tmp, out, &err)) < 0) {
+		fprintf(stderr, "kvc build: %s: %s\n", kvc_tag_name(err.tag), err.detail);
+		rc = CLI_NO;
+		goto out;
+	}
+	kvc_key_slab_name(&key, name);
+	if (to_dir)
+		printf("%s/%s%s\n", out, name, outcome == KVC_PUBLISH_ADOPTED ? " (already present)" : "");
+	else
+		printf("%s\n", out);
+	rc = CLI_OK;
+out:
+	if (store != NULL)
+		kvc_store_abort_tmp(store, &tmp);
+	kvc_store_close(store);
+	if (payload_fd >= 0)
+		close(payload_fd);
+	return rc;
+}
+
+int cmd_build(int argc, char **argv)
+{
+	struct key_options ko = { 0 };
+	struct build_options bo = { .quant_bits = 16, .created = -1, .last_used = -1 };
+	GOptionEntry entries[] = {
+		{ "payload", 0, 0, G_OPTION_ARG_FILENAME, &bo.payload, "payload bytes (default: empty)", "FILE" },
+		{ "save-reason", 0, 0, G_OPTION_ARG_STRING, &bo.save_reason, "unknown|cold|continued|evict|shutdown|finish (cold)", "NAME" },
+		{ "quant-bits", 0, 0, G_OPTION_ARG_INT64, &bo.quant_bits, "header quant_bits (16)", "N" },
+		{ "context-size", 0, 0, G_OPTION_ARG_INT64, &bo.context_size, "context size in tokens (0)", "N" },
+		{ "prompt", 0, 0, G_OPTION_ARG_STRING, &bo.prompt, "prompt text (informational)", "TEXT" },
+		{ "hostname", 0, 0, G_OPTION_ARG_STRING, &bo.hostname, "hostname TLV (default: this host; '' omits it)", "NAME" },
+		{ "writer-version", 0, 0, G_OPTION_ARG_STRING, &bo.writer_version, "writer version TLV", "TEXT" },
+		{ "fingerprint-mode", 0, 0, G_OPTION_ARG_STRING, &bo.fingerprint_mode, "safe|gguf_chunked|fast_unsafe (safe)", "NAME" },
+		{ "created", 0, 0, G_OPTION_ARG_INT64, &bo.created, "creation_time, unix seconds (now)", "SECS" },
+		{ "last-used", 0, 0, G_OPTION_ARG_INT64, &bo.last_used, "last_used_time (= created)", "SECS" },
+		{ "hits", 0, 0, G_OPTION_ARG_INT64, &bo.hits, "hit_count (0)", "N" },
+		{ "detail", 0, 0, G_OPTION_ARG_STRING, &bo.detail, "save_reason_detail TLV", "TEXT" },
+		{ "output", 'o', 0, G_OPTION_ARG_FILENAME, &bo.output, "directory (→ DIR/<key>.kvc) or file path (default: .)", "PATH" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+	g_autoptr(GOptionContext) ctx = g_option_context_new("- write a KVC v1 slab");
+	int rc = CLI_USAGE;
+
+	g_option_context_add_main_entries(ctx, entries, NULL);
+	g_option_context_add_group(ctx, key_options_group(&ko));
+	if (cli_parse(ctx, &argc, &argv) == 0) {
+		if (argc > 1)
+			fprintf(stderr, "kvc build: unexpected argument '%s'\n", argv[1]);
+		else
+			rc = build(&bo, &ko);
+	}
+	key_options_free(&ko);
+	g_free(bo.payload);
+	g_free(bo.save_reason);
+	g_free(bo.fingerprint_mode);
+	g_free(bo.prompt);
+	g_free(bo.hostname);
+	g_free(bo.writer_version);
+	g_free(bo.detail);
+	g_free(bo.output);
+	return rc;
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* kvc stats: a kvcfs mount's counters, for humans. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_stats(int argc, char **argv)
+{
+	g_autoptr(GOptionContext) ctx = g_option_context_new("MOUNT - print a mount's counters");
+	g_autoptr(GError) gerr = NULL;
+	g_autofree char *path = NULL, *text = NULL;
+	g_auto(GStrv) lines = NULL;
+
+	if (cli_parse(ctx, &argc, &argv) < 0)
+		return CLI_USAGE;
+	if (argc != 2) {
+		fprintf(stderr, "kvc stats: give exactly one MOUNT\n");
+		return CLI_USAGE;
+	}
+	path = g_build_filename(argv[1], ".kvcfs", "metrics", NULL);
+	if (!g_file_get_contents(path, &text, NULL, &gerr)) {
+		fprintf(stderr, "kvc stats: %s (is %s a kvcfs mount?)\n", gerr->message, argv[1]);
+		return CLI_USAGE;
+	}
+	lines = g_strsplit(text, "\n", -1);
+	for (char **l = lines; *l != NULL; l++) {
+		char *space;
+		if ((*l)[0] == '#' || (*l)[0] == '\0')
+			continue;
+		space = strrchr(*l, ' ');
+		if (space == NULL)
+			continue;
+		*space = '\0';
+		/* kvcfs_publishes_total 3 → "publishes_total   3" */
+		printf("%-34s %s\n", g_str_has_prefix(*l, "kvcfs_") ? *l + 6 : *l, space + 1);
+	}
+	return CLI_OK;
+}

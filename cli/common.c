@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: MIT */
+/* What several subcommands share: key options, tokens, option parsing. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+GOptionGroup *key_options_group(struct key_options *ko)
+{
+	GOptionEntry entries[] = {
+		{ "fingerprint", 0, 0, G_OPTION_ARG_STRING, &ko->fingerprint_hex,
+		  "model fingerprint, 64 hex digits", "HEX" },
+		{ "quant", 0, 0, G_OPTION_ARG_STRING, &ko->quant,
+		  "quant type name (f16, q4_k_m, …)", "NAME" },
+		{ "ctx", 0, 0, G_OPTION_ARG_STRING, &ko->ctx_hex,
+		  "ctx_params_hash, 64 hex digits", "HEX" },
+		{ "tokens", 0, 0, G_OPTION_ARG_STRING, &ko->tokens,
+		  "token ids, comma-separated", "1,2,3" },
+		{ "tokens-file", 0, 0, G_OPTION_ARG_FILENAME, &ko->tokens_file,
+		  "file of token ids as u32 little-endian", "FILE" },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
+	GOptionGroup *group = g_option_group_new("key", "Key options:",
+						 "Show key options", NULL, NULL);
+
+	g_option_group_add_entries(group, entries);
+	return group;
+}
+
+static int parse_token_list(const char *text, uint32_t **out, size_t *n_out)
+{
+	g_auto(GStrv) parts = NULL;
+	size_t n;
+	uint32_t *tokens;
+
+	if (text[0] == '\0') {
+		*out = g_new(uint32_t, 1);
+		*n_out = 0;
+		return 0;
+	}
+	parts = g_strsplit(text, ",", -1);
+	n = g_strv_length(parts);
+	tokens = g_new(uint32_t, n);
+	for (size_t i = 0; i < n; i++) {
+		char *end;
+		const char *s = g_strstrip(parts[i]);
+		guint64 v;
+		errno = 0;
+		v = g_ascii_strtoull(s, &end, 10);
+		if (s[0] == '\0' || s[0] == '-' || *end != '\0' || errno != 0 ||
+		    v > UINT32_MAX) {
+			fprintf(stderr, "kvc: token '%s' is not an integer 0..4294967295\n", s);
+			g_free(tokens);
+			return -1;
+		}
+		tokens[i] = (uint32_t)v;
+	}
+	*out = tokens;
+	*n_out = n;
+	return 0;
+}
+
+static int read_tokens_file(const char *path, uint32_t **out, size_t *n_out)
+{
+	g_autofree char *data = NULL;
+	g_autoptr(GError) gerr = NULL;
+	gsize len;
+	uint32_t *tokens;
+
+	if (!g_file_get_contents(path, &data, &len, &gerr)) {
+		fprintf(stderr, "kvc: %s\n", gerr->message);
+		return -1;
+	}
+	if (len % 4 != 0) {
+		fprintf(stderr, "kvc: %s: %zu bytes is not a whole number of u32 token ids\n",
+			path, (size_t)len);
+		return -1;
+	}
+	tokens = g_new(uint32_t, len / 4 + 1);
+	for (gsize i = 0; i < len / 4; i++) {
+		const uint8_t *p = (const uint8_t *)data + 4 * i;
+		tokens[i] = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+			    (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	}
+	*out = tokens;
+	*n_out = len / 4;
+	return 0;
+}
+
+static int parse_hash(const char *what, const char *hex, uint8_t out[32])
+{
+	if (hex == NULL) {
+		fprintf(stderr, "kvc: --%s is required\n", what);
+		return -1;
+	}
+	if (!kvc_hex_decode(hex, strlen(hex), out, 32)) {
+		fprintf(stderr, "kvc: --%s must be 64 hex digits\n", what);
+		return -1;
+	}
+	return 0;
+}
+
+int key_options_resolve(const struct key_options *ko, struct kvc_key_input *in,
+			uint32_t **tokens_out)
+{
+	int quant;
+
+	memset(in, 0, sizeof(*in));
+	if (parse_hash("fingerprint", ko->fingerprint_hex, in->fingerprint) < 0 ||
+	    parse_hash("ctx", ko->ctx_hex, in->ctx_params_hash) < 0)
+		return -1;
+	if (ko->quant == NULL) {
+		fprintf(stderr, "kvc: --quant is required\n");
+		return -1;
+	}
+	quant = kvc_quant_byte(ko->quant);
+	if (quant < 0) {
+		fprintf(stderr, "kvc: unknown quant type '%s'\n", ko->quant);
+		return -1;
+	}
+	in->quant_byte = (uint8_t)quant;
+	if ((ko->tokens == NULL) == (ko->tokens_file == NULL)) {
+		fprintf(stderr, "kvc: give exactly one of --tokens and --tokens-file\n");
+		return -1;
+	}
+	if (ko->tokens != NULL ? parse_token_list(ko->tokens, tokens_out, &in->n_tokens)
+			       : read_tokens_file(ko->tokens_file, tokens_out, &in->n_tokens))
+		return -1;
+	in->tokens = *tokens_out;
+	return 0;
+}
+
+void key_options_free(struct key_options *ko)
+{
+	g_free(ko->fingerprint_hex);
+	g_free(ko->quant);
+	g_free(ko->ctx_hex);
+	g_free(ko->tokens);
+	g_free(ko->tokens_file);
+}
+
+int cli_parse(GOptionContext *ctx, int *argc, char ***argv)
+{
+	g_autoptr(GError) gerr = NULL;
+
+	if (!g_option_context_parse(ctx, argc, argv, &gerr)) {
+		fprintf(stderr, "kvc: %s\n", gerr->message);
+		return -1;
+	}
+	return 0;
+}
+
+void json_append_string(GString *out, const char *s, size_t len)
+{
+	const char *p = s, *end = s + len;
+
+	g_string_append_c(out, '"');
+	while (p < end) {
+		gunichar c = g_utf8_get_char_validated(p, end - p);
+		if (c == (gunichar)-1 || c == (gunichar)-2) {
+			/* Untrusted text that is not UTF-8: say so, do not
+			 * emit invalid JSON. The hex form keeps the bytes. */
+			g_string_append(out, "\\ufffd");
+			p++;
+			continue;
+		}
+		if (c == '"' || c == '\\')
+			g_string_append_printf(out, "\\%c", (char)c);
+		else if (c == '\n')
+			g_string_append(out, "\\n");
+		else if (c == '\t')
+			g_string_append(out, "\\t");
+		else if (c == '\r')
+			g_string_append(out, "\\r");
+		else if (c < 0x20 || c == 0x7f)
+			g_string_append_printf(out, "\\u%04x", c);
+		else
+			g_string_append_len(out, p, g_utf8_next_char(p) - p);
+		p = g_utf8_next_char(p);
+	}
+	g_string_append_c(out, '"');
+}

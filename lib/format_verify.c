@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/* Full verification: metadata, then the payload through CRC-32C, then the key. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <kvc/crc32c.h>
+#include <kvc/format.h>
+
+/* Large enough for the CRC to run at full speed and for few syscalls,
+ * small enough that verifying a 4 GiB slab costs 1 MiB of memory. */
+#define VERIFY_CHUNK (1u << 20)
+
+static int check_payload_crc(const struct kvc_source *src, const struct kvc_meta *meta,
+			     kvc_payload_observer observer, void *observer_ctx,
+			     struct kvc_err *err)
+{
+	uint64_t off = meta->payload_offset, left = meta->payload_length;
+	uint32_t crc = 0;
+	uint8_t *buf;
+
+	buf = malloc(left < VERIFY_CHUNK ? (left ? left : 1) : VERIFY_CHUNK);
+	if (buf == NULL)
+		return kvc_err_set(err, KVC_E_NO_MEMORY, "verify buffer");
+	while (left > 0) {
+		size_t n = left < VERIFY_CHUNK ? (size_t)left : VERIFY_CHUNK;
+		if (src->read_at(src->ctx, buf, n, off, err) < 0) {
+			free(buf);
+			return -1;
+		}
+		crc = kvc_crc32c(crc, buf, n);
+		if (observer != NULL)
+			observer(observer_ctx, buf, n);
+		off += n;
+		left -= n;
+	}
+	free(buf);
+	if (crc != meta->payload_crc32c) {
+		kvc_err_set(err, KVC_E_CRC_MISMATCH, "crc mismatch: stored 0x%08x, computed 0x%08x",
+			    meta->payload_crc32c, crc);
+		if (err != NULL) {
+			err->stored = meta->payload_crc32c;
+			err->actual = crc;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+int kvc_verify(const struct kvc_source *src, unsigned flags,
+	       const struct kvc_key *expected_key, struct kvc_meta *meta,
+	       kvc_payload_observer observer, void *observer_ctx,
+	       struct kvc_err *err)
+{
+	struct kvc_key actual;
+
+	if (kvc_parse_meta(src, flags, meta, err) < 0)
+		return -1;
+	if (check_payload_crc(src, meta, observer, observer_ctx, err) < 0)
+		goto fail;
+	if (expected_key != NULL) {
+		kvc_meta_key(meta, &actual);
+		if (!kvc_key_equal(&actual, expected_key)) {
+			char want[KVC_KEY_HEX_LEN + 1], got[KVC_KEY_HEX_LEN + 1];
+			kvc_key_to_hex(expected_key, want);
+			kvc_key_to_hex(&actual, got);
+			kvc_err_set(err, KVC_E_KEY_MISMATCH,
+				    "key mismatch: expected %s, content is %s", want, got);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	kvc_meta_clear(meta);
+	return -1;
+}
+
+int kvc_verify_fd(int fd, unsigned flags, const struct kvc_key *expected_key,
+		  struct kvc_meta *meta, struct kvc_err *err)
+{
+	struct kvc_source src;
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return kvc_err_sys(err, errno, "fstat");
+	kvc_source_from_fd(&src, &fd, (uint64_t)st.st_size);
+	return kvc_verify(&src, flags, expected_key, meta, NULL, NULL, err);
+}

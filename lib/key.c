@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+/* Cache keys: SHA-256 over what identifies a KV state, and prefix keys. */
+#include <string.h>
+
+#include <glib.h>
+
+#include <kvc/key.h>
+
+static void feed_header(GChecksum *sum, const struct kvc_key_input *in)
+{
+	g_checksum_update(sum, in->fingerprint, 32);
+	g_checksum_update(sum, &in->quant_byte, 1);
+	g_checksum_update(sum, in->ctx_params_hash, 32);
+}
+
+/* Tokens are hashed as u32 LE; encode in chunks so no copy of the whole
+ * token list is made. */
+static void feed_tokens(GChecksum *sum, const uint32_t *tokens, size_t n)
+{
+	uint8_t buf[4 * 256];
+
+	while (n > 0) {
+		size_t chunk = n < 256 ? n : 256;
+		for (size_t i = 0; i < chunk; i++) {
+			uint32_t t = tokens[i];
+			buf[4 * i] = (uint8_t)t;
+			buf[4 * i + 1] = (uint8_t)(t >> 8);
+			buf[4 * i + 2] = (uint8_t)(t >> 16);
+			buf[4 * i + 3] = (uint8_t)(t >> 24);
+		}
+		g_checksum_update(sum, buf, (gssize)(4 * chunk));
+		tokens += chunk;
+		n -= chunk;
+	}
+}
+
+static void finish(GChecksum *sum, struct kvc_key *out)
+{
+	gsize len = KVC_KEY_BYTES;
+
+	g_checksum_get_digest(sum, out->bytes, &len);
+}
+
+void kvc_key_compute(const struct kvc_key_input *in, struct kvc_key *out)
+{
+	GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+
+	feed_header(sum, in);
+	feed_tokens(sum, in->tokens, in->n_tokens);
+	finish(sum, out);
+	g_checksum_free(sum);
+}
+
+size_t kvc_prefix_key_count(size_t n_tokens, size_t stride, size_t min_len)
+{
+	size_t count = 0;
+
+	if (stride == 0)
+		stride = 1;
+	for (size_t len = stride; len <= n_tokens; len += stride)
+		if (len >= min_len)
+			count++;
+	if (n_tokens >= min_len && (n_tokens % stride != 0 || n_tokens == 0))
+		count++;
+	return count;
+}
+
+size_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
+		       size_t min_len, size_t *lens, struct kvc_key *keys)
+{
+	GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+	size_t done = 0, filled = 0;
+
+	if (stride == 0)
+		stride = 1;
+	feed_header(sum, in);
+	for (;;) {
+		size_t next = done + stride;
+		if (next > in->n_tokens)
+			next = in->n_tokens;
+		feed_tokens(sum, in->tokens + done, next - done);
+		done = next;
+		if (done >= min_len && (done % stride == 0 || done == in->n_tokens)) {
+			/* Finishing a GChecksum freezes it, so finish a copy and
+			 * keep hashing the original. */
+			GChecksum *copy = g_checksum_copy(sum);
+			finish(copy, &keys[filled]);
+			g_checksum_free(copy);
+			lens[filled++] = done;
+		}
+		if (done == in->n_tokens)
+			break;
+	}
+	g_checksum_free(sum);
+	return filled;
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool kvc_hex_decode(const char *hex, size_t hex_len, uint8_t *out, size_t out_len)
+{
+	if (hex_len != 2 * out_len)
+		return false;
+	for (size_t i = 0; i < out_len; i++) {
+		int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+void kvc_hex_encode(const uint8_t *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+}
+
+void kvc_key_to_hex(const struct kvc_key *key, char out[KVC_KEY_HEX_LEN + 1])
+{
+	kvc_hex_encode(key->bytes, KVC_KEY_BYTES, out);
+}
+
+bool kvc_key_from_hex(const char *hex, size_t len, struct kvc_key *out)
+{
+	/* Published names are lowercase only: "ABC…" and "abc…" must not
+	 * name two different files for one key. */
+	if (len != KVC_KEY_HEX_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (hex[i] >= 'A' && hex[i] <= 'F')
+			return false;
+	return kvc_hex_decode(hex, len, out->bytes, KVC_KEY_BYTES);
+}
+
+bool kvc_key_from_slab_name(const char *name, struct kvc_key *key)
+{
+	struct kvc_key scratch;
+
+	if (strlen(name) != KVC_SLAB_NAME_LEN ||
+	    strcmp(name + KVC_KEY_HEX_LEN, ".kvc") != 0)
+		return false;
+	return kvc_key_from_hex(name, KVC_KEY_HEX_LEN, key ? key : &scratch);
+}
+
+void kvc_key_slab_name(const struct kvc_key *key, char out[KVC_SLAB_NAME_LEN + 1])
+{
+	kvc_key_to_hex(key, out);
+	memcpy(out + KVC_KEY_HEX_LEN, ".kvc", 5);
+}
+
+bool kvc_key_equal(const struct kvc_key *a, const struct kvc_key *b)
+{
+	return memcmp(a->bytes, b->bytes, KVC_KEY_BYTES) == 0;
+}
+
+static const char *const quant_names[] = {
+	"f32",     "f16",     "q4_0",   "q4_1",    "q5_0",    "q5_1",
+	"q8_0",    "q4_k_m",  "q4_k_s", "q5_k_m",  "q5_k_s",  "q6_k",
+	"q8_k",    "q2_k",    "q3_k_s", "q3_k_m",  "q3_k_l",  "iq2_xxs",
+	"iq2_xs",  "iq2_s",   "iq2_m",  "iq3_xxs", "iq3_xs",  "iq3_s",
+	"iq3_m",   "iq1_s",   "iq1_m",  "iq4_nl",  "iq4_xs",  "bf16",
+};
+
+int kvc_quant_byte(const char *name)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(quant_names); i++)
+		if (strcmp(quant_names[i], name) == 0)
+			return (int)i;
+	return -1;
+}
+
+const char *kvc_quant_name(uint8_t byte)
+{
+	return byte < G_N_ELEMENTS(quant_names) ? quant_names[byte] : NULL;
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KVC_CRC32C_H
+#define KVC_CRC32C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * CRC-32C (Castagnoli). kvc_crc32c(0, "123456789", 9) == 0xE3069283.
+ * Incremental: pass the previous result as crc to continue a stream.
+ * The implementation (SSE4.2 three-lane or portable slicing-by-8) is
+ * chosen once, at first use, from what the CPU supports.
+ */
+uint32_t kvc_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* The portable path, always available; for tests and benchmarks. */
+uint32_t kvc_crc32c_portable(uint32_t crc, const void *data, size_t len);
+
+/* The hardware path, or NULL when this CPU/build has none. */
+typedef uint32_t (*kvc_crc32c_fn)(uint32_t crc, const void *data, size_t len);
+kvc_crc32c_fn kvc_crc32c_hw(void);
+
+/* "sse4.2" or "portable": what kvc_crc32c() uses. */
+const char *kvc_crc32c_impl_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KVC_STORE_H
+#define KVC_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <kvc/error.h>
+#include <kvc/format.h>
+#include <kvc/key.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * The durable store: a directory of "<key>.kvc" files, the publish
+ * pipeline that puts slabs there, and the maintenance that keeps it clean.
+ * The directory is the source of truth: nothing here assumes a single
+ * writer, and link(2) arbitrates between writers of the same key.
+ */
+struct kvc_store;
+
+struct kvc_store_config {
+	const char *root;     /* backing directory; must exist */
+	const char *host_id;  /* NULL: gethostname(); sanitised for temp names */
+	bool read_only;
+};
+
+int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
+		   struct kvc_err *err);
+void kvc_store_close(struct kvc_store *store);
+int kvc_store_dirfd(const struct kvc_store *store);
+const char *kvc_store_host_id(const struct kvc_store *store);
+const char *kvc_store_root(const struct kvc_store *store);
+
+/*
+ * A writer-unique temp file in the backing root:
+ * "<label>.<host>.<pid>.<n>.tmp", created with O_EXCL.
+ */
+struct kvc_tmp {
+	int fd;
+	char name[256];
+	bool synced;           /* fdatasync done since the last write */
+	bool verified;         /* content checked against verified_key */
+	struct kvc_key verified_key;
+};
+
+#define KVC_TMP_INIT { .fd = -1 }
+
+/* Create an empty temp; label is a short tag such as "stage". */
+int kvc_tmp_create(struct kvc_store *store, const char *label,
+		   struct kvc_tmp *tmp, struct kvc_err *err);
+
+/* Phase 1 of save: bytes of a whole slab file into a new temp, fdatasync'd.
+ * The bytes are checked on the way (prefix parse, CRC, key) so publish
+ * need not read them back. */
+int kvc_store_write_tmp_bufs(struct kvc_store *store, const struct kvc_key *key,
+			     const struct iovec *iov, int iovcnt,
+			     struct kvc_tmp *tmp, struct kvc_err *err);
+/* Same from prefix bytes (may be empty) followed by src_fd to its end. */
+int kvc_store_write_tmp_fd(struct kvc_store *store, const struct kvc_key *key,
+			   const void *prefix, size_t prefix_len, int src_fd,
+			   struct kvc_tmp *tmp, struct kvc_err *err);
+
+/* Close and remove a temp (idempotent). */
+void kvc_store_abort_tmp(struct kvc_store *store, struct kvc_tmp *tmp);
+
+enum kvc_publish_outcome {
+	KVC_PUBLISH_NEW,       /* our bytes are now <key>.kvc */
+	KVC_PUBLISH_ADOPTED,   /* a valid slab of the key was there; ours dropped */
+	KVC_PUBLISH_REPLACED,  /* an invalid file was there; ours replaced it */
+};
+
+/*
+ * Phase 2 of save: fdatasync, validate (unless already verified for this
+ * key), link to <key>.kvc (EEXIST: adopt a valid one, atomically replace an
+ * invalid one), unlink the temp, fsync the directory, re-check the header.
+ * On success the temp is consumed. On failure it is left as it was (the
+ * caller decides between retrying and kvc_store_abort_tmp) and no file is
+ * published. meta, if non-NULL, receives the published slab's metadata.
+ */
+int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
+		      const struct kvc_key *key, struct kvc_meta *meta,
+		      enum kvc_publish_outcome *outcome, struct kvc_err *err);
+
+/*
+ * Open <key>.kvc and verify it fully. On success *fd_out is an O_RDONLY fd
+ * of the verified file. A file that fails verification is removed (only if
+ * the name still refers to the file that failed) and the format error is
+ * returned; a file of a newer format version is left alone.
+ */
+int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,
+		   int *fd_out, struct kvc_meta *meta, struct kvc_err *err);
+
+/* Remove <key>.kvc. A missing file is success (idempotent). */
+int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,
+		     struct kvc_err *err);
+
+/* Persist hit_count (offset 12) and last_used_time (offset 32) in place.
+ * Best effort: the payload and its CRC are untouched. */
+int kvc_store_touch(struct kvc_store *store, const struct kvc_key *key,
+		    uint32_t hit_count, uint64_t last_used, struct kvc_err *err);
+
+struct kvc_scan_stats {
+	uint64_t slabs;
+	uint64_t bytes;
+	uint64_t removed_corrupt;
+	uint64_t skipped_newer;
+	uint64_t republished;
+};
+
+/* Called once per valid slab found by scan (metadata from the prefix). */
+typedef void (*kvc_scan_fn)(void *ctx, const struct kvc_key *key,
+			    const struct kvc_meta *meta);
+
+/*
+ * Index every "*.kvc" from its prefix only. Files that fail the prefix
+ * parse are removed, except newer-version files (left alone, not
+ * reported). A valid slab under a name that is not its key is fully
+ * verified and re-published under its content key.
+ */
+int kvc_store_scan(struct kvc_store *store, kvc_scan_fn fn, void *ctx,
+		   struct kvc_scan_stats *stats, struct kvc_err *err);
+
+struct kvc_sweep_stats {
+	uint64_t removed;
+	uint64_t kept;
+};
+
+/*
+ * Remove temps of this host whose writer process is gone (or that an
+ * earlier process of the same pid left), and temps of any host whose
+ * mtime is older than grace_seconds.
+ */
+int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
+		    struct kvc_sweep_stats *stats, struct kvc_err *err);
+
+/* Parse a temp name; false if name is not one. host is copied (<= 64). */
+bool kvc_tmp_name_parse(const char *name, char host[65], long *pid);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

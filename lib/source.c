@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* Byte sources for the parsers: a file descriptor or a buffer in memory. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <kvc/format.h>
+
+static int fd_read_at(void *ctx, void *buf, size_t len, uint64_t off,
+		      struct kvc_err *err)
+{
+	int fd = *(int *)ctx;
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return kvc_err_sys(err, errno, "read at offset %llu",
+					   (unsigned long long)off);
+		}
+		if (n == 0)
+			/* The file shrank after its size was taken. */
+			return kvc_err_set(err, KVC_E_TRUNCATED,
+					   "file ended at offset %llu while reading",
+					   (unsigned long long)off);
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+void kvc_source_from_fd(struct kvc_source *src, int *fd_ctx, uint64_t size)
+{
+	src->read_at = fd_read_at;
+	src->ctx = fd_ctx;
+	src->size = size;
+}
+
+
+static int buf_read_at(void *ctx, void *buf, size_t len, uint64_t off,
+		       struct kvc_err *err)
+{
+	const uint8_t *base = *(const void **)ctx;
+
+	(void)err;
+	if (len > 0)
+		memcpy(buf, base + off, len);
+	return 0;
+}
+
+void kvc_source_from_buf(struct kvc_source *src, const void **buf_ctx, size_t size)
+{
+	src->read_at = buf_read_at;
+	src->ctx = (void *)buf_ctx;
+	src->size = size;
+}

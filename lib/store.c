@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/* Opening a store and the small helpers its operations share. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+
+/* Temp names embed the host id between dots, so it may hold no dot and
+ * nothing a shell or another filesystem would trip on. */
+static void sanitise_host_id(const char *in, char out[65])
+{
+	size_t n = 0;
+
+	for (; in[n] != '\0' && n < 64; n++) {
+		char c = in[n];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-';
+		out[n] = ok ? c : '-';
+	}
+	out[n] = '\0';
+	if (n == 0)
+		strcpy(out, "unknown");
+}
+
+int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
+		   struct kvc_err *err)
+{
+	struct kvc_store *store;
+	char hostname[256];
+	const char *host = cfg->host_id;
+	struct stat st;
+	int fd;
+
+	if (cfg->root == NULL || cfg->root[0] == '\0')
+		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT, "no backing root given");
+	fd = open(cfg->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return kvc_err_sys(err, errno, "backing root %s", cfg->root);
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return kvc_err_sys(err, e, "backing root %s", cfg->root);
+	}
+	if (!cfg->read_only && faccessat(fd, ".", W_OK, AT_EACCESS) < 0) {
+		int e = errno;
+		close(fd);
+		return kvc_err_sys(err, e, "backing root %s is not writable", cfg->root);
+	}
+	store = calloc(1, sizeof(*store));
+	if (store == NULL) {
+		close(fd);
+		return kvc_err_set(err, KVC_E_NO_MEMORY, "store");
+	}
+	store->root = strdup(cfg->root);
+	if (store->root == NULL) {
+		close(fd);
+		free(store);
+		return kvc_err_set(err, KVC_E_NO_MEMORY, "store");
+	}
+	if (host == NULL) {
+		if (gethostname(hostname, sizeof(hostname)) < 0)
+			strcpy(hostname, "unknown");
+		hostname[sizeof(hostname) - 1] = '\0';
+		host = hostname;
+	}
+	sanitise_host_id(host, store->host_id);
+	store->dirfd = fd;
+	store->read_only = cfg->read_only;
+	clock_gettime(CLOCK_REALTIME, &store->opened_at);
+	atomic_init(&store->tmp_counter, 0);
+	*out = store;
+	return 0;
+}
+
+void kvc_store_close(struct kvc_store *store)
+{
+	if (store == NULL)
+		return;
+	close(store->dirfd);
+	free(store->root);
+	free(store);
+}
+
+int kvc_store_dirfd(const struct kvc_store *store)
+{
+	return store->dirfd;
+}
+
+const char *kvc_store_host_id(const struct kvc_store *store)
+{
+	return store->host_id;
+}
+
+const char *kvc_store_root(const struct kvc_store *store)
+{
+	return store->root;
+}
+
+int store_fsync_dir(struct kvc_store *store, struct kvc_err *err)
+{
+	while (fsync(store->dirfd) < 0) {
+		if (errno != EINTR)
+			return kvc_err_sys(err, errno, "fsync of backing directory %s",
+					   store->root);
+	}
+	return 0;
+}
+
+int store_unlink_if_same(struct kvc_store *store, const char *name,
+			 const struct stat *st)
+{
+	struct stat now;
+
+	if (fstatat(store->dirfd, name, &now, AT_SYMLINK_NOFOLLOW) < 0)
+		return -1;
+	if (now.st_dev != st->st_dev || now.st_ino != st->st_ino)
+		return -1;
+	return unlinkat(store->dirfd, name, 0);
+}
+
+int store_open_ro(struct kvc_store *store, const char *name, int *fd,
+		  struct stat *st, struct kvc_err *err)
+{
+	*fd = openat(store->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (*fd < 0)
+		return kvc_err_sys(err, errno, "open %s", name);
+	if (fstat(*fd, st) < 0) {
+		int e = errno;
+		close(*fd);
+		*fd = -1;
+		return kvc_err_sys(err, e, "fstat %s", name);
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(*fd);
+		*fd = -1;
+		return kvc_err_sys(err, EINVAL, "%s is not a regular file", name);
+	}
+	return 0;
+}
+
+int store_refuse_read_only(struct kvc_store *store, const char *what,
+			   struct kvc_err *err)
+{
+	if (!store->read_only)
+		return 0;
+	return kvc_err_sys(err, EROFS, "%s on a read-only store", what);
+}

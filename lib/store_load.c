@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/* Reading slabs back: load (verified), delete, and hit persistence. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bytes.h"
+#include "store_internal.h"
+
+int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,
+		   int *fd_out, struct kvc_meta *meta, struct kvc_err *err)
+{
+	char slab[KVC_SLAB_NAME_LEN + 1];
+	struct stat st;
+	int fd;
+
+	kvc_key_slab_name(key, slab);
+	if (store_open_ro(store, slab, &fd, &st, err) < 0)
+		return -1;
+	if (kvc_verify_fd(fd, 0, key, meta, err) < 0) {
+		close(fd);
+		/* A corrupt slab would fail every reader forever: drop it, but
+		 * only the file we judged, and never a newer-format one. */
+		if (kvc_tag_is_format_error(err->tag) &&
+		    err->tag != KVC_E_UNSUPPORTED_VERSION && !store->read_only)
+			store_unlink_if_same(store, slab, &st);
+		return -1;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,
+		     struct kvc_err *err)
+{
+	char slab[KVC_SLAB_NAME_LEN + 1];
+
+	if (store_refuse_read_only(store, "delete", err) < 0)
+		return -1;
+	kvc_key_slab_name(key, slab);
+	if (unlinkat(store->dirfd, slab, 0) < 0 && errno != ENOENT)
+		return kvc_err_sys(err, errno, "remove %s", slab);
+	return 0;
+}
+
+int kvc_store_touch(struct kvc_store *store, const struct kvc_key *key,
+		    uint32_t hit_count, uint64_t last_used, struct kvc_err *err)
+{
+	char slab[KVC_SLAB_NAME_LEN + 1];
+	uint8_t magic[4], hits[4], used[8];
+	int fd, rc = -1;
+
+	if (store_refuse_read_only(store, "touch", err) < 0)
+		return -1;
+	kvc_key_slab_name(key, slab);
+	fd = openat(store->dirfd, slab, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return kvc_err_sys(err, errno, "open %s for touch", slab);
+	/* Only ever patch a file that still starts like a v1 slab. */
+	if (pread(fd, magic, 4, 0) != 4 || memcmp(magic, "KVC\x01", 4) != 0) {
+		kvc_err_set(err, KVC_E_BAD_HEADER, "%s is not a v1 slab", slab);
+		goto out;
+	}
+	put_le32(hits, hit_count);
+	put_le64(used, last_used);
+	if (pwrite(fd, hits, 4, KVC_OFF_HIT_COUNT) != 4 ||
+	    pwrite(fd, used, 8, KVC_OFF_LAST_USED) != 8) {
+		kvc_err_sys(err, errno ? errno : EIO, "update header of %s", slab);
+		goto out;
+	}
+	rc = 0;
+out:
+	close(fd);
+	return rc;
+}

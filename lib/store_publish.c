@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Phase 2 of a save: make a verified temp appear as <key>.kvc, atomically
+ * and durably, with link(2) as the arbiter between writers of one key.
+ *
+ * Order matters for what a crash can leave behind: the name <key>.kvc only
+ * ever points at a file that was fdatasync'd and verified before it got the
+ * name, so a crash leaves no slab or a whole one, never a partial one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+
+static int ensure_synced_and_verified(struct kvc_tmp *tmp, const struct kvc_key *key,
+				      struct kvc_err *err)
+{
+	struct kvc_meta meta;
+
+	if (!tmp->synced) {
+		while (fdatasync(tmp->fd) < 0)
+			if (errno != EINTR)
+				return kvc_err_sys(err, errno, "fdatasync of temp %s",
+						   tmp->name);
+		tmp->synced = true;
+	}
+	if (tmp->verified && kvc_key_equal(&tmp->verified_key, key))
+		return 0;
+	if (kvc_verify_fd(tmp->fd, 0, key, &meta, err) < 0)
+		return -1;
+	kvc_meta_clear(&meta);
+	tmp->verified = true;
+	tmp->verified_key = *key;
+	return 0;
+}
+
+/*
+ * <key>.kvc exists. Keep it if it is a valid slab of the key (first writer
+ * wins; equal keys mean equal KV state), or if it is of a newer format we
+ * cannot judge. Otherwise replace it atomically with ours: rename(2) never
+ * leaves the name empty, and if a valid slab slipped in meanwhile we swap one
+ * valid slab for another of the same key, which loses nothing.
+ */
+static int resolve_existing(struct kvc_store *store, struct kvc_tmp *tmp,
+			    const struct kvc_key *key, const char *slab,
+			    enum kvc_publish_outcome *outcome, struct kvc_err *err)
+{
+	struct kvc_err verr;
+	struct kvc_meta meta;
+	struct stat st;
+	int fd;
+
+	if (store_open_ro(store, slab, &fd, &st, &verr) == 0) {
+		int rc = kvc_verify_fd(fd, 0, key, &meta, &verr);
+		close(fd);
+		if (rc == 0) {
+			kvc_meta_clear(&meta);
+			*outcome = KVC_PUBLISH_ADOPTED;
+			return 0;
+		}
+		if (verr.tag == KVC_E_UNSUPPORTED_VERSION) {
+			*outcome = KVC_PUBLISH_ADOPTED;
+			return 0;
+		}
+		if (!kvc_tag_is_format_error(verr.tag)) {
+			*err = verr;
+			return -1;
+		}
+	} else if (verr.tag != KVC_E_NOT_FOUND) {
+		*err = verr;
+		return -1;
+	}
+	/* Invalid, or vanished since link said EEXIST: ours takes the name. */
+	if (renameat(store->dirfd, tmp->name, store->dirfd, slab) < 0)
+		return kvc_err_sys(err, errno, "replace %s", slab);
+	tmp->name[0] = '\0';
+	*outcome = KVC_PUBLISH_REPLACED;
+	return 0;
+}
+
+/* Guards against a filesystem that acknowledged the link but serves
+ * something else under the name. */
+static int recheck(struct kvc_store *store, const char *slab, const struct kvc_key *key,
+		   struct kvc_meta *meta_out, struct kvc_err *err)
+{
+	struct kvc_source src;
+	struct kvc_meta meta;
+	struct kvc_key actual;
+	struct stat st;
+	int fd, rc;
+
+	if (store_open_ro(store, slab, &fd, &st, err) < 0)
+		return -1;
+	kvc_source_from_fd(&src, &fd, (uint64_t)st.st_size);
+	rc = kvc_parse_meta(&src, 0, &meta, err);
+	close(fd);
+	if (rc < 0)
+		return -1;
+	kvc_meta_key(&meta, &actual);
+	if (!kvc_key_equal(&actual, key)) {
+		kvc_meta_clear(&meta);
+		return kvc_err_set(err, KVC_E_IO, "re-check of %s found another key", slab);
+	}
+	if (meta_out != NULL)
+		*meta_out = meta;
+	else
+		kvc_meta_clear(&meta);
+	return 0;
+}
+
+int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
+		      const struct kvc_key *key, struct kvc_meta *meta,
+		      enum kvc_publish_outcome *outcome, struct kvc_err *err)
+{
+	char slab[KVC_SLAB_NAME_LEN + 1];
+	enum kvc_publish_outcome result = KVC_PUBLISH_NEW;
+
+	if (store_refuse_read_only(store, "publish", err) < 0)
+		return -1;
+	if (tmp->fd < 0 || tmp->name[0] == '\0')
+		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT, "publish of a closed temp");
+	if (ensure_synced_and_verified(tmp, key, err) < 0)
+		return -1;
+
+	kvc_key_slab_name(key, slab);
+	if (linkat(store->dirfd, tmp->name, store->dirfd, slab, 0) < 0) {
+		if (errno != EEXIST)
+			return kvc_err_sys(err, errno, "link %s to %s", tmp->name, slab);
+		if (resolve_existing(store, tmp, key, slab, &result, err) < 0)
+			return -1;
+	}
+	/* Make the name durable before dropping the temp, so a failure here
+	 * can still be undone and the caller keeps its staged bytes. */
+	if (store_fsync_dir(store, err) < 0) {
+		if (result == KVC_PUBLISH_NEW)
+			unlinkat(store->dirfd, slab, 0);
+		return -1;
+	}
+	if (tmp->name[0] != '\0') {
+		/* A temp that will not go away is harmless: sweep removes it
+		 * once this process is gone. */
+		unlinkat(store->dirfd, tmp->name, 0);
+		tmp->name[0] = '\0';
+	}
+	close(tmp->fd);
+	tmp->fd = -1;
+	if (outcome != NULL)
+		*outcome = result;
+	return recheck(store, slab, key, meta, err);
+}

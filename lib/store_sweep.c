@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/* Removing temps that no writer will ever finish. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store_internal.h"
+
+static bool all_digits(const char *s, size_t n)
+{
+	if (n == 0 || n > 19)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+/* "<label>.<host>.<pid>.<n>.tmp", read from the right: the label may hold
+ * dots, the host id never does (it is sanitised). */
+bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
+{
+	size_t len = strlen(name);
+	const char *end, *dot[3];
+
+	if (len < 4 || strcmp(name + len - 4, ".tmp") != 0)
+		return false;
+	end = name + len - 4;
+	for (int i = 0; i < 3; i++) {
+		const char *p = end;
+		while (p > name && p[-1] != '.')
+			p--;
+		if (p == name)
+			return false;
+		dot[i] = p - 1;
+		end = dot[i];
+	}
+	/* dot[0] precedes n, dot[1] precedes pid, dot[2] precedes host. */
+	if (dot[2] == name)
+		return false; /* no label */
+	if (!all_digits(dot[0] + 1, (size_t)(name + len - 4 - dot[0] - 1)) ||
+	    !all_digits(dot[1] + 1, (size_t)(dot[0] - dot[1] - 1)))
+		return false;
+	size_t host_len = (size_t)(dot[1] - dot[2] - 1);
+	if (host_len == 0 || host_len > 64)
+		return false;
+	memcpy(host, dot[2] + 1, host_len);
+	host[host_len] = '\0';
+	*pid = strtol(dot[1] + 1, NULL, 10);
+	return true;
+}
+
+static bool process_gone(long pid)
+{
+	if (pid <= 0)
+		return true;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+static bool older_than(const struct timespec *t, const struct timespec *ref)
+{
+	return t->tv_sec < ref->tv_sec ||
+	       (t->tv_sec == ref->tv_sec && t->tv_nsec < ref->tv_nsec);
+}
+
+static bool is_stale(struct kvc_store *store, const char *host, long pid,
+		     const struct stat *st, uint64_t grace_seconds, time_t now)
+{
+	if (strcmp(host, store->host_id) == 0) {
+		if (pid == (long)getpid())
+			/* Same pid as ours: a previous process (pid reuse, a
+			 * container restart) left it if it predates us. */
+			return older_than(&st->st_mtim, &store->opened_at);
+		if (process_gone(pid))
+			return true;
+	}
+	/* Another host's temp, or a live writer's: only after the grace
+	 * period, since it may still be mid-write. */
+	return now > st->st_mtim.tv_sec && (uint64_t)(now - st->st_mtim.tv_sec) > grace_seconds;
+}
+
+int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
+		    struct kvc_sweep_stats *stats, struct kvc_err *err)
+{
+	struct kvc_sweep_stats local;
+	time_t now = time(NULL);
+	struct dirent *de;
+	DIR *dir;
+	int fd;
+
+	if (stats == NULL)
+		stats = &local;
+	memset(stats, 0, sizeof(*stats));
+	if (store_refuse_read_only(store, "sweep", err) < 0)
+		return -1;
+	fd = openat(store->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return kvc_err_sys(err, errno, "open backing root %s", store->root);
+	dir = fdopendir(fd);
+	if (dir == NULL) {
+		int e = errno;
+		close(fd);
+		return kvc_err_sys(err, e, "read backing root %s", store->root);
+	}
+	while ((de = readdir(dir)) != NULL) {
+		char host[65];
+		struct stat st;
+		long pid;
+
+		if (!kvc_tmp_name_parse(de->d_name, host, &pid))
+			continue;
+		if (fstatat(store->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		if (is_stale(store, host, pid, &st, grace_seconds, now) &&
+		    unlinkat(store->dirfd, de->d_name, 0) == 0)
+			stats->removed++;
+		else
+			stats->kept++;
+	}
+	closedir(dir);
+	return 0;
+}

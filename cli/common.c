@@ -158,7 +158,7 @@ void json_append_string(GString *out, const char *s, size_t len)
 
 	g_string_append_c(out, '"');
 	while (p < end) {
-		gunichar c = g_utf8_get_char_validated(p, end - p);
+		gunichar c = *p == '\0' ? 0 : g_utf8_get_char_validated(p, end - p);
 		if (c == (gunichar)-1 || c == (gunichar)-2) {
 			/* Untrusted text that is not UTF-8: say so, do not
 			 * emit invalid JSON. The hex form keeps the bytes. */

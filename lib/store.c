@@ -69,7 +69,9 @@ int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
 	sanitise_host_id(host, store->host_id);
 	store->dirfd = fd;
 	store->read_only = cfg->read_only;
-	clock_gettime(CLOCK_REALTIME, &store->opened_at);
+	/* The coarse clock is the one filesystems stamp mtimes with; a finer one
+	 * could run ahead of a temp created just after us. */
+	clock_gettime(CLOCK_REALTIME_COARSE, &store->opened_at);
 	atomic_init(&store->tmp_counter, 0);
 	*out = store;
 	return 0;

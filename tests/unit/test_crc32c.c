@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* CRC-32C: every implementation agrees with a bit-by-bit reference. */
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <kvc/crc32c.h>
+
+/* The definition, one bit at a time: slow and obviously right. */
+static uint32_t crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t len)
+{
+	crc = ~crc;
+	while (len--) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+	}
+	return ~crc;
+}
+
+static void test_check_value(void **state)
+{
+	(void)state;
+	assert_int_equal(kvc_crc32c(0, "123456789", 9), 0xE3069283u);
+	assert_int_equal(kvc_crc32c_portable(0, "123456789", 9), 0xE3069283u);
+	if (kvc_crc32c_hw() != NULL)
+		assert_int_equal(kvc_crc32c_hw()(0, "123456789", 9), 0xE3069283u);
+	assert_int_equal(kvc_crc32c(0, "", 0), 0);
+}
+
+static uint8_t *random_buf(size_t len, unsigned seed)
+{
+	uint8_t *buf = malloc(len + 64);
+
+	srand(seed);
+	for (size_t i = 0; i < len + 64; i++)
+		buf[i] = (uint8_t)rand();
+	return buf;
+}
+
+/* Lengths around every lane boundary of the hardware path (3 x 8192 and
+ * 3 x 256), random lengths, and every alignment of the start. */
+static void test_lengths_and_alignments(void **state)
+{
+	static const size_t fixed[] = { 0, 1, 7, 8, 9, 255, 256, 767, 768, 769,
+					24575, 24576, 24577, 25344, 49152 + 768 + 7,
+					1 << 20 };
+	size_t max = 1 << 20;
+	uint8_t *buf = random_buf(max, 42);
+	kvc_crc32c_fn hw = kvc_crc32c_hw();
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		for (size_t align = 0; align < 8; align++) {
+			uint32_t want = crc32c_bitwise(0, buf + align, fixed[i]);
+			assert_int_equal(kvc_crc32c_portable(0, buf + align, fixed[i]), want);
+			assert_int_equal(kvc_crc32c(0, buf + align, fixed[i]), want);
+			if (hw != NULL)
+				assert_int_equal(hw(0, buf + align, fixed[i]), want);
+		}
+	srand(7);
+	for (int round = 0; round < 300; round++) {
+		size_t len = (size_t)rand() % 70000, align = (size_t)rand() % 64;
+		uint32_t want = crc32c_bitwise(0, buf + align, len);
+		assert_int_equal(kvc_crc32c_portable(0, buf + align, len), want);
+		if (hw != NULL)
+			assert_int_equal(hw(0, buf + align, len), want);
+	}
+	free(buf);
+}
+
+/* Feeding a stream in pieces gives the CRC of the whole. */
+static void test_incremental(void **state)
+{
+	size_t len = 100000;
+	uint8_t *buf = random_buf(len, 3);
+	uint32_t whole = crc32c_bitwise(0, buf, len);
+
+	(void)state;
+	srand(11);
+	for (int round = 0; round < 50; round++) {
+		uint32_t crc = 0;
+		size_t off = 0;
+		while (off < len) {
+			size_t n = (size_t)rand() % 30000;
+			if (n > len - off)
+				n = len - off;
+			crc = kvc_crc32c(crc, buf + off, n);
+			off += n;
+		}
+		assert_int_equal(crc, whole);
+	}
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_check_value),
+		cmocka_unit_test(test_lengths_and_alignments),
+		cmocka_unit_test(test_incremental),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT */
+/* The KVC v1 format against the reference's golden vectors, and hostile
+ * variations of them. */
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#include <kvc/kvc.h>
+
+#include "test_util.h"
+#include "vector_table.h"
+
+static void hex_of(const uint8_t *b, size_t n, char *out)
+{
+	kvc_hex_encode(b, n, out);
+}
+
+static int verify_buf(const uint8_t *data, size_t len, const struct kvc_key *key,
+		      unsigned flags, struct kvc_meta *meta, struct kvc_err *err)
+{
+	const void *ctx = data;
+	struct kvc_source src;
+
+	kvc_source_from_buf(&src, &ctx, len);
+	return kvc_verify(&src, flags, key, meta, NULL, NULL, err);
+}
+
+static int parse_buf(const uint8_t *data, size_t len, struct kvc_meta *meta,
+		     struct kvc_err *err)
+{
+	const void *ctx = data;
+	struct kvc_source src;
+
+	kvc_source_from_buf(&src, &ctx, len);
+	return kvc_parse_meta(&src, KVC_PARSE_PROMPT, meta, err);
+}
+
+static void check_valid_fields(const struct vector *v, const struct kvc_meta *m)
+{
+	char hex[65];
+
+	hex_of(m->fingerprint, 32, hex);
+	assert_string_equal(hex, v->fingerprint);
+	hex_of(m->ctx_params_hash, 32, hex);
+	assert_string_equal(hex, v->ctx_params_hash);
+	assert_int_equal(m->quant_byte, v->quant_byte);
+	assert_string_equal(kvc_fingerprint_mode_name(m->fingerprint_mode), v->fingerprint_mode);
+	assert_string_equal(kvc_save_reason_name(m->save_reason), v->save_reason);
+	assert_int_equal(m->quant_bits, v->quant_bits);
+	assert_int_equal(m->context_size, v->context_size);
+	assert_true(m->creation_time == v->creation_time);
+	assert_true(m->last_used_time == v->last_used_time);
+	assert_int_equal(m->hit_count, v->hit_count);
+	assert_int_equal(m->cached_token_count, v->cached_token_count);
+	assert_int_equal(m->n_tokens, v->token_count);
+	if (v->token_count > 0) {
+		assert_true(m->tokens[0] == (uint32_t)v->first_token);
+		assert_true(m->tokens[m->n_tokens - 1] == (uint32_t)v->last_token);
+	}
+	assert_true(m->payload_length == v->payload_length);
+	assert_true(m->payload_byte_count == v->payload_length);
+	assert_true(m->payload_offset == v->payload_offset);
+	assert_int_equal(m->payload_crc32c, v->payload_crc32c);
+	assert_int_equal(m->prompt_length, v->prompt_length);
+	assert_true(m->file_size == v->file_size);
+	if (v->hostname == NULL)
+		assert_false(m->hostname.present);
+	else
+		assert_string_equal(m->hostname.data, v->hostname);
+	if (v->writer_version == NULL)
+		assert_false(m->writer_version.present);
+	else
+		assert_string_equal(m->writer_version.data, v->writer_version);
+	if (v->save_reason_detail == NULL) {
+		assert_false(m->save_reason_detail.present);
+	} else {
+		assert_int_equal(m->save_reason_detail.len, v->save_reason_detail_len);
+		assert_memory_equal(m->save_reason_detail.data, v->save_reason_detail,
+				    (size_t)v->save_reason_detail_len);
+	}
+}
+
+static void check_error_detail(const struct vector *v, const struct kvc_err *err)
+{
+	if (strcmp(v->error_tag, "crc_mismatch") == 0) {
+		assert_true(err->stored == v->detail_stored);
+		assert_true(err->actual == v->detail_actual);
+	} else if (strcmp(v->error_tag, "missing_tlv") == 0) {
+		assert_non_null(strstr(err->detail, v->detail_missing));
+	} else if (strcmp(v->error_tag, "key_mismatch") == 0) {
+		assert_non_null(strstr(err->detail, v->detail_expected_key));
+		assert_non_null(strstr(err->detail, v->detail_actual_key));
+	} else if (v->detail_stored != 0) {
+		/* unsupported_version, unknown_save_reason, unknown_*_byte */
+		assert_true(err->stored == v->detail_stored);
+	}
+}
+
+/* Every vector: the full verdict (tag and detail), the metadata-only
+ * verdict, and for valid ones every field of the manifest. */
+static void test_vectors(void **state)
+{
+	(void)state;
+	assert_int_equal(N_VECTORS, 36);
+	for (size_t i = 0; i < N_VECTORS; i++) {
+		const struct vector *v = &vectors[i];
+		char *path = vector_path(v->file);
+		size_t len;
+		uint8_t *data = read_whole(path, &len);
+		struct kvc_key key;
+		struct kvc_meta meta;
+		struct kvc_err err = { 0 };
+		int rc;
+
+		assert_true(kvc_key_from_hex(v->key, strlen(v->key), &key));
+		assert_true(len == v->file_size);
+		rc = verify_buf(data, len, &key, KVC_PARSE_PROMPT, &meta, &err);
+		if (v->valid) {
+			if (rc != 0)
+				fail_msg("%s: %s: %s", v->file, kvc_tag_name(err.tag), err.detail);
+			check_valid_fields(v, &meta);
+			kvc_meta_clear(&meta);
+		} else {
+			assert_int_equal(rc, -1);
+			if (strcmp(kvc_tag_name(err.tag), v->error_tag) != 0)
+				fail_msg("%s: got %s (%s), want %s", v->file,
+					 kvc_tag_name(err.tag), err.detail, v->error_tag);
+			check_error_detail(v, &err);
+		}
+		rc = parse_buf(data, len, &meta, &err);
+		if (strcmp(v->parse_meta_tag, "ok") == 0) {
+			assert_int_equal(rc, 0);
+			kvc_meta_clear(&meta);
+		} else {
+			assert_int_equal(rc, -1);
+			assert_string_equal(kvc_tag_name(err.tag), v->parse_meta_tag);
+		}
+		g_free(data);
+		g_free(path);
+	}
+}
+
+/* Building from the parsed metadata reproduces the reference writer's
+ * prefix byte for byte, and the key derives to the file's name. */
+static void test_build_round_trip(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < N_VECTORS; i++) {
+		const struct vector *v = &vectors[i];
+		char *path;
+		uint8_t *data, *prefix;
+		size_t len, prefix_len;
+		struct kvc_meta meta;
+		struct kvc_err err;
+		struct kvc_key key;
+		char hex[65];
+
+		if (!v->valid)
+			continue;
+		path = vector_path(v->file);
+		data = read_whole(path, &len);
+		assert_int_equal(parse_buf(data, len, &meta, &err), 0);
+		assert_int_equal(kvc_build_prefix(&meta, meta.payload_length, meta.payload_crc32c,
+						  &prefix, &prefix_len, &err), 0);
+		assert_true(prefix_len == meta.payload_offset);
+		assert_memory_equal(prefix, data, prefix_len);
+		kvc_meta_key(&meta, &key);
+		kvc_key_to_hex(&key, hex);
+		assert_string_equal(hex, v->key);
+		free(prefix);
+		kvc_meta_clear(&meta);
+		g_free(data);
+		g_free(path);
+	}
+}
+
+/* Every truncation and many single-byte corruptions of a valid file are
+ * rejected without reading out of bounds (the suite runs under ASan). */
+static void test_hostile_mutations(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < N_VECTORS; i++) {
+		const struct vector *v = &vectors[i];
+		char *path;
+		uint8_t *data;
+		size_t len;
+		struct kvc_key key;
+		struct kvc_meta meta;
+		struct kvc_err err;
+
+		if (!v->valid || v->file_size > 100000)
+			continue;
+		path = vector_path(v->file);
+		data = read_whole(path, &len);
+		kvc_key_from_hex(v->key, 64, &key);
+		for (size_t cut = 0; cut < len; cut++)
+			assert_int_equal(verify_buf(data, cut, &key, KVC_PARSE_PROMPT, &meta, &err), -1);
+		for (size_t pos = 0; pos < len; pos += 1 + pos / 64) {
+			for (int bit = 0; bit < 8; bit += 3) {
+				data[pos] ^= (uint8_t)(1u << bit);
+				if (verify_buf(data, len, &key, KVC_PARSE_PROMPT, &meta, &err) == 0) {
+					/* Only bytes outside the checked content may
+					 * change without detection: reserved fields,
+					 * hit_count, times, quant_bits, context size,
+					 * informational prompt and TLVs. */
+					kvc_meta_clear(&meta);
+				}
+				data[pos] ^= (uint8_t)(1u << bit);
+			}
+		}
+		/* A length field claiming 4 GiB is refused, not allocated. */
+		memset(data + KVC_FIXED_SIZE, 0xff, 4);
+		assert_int_equal(verify_buf(data, len, &key, 0, &meta, &err), -1);
+		assert_string_equal(kvc_tag_name(err.tag), "bad_length_prefixed_section");
+		g_free(data);
+		g_free(path);
+	}
+}
+
+/* A payload byte flip is always caught by the CRC. */
+static void test_payload_flip_detected(void **state)
+{
+	char *path = vector_path("valid/2b5b02a7d60b48cda8bfb2a5e1f83f29d24d7adcce1f8dfe74c9752239e8e69f.kvc");
+	size_t len;
+	uint8_t *data = read_whole(path, &len);
+	struct kvc_meta meta;
+	struct kvc_err err;
+
+	(void)state;
+	for (size_t pos = 1440; pos < len; pos += 4099) {
+		data[pos] ^= 0x80;
+		assert_int_equal(verify_buf(data, len, NULL, 0, &meta, &err), -1);
+		assert_string_equal(kvc_tag_name(err.tag), "crc_mismatch");
+		data[pos] ^= 0x80;
+	}
+	g_free(data);
+	g_free(path);
+}
+
+static void test_build_rejects_bad_enums(void **state)
+{
+	struct kvc_meta m = { 0 };
+	uint8_t *out = NULL;
+	size_t len;
+	struct kvc_err err;
+
+	(void)state;
+	m.save_reason = 6;
+	assert_int_equal(kvc_build_prefix(&m, 0, 0, &out, &len, &err), -1);
+	assert_int_equal(err.tag, KVC_E_INVALID_ARGUMENT);
+	m.save_reason = 0;
+	m.quant_byte = 30;
+	assert_int_equal(kvc_build_prefix(&m, 0, 0, &out, &len, &err), -1);
+	m.quant_byte = 29;
+	m.fingerprint_mode = 3;
+	assert_int_equal(kvc_build_prefix(&m, 0, 0, &out, &len, &err), -1);
+	assert_null(out);
+}
+
+static void test_key_names_and_quants(void **state)
+{
+	struct kvc_key key;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	const char *hex = "b00295b008861d051f3e2d7f33174b18c6f4a83c96ebb6c5b106e1d80608d81e";
+
+	(void)state;
+	assert_true(kvc_key_from_hex(hex, 64, &key));
+	kvc_key_slab_name(&key, name);
+	assert_int_equal(strncmp(name, hex, 64), 0);
+	assert_string_equal(name + 64, ".kvc");
+	assert_true(kvc_key_from_slab_name(name, NULL));
+	assert_false(kvc_key_from_slab_name("B00295b008861d051f3e2d7f33174b18c6f4a83c96ebb6c5b106e1d80608d81e.kvc", NULL));
+	assert_false(kvc_key_from_slab_name("b00295b0.kvc", NULL));
+	assert_false(kvc_key_from_slab_name("g00295b008861d051f3e2d7f33174b18c6f4a83c96ebb6c5b106e1d80608d81e.kvc", NULL));
+	assert_false(kvc_key_from_slab_name("b00295b008861d051f3e2d7f33174b18c6f4a83c96ebb6c5b106e1d80608d81e.kvcx", NULL));
+	assert_int_equal(kvc_quant_byte("f32"), 0);
+	assert_int_equal(kvc_quant_byte("q4_k_m"), 7);
+	assert_int_equal(kvc_quant_byte("bf16"), 29);
+	assert_int_equal(kvc_quant_byte("mxfp4"), -1);
+	for (int b = 0; b < 30; b++)
+		assert_int_equal(kvc_quant_byte(kvc_quant_name((uint8_t)b)), b);
+	assert_null(kvc_quant_name(30));
+	assert_null(kvc_quant_name(255));
+}
+
+/* One-pass prefix keys equal keys computed from scratch for each prefix. */
+static void test_prefix_keys(void **state)
+{
+	struct kvc_key_input in = { 0 };
+	uint32_t tokens[1000];
+	size_t lens[1100];
+	struct kvc_key keys[1100];
+
+	(void)state;
+	for (int i = 0; i < 1000; i++)
+		tokens[i] = (uint32_t)(i * 2654435761u);
+	memset(in.fingerprint, 0xab, 32);
+	memset(in.ctx_params_hash, 0xcd, 32);
+	in.quant_byte = 7;
+	in.tokens = tokens;
+	static const size_t strides[] = { 1, 7, 256, 1000, 2000 };
+	for (size_t s = 0; s < sizeof(strides) / sizeof(strides[0]); s++) {
+		in.n_tokens = 1000;
+		size_t expect = kvc_prefix_key_count(1000, strides[s], 3);
+		size_t n = kvc_prefix_keys(&in, strides[s], 3, lens, keys);
+		assert_int_equal(n, expect);
+		assert_true(n > 0);
+		assert_int_equal(lens[n - 1], 1000);
+		for (size_t i = 0; i < n; i++) {
+			struct kvc_key direct;
+			struct kvc_key_input sub = in;
+			assert_true(lens[i] >= 3);
+			assert_true(lens[i] % strides[s] == 0 || lens[i] == 1000);
+			sub.n_tokens = lens[i];
+			kvc_key_compute(&sub, &direct);
+			assert_true(kvc_key_equal(&direct, &keys[i]));
+		}
+	}
+	in.n_tokens = 0;
+	assert_int_equal(kvc_prefix_keys(&in, 4, 0, lens, keys), 1);
+	assert_int_equal(lens[0], 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_vectors),
+		cmocka_unit_test(test_build_round_trip),
+		cmocka_unit_test(test_hostile_mutations),
+		cmocka_unit_test(test_payload_flip_detected),
+		cmocka_unit_test(test_build_rejects_bad_enums),
+		cmocka_unit_test(test_key_names_and_quants),
+		cmocka_unit_test(test_prefix_keys),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,690 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The store's publish pipeline and maintenance. System calls are replaced
+ * with the linker's --wrap so every failure branch can be driven: the test
+ * says "the Nth fdatasync fails with EIO" and checks what is left on disk.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#include <kvc/kvc.h>
+
+#include "test_util.h"
+
+enum sys { SYS_OPENAT, SYS_WRITE, SYS_FDATASYNC, SYS_LINKAT, SYS_UNLINKAT,
+	   SYS_FSYNC, SYS_RENAMEAT, SYS_COUNT };
+
+static struct {
+	int countdown; /* the countdown-th call from now fails; 0 = never */
+	int err;
+} inject[SYS_COUNT];
+static int short_writes; /* write at most this many bytes per call */
+
+static bool should_fail(enum sys s)
+{
+	if (inject[s].countdown > 0 && --inject[s].countdown == 0) {
+		errno = inject[s].err;
+		return true;
+	}
+	return false;
+}
+
+int __real_openat64(int dirfd, const char *path, int flags, ...);
+int __wrap_openat64(int dirfd, const char *path, int flags, ...);
+ssize_t __real_write(int fd, const void *buf, size_t n);
+ssize_t __wrap_write(int fd, const void *buf, size_t n);
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+int __real_linkat(int a, const char *b, int c, const char *d, int e);
+int __wrap_linkat(int a, const char *b, int c, const char *d, int e);
+int __real_unlinkat(int a, const char *b, int c);
+int __wrap_unlinkat(int a, const char *b, int c);
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+int __real_renameat(int a, const char *b, int c, const char *d);
+int __wrap_renameat(int a, const char *b, int c, const char *d);
+
+int __wrap_openat64(int dirfd, const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	if (flags & O_CREAT) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	if (should_fail(SYS_OPENAT))
+		return -1;
+	return __real_openat64(dirfd, path, flags, mode);
+}
+
+ssize_t __wrap_write(int fd, const void *buf, size_t n)
+{
+	if (should_fail(SYS_WRITE))
+		return -1;
+	if (short_writes > 0 && n > (size_t)short_writes)
+		n = (size_t)short_writes;
+	return __real_write(fd, buf, n);
+}
+
+int __wrap_fdatasync(int fd)
+{
+	return should_fail(SYS_FDATASYNC) ? -1 : __real_fdatasync(fd);
+}
+
+int __wrap_linkat(int a, const char *b, int c, const char *d, int e)
+{
+	return should_fail(SYS_LINKAT) ? -1 : __real_linkat(a, b, c, d, e);
+}
+
+int __wrap_unlinkat(int a, const char *b, int c)
+{
+	return should_fail(SYS_UNLINKAT) ? -1 : __real_unlinkat(a, b, c);
+}
+
+int __wrap_fsync(int fd)
+{
+	return should_fail(SYS_FSYNC) ? -1 : __real_fsync(fd);
+}
+
+int __wrap_renameat(int a, const char *b, int c, const char *d)
+{
+	return should_fail(SYS_RENAMEAT) ? -1 : __real_renameat(a, b, c, d);
+}
+
+static void reset_injection(void)
+{
+	memset(inject, 0, sizeof(inject));
+	short_writes = 0;
+}
+
+/* A slab in memory: a prefix and a payload, and its key. */
+struct slab {
+	uint8_t *prefix;
+	size_t prefix_len;
+	uint8_t *payload;
+	size_t payload_len;
+	struct kvc_key key;
+};
+
+static void make_slab(struct slab *s, uint32_t first_token, size_t payload_len,
+		      uint32_t hits)
+{
+	uint32_t tokens[16];
+	struct kvc_meta m = { 0 };
+	struct kvc_err err;
+
+	for (int i = 0; i < 16; i++)
+		tokens[i] = first_token + (uint32_t)i;
+	memset(m.fingerprint, 0x11, 32);
+	memset(m.ctx_params_hash, 0x22, 32);
+	m.quant_byte = 1;
+	m.quant_bits = 16;
+	m.save_reason = KVC_SAVE_COLD;
+	m.hit_count = hits;
+	m.creation_time = 1767225600;
+	m.last_used_time = 1767225600;
+	m.tokens = tokens;
+	m.n_tokens = 16;
+	s->payload_len = payload_len;
+	s->payload = malloc(payload_len + 1);
+	for (size_t i = 0; i < payload_len; i++)
+		s->payload[i] = (uint8_t)(i * 31 + first_token);
+	assert_int_equal(kvc_build_prefix(&m, payload_len,
+					  kvc_crc32c(0, s->payload, payload_len),
+					  &s->prefix, &s->prefix_len, &err), 0);
+	kvc_meta_key(&m, &s->key);
+}
+
+static void free_slab(struct slab *s)
+{
+	free(s->prefix);
+	free(s->payload);
+}
+
+static int save(struct kvc_store *store, const struct slab *s,
+		enum kvc_publish_outcome *outcome, struct kvc_err *err)
+{
+	struct iovec iov[2] = { { s->prefix, s->prefix_len }, { s->payload, s->payload_len } };
+	struct kvc_tmp tmp = KVC_TMP_INIT;
+
+	if (kvc_store_write_tmp_bufs(store, &s->key, iov, 2, &tmp, err) < 0)
+		return -1;
+	if (kvc_store_publish(store, &tmp, &s->key, NULL, outcome, err) < 0) {
+		kvc_store_abort_tmp(store, &tmp);
+		return -1;
+	}
+	return 0;
+}
+
+struct fixture {
+	char *dir;
+	struct kvc_store *store;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct kvc_store_config cfg = { 0 };
+	struct kvc_err err;
+
+	reset_injection();
+	f->dir = make_temp_dir();
+	cfg.root = f->dir;
+	cfg.host_id = "testhost";
+	if (kvc_store_open(&cfg, &f->store, &err) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	reset_injection();
+	kvc_store_close(f->store);
+	rm_rf(f->dir);
+	g_free(f->dir);
+	free(f);
+	return 0;
+}
+
+static void assert_loads(struct kvc_store *store, const struct slab *s)
+{
+	struct kvc_meta meta;
+	struct kvc_err err;
+	uint8_t *buf = malloc(s->payload_len + 1);
+	int fd;
+
+	if (kvc_store_load(store, &s->key, &fd, &meta, &err) < 0)
+		fail_msg("load: %s: %s", kvc_tag_name(err.tag), err.detail);
+	assert_true(pread(fd, buf, s->payload_len, (off_t)meta.payload_offset) ==
+		    (ssize_t)s->payload_len);
+	assert_memory_equal(buf, s->payload, s->payload_len);
+	close(fd);
+	kvc_meta_clear(&meta);
+	free(buf);
+}
+
+static void test_save_and_load(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome;
+
+	make_slab(&s, 100, 300000, 0);
+	assert_int_equal(save(f->store, &s, &outcome, &err), 0);
+	assert_int_equal(outcome, KVC_PUBLISH_NEW);
+	assert_int_equal(count_entries(f->dir), 1);
+	assert_loads(f->store, &s);
+	free_slab(&s);
+}
+
+static void test_bad_content_never_written(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+	struct kvc_key other;
+
+	make_slab(&s, 100, 1000, 0);
+	s.payload[10] ^= 1;
+	assert_int_equal(save(f->store, &s, NULL, &err), -1);
+	assert_int_equal(err.tag, KVC_E_CRC_MISMATCH);
+	s.payload[10] ^= 1;
+	other = s.key;
+	s.key.bytes[0] ^= 1;
+	assert_int_equal(save(f->store, &s, NULL, &err), -1);
+	assert_int_equal(err.tag, KVC_E_KEY_MISMATCH);
+	s.key = other;
+	assert_int_equal(count_entries(f->dir), 0);
+	free_slab(&s);
+}
+
+/* Each failure: a clear error, and afterwards neither a slab nor a temp. */
+static void test_failure_branches(void **state)
+{
+	static const struct {
+		enum sys sys;
+		int nth, err;
+		enum kvc_tag tag;
+	} cases[] = {
+		{ SYS_OPENAT, 1, EIO, KVC_E_IO },
+		{ SYS_OPENAT, 1, ENOSPC, KVC_E_NO_SPACE },
+		{ SYS_WRITE, 1, ENOSPC, KVC_E_NO_SPACE },
+		{ SYS_WRITE, 2, EIO, KVC_E_IO },
+		{ SYS_FDATASYNC, 1, EIO, KVC_E_IO },
+		{ SYS_LINKAT, 1, EIO, KVC_E_IO },
+		{ SYS_LINKAT, 1, ENOSPC, KVC_E_NO_SPACE },
+		{ SYS_FSYNC, 1, EIO, KVC_E_IO },
+	};
+	struct fixture *f = *state;
+	struct slab s;
+
+	make_slab(&s, 7, 5000, 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct kvc_err err = { 0 };
+		reset_injection();
+		inject[cases[i].sys].countdown = cases[i].nth;
+		inject[cases[i].sys].err = cases[i].err;
+		if (save(f->store, &s, NULL, &err) != -1)
+			fail_msg("case %zu: save succeeded", i);
+		assert_int_equal(err.tag, cases[i].tag);
+		assert_int_equal(err.sys_errno, cases[i].err);
+		assert_non_null(strstr(err.detail, strerror(cases[i].err)));
+		reset_injection();
+		if (count_entries(f->dir) != 0)
+			fail_msg("case %zu left %d files", i, count_entries(f->dir));
+	}
+	/* After all that, the same save works. */
+	assert_int_equal(save(f->store, &s, NULL, &(struct kvc_err){ 0 }), 0);
+	assert_loads(f->store, &s);
+	free_slab(&s);
+}
+
+/* Interrupted and partial system calls are retried, not reported. */
+static void test_eintr_and_short_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+
+	make_slab(&s, 9, 100000, 0);
+	short_writes = 4093;
+	inject[SYS_FDATASYNC].countdown = 1;
+	inject[SYS_FDATASYNC].err = EINTR;
+	inject[SYS_FSYNC].countdown = 1;
+	inject[SYS_FSYNC].err = EINTR;
+	assert_int_equal(save(f->store, &s, NULL, &err), 0);
+	reset_injection();
+	assert_int_equal(count_entries(f->dir), 1);
+	assert_loads(f->store, &s);
+	free_slab(&s);
+}
+
+/* The temp that will not go away does not fail a publish that happened. */
+static void test_unlink_of_temp_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+
+	make_slab(&s, 10, 100, 0);
+	inject[SYS_UNLINKAT].countdown = 1;
+	inject[SYS_UNLINKAT].err = EIO;
+	assert_int_equal(save(f->store, &s, NULL, &err), 0);
+	reset_injection();
+	assert_loads(f->store, &s);
+	assert_int_equal(count_entries(f->dir), 2);
+	free_slab(&s);
+}
+
+static void test_eexist_valid_is_adopted(void **state)
+{
+	struct fixture *f = *state;
+	struct slab first, second;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome;
+	struct kvc_meta meta;
+	int fd;
+
+	make_slab(&first, 50, 2000, 1);
+	make_slab(&second, 50, 2000, 99); /* same key, other header bytes */
+	assert_true(kvc_key_equal(&first.key, &second.key));
+	assert_int_equal(save(f->store, &first, &outcome, &err), 0);
+	assert_int_equal(save(f->store, &second, &outcome, &err), 0);
+	assert_int_equal(outcome, KVC_PUBLISH_ADOPTED);
+	assert_int_equal(count_entries(f->dir), 1);
+	assert_int_equal(kvc_store_load(f->store, &first.key, &fd, &meta, &err), 0);
+	assert_int_equal(meta.hit_count, 1); /* the first writer's slab */
+	close(fd);
+	kvc_meta_clear(&meta);
+	free_slab(&first);
+	free_slab(&second);
+}
+
+static void write_file(const char *dir, const char *name, const void *data, size_t len)
+{
+	char *path = g_build_filename(dir, name, NULL);
+	assert_true(g_file_set_contents(path, data, (gssize)len, NULL));
+	g_free(path);
+}
+
+static void write_slab_file(const char *dir, const char *name, const struct slab *s)
+{
+	size_t len = s->prefix_len + s->payload_len;
+	uint8_t *buf = malloc(len);
+
+	memcpy(buf, s->prefix, s->prefix_len);
+	memcpy(buf + s->prefix_len, s->payload, s->payload_len);
+	write_file(dir, name, buf, len);
+	free(buf);
+}
+
+static void test_eexist_corrupt_is_replaced(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome;
+	char name[KVC_SLAB_NAME_LEN + 1];
+
+	make_slab(&s, 60, 4000, 0);
+	kvc_key_slab_name(&s.key, name);
+	write_file(f->dir, name, "KVC garbage", 11);
+	assert_int_equal(save(f->store, &s, &outcome, &err), 0);
+	assert_int_equal(outcome, KVC_PUBLISH_REPLACED);
+	assert_int_equal(count_entries(f->dir), 1);
+	assert_loads(f->store, &s);
+	free_slab(&s);
+}
+
+static void test_load_removes_corrupt_keeps_newer(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+	struct kvc_meta meta;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	int fd;
+
+	make_slab(&s, 70, 4000, 0);
+	kvc_key_slab_name(&s.key, name);
+	s.payload[100] ^= 0x40;
+	write_slab_file(f->dir, name, &s);
+	assert_int_equal(kvc_store_load(f->store, &s.key, &fd, &meta, &err), -1);
+	assert_int_equal(err.tag, KVC_E_CRC_MISMATCH);
+	assert_int_equal(count_entries(f->dir), 0);
+
+	s.payload[100] ^= 0x40;
+	s.prefix[3] = 2; /* a newer format version: not ours to judge */
+	write_slab_file(f->dir, name, &s);
+	assert_int_equal(kvc_store_load(f->store, &s.key, &fd, &meta, &err), -1);
+	assert_int_equal(err.tag, KVC_E_UNSUPPORTED_VERSION);
+	assert_int_equal(count_entries(f->dir), 1);
+
+	assert_int_equal(kvc_store_load(f->store, &(struct kvc_key){ { 0 } }, &fd, &meta, &err), -1);
+	assert_int_equal(err.tag, KVC_E_NOT_FOUND);
+	free_slab(&s);
+}
+
+static void test_delete_and_touch(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+	struct kvc_meta meta;
+	int fd;
+
+	make_slab(&s, 80, 1000, 0);
+	assert_int_equal(save(f->store, &s, NULL, &err), 0);
+	assert_int_equal(kvc_store_touch(f->store, &s.key, 42, 1800000000ull, &err), 0);
+	assert_int_equal(kvc_store_load(f->store, &s.key, &fd, &meta, &err), 0);
+	assert_int_equal(meta.hit_count, 42);
+	assert_true(meta.last_used_time == 1800000000ull);
+	assert_true(meta.creation_time == 1767225600ull);
+	close(fd);
+	kvc_meta_clear(&meta);
+	assert_int_equal(kvc_store_delete(f->store, &s.key, &err), 0);
+	assert_int_equal(count_entries(f->dir), 0);
+	assert_int_equal(kvc_store_delete(f->store, &s.key, &err), 0);
+	assert_int_equal(kvc_store_touch(f->store, &s.key, 1, 1, &err), -1);
+	free_slab(&s);
+}
+
+struct scan_seen {
+	int count;
+	struct kvc_key keys[16];
+};
+
+static void on_slab(void *ctx, const struct kvc_key *key, const struct kvc_meta *meta)
+{
+	struct scan_seen *seen = ctx;
+
+	assert_true(meta->file_size > 0);
+	seen->keys[seen->count++] = *key;
+}
+
+static bool seen_key(const struct scan_seen *seen, const struct kvc_key *key)
+{
+	for (int i = 0; i < seen->count; i++)
+		if (kvc_key_equal(&seen->keys[i], key))
+			return true;
+	return false;
+}
+
+static void test_scan(void **state)
+{
+	struct fixture *f = *state;
+	struct slab a, b, misnamed, wrongkey, corrupt, newer;
+	struct scan_seen seen = { 0 };
+	struct kvc_scan_stats st;
+	struct kvc_err err;
+	char name[KVC_SLAB_NAME_LEN + 1], path_name[KVC_SLAB_NAME_LEN + 1];
+
+	make_slab(&a, 1, 100, 0);
+	make_slab(&b, 2, 100, 0);
+	make_slab(&misnamed, 3, 100, 0);
+	make_slab(&wrongkey, 4, 100, 0);
+	make_slab(&corrupt, 5, 100, 0);
+	make_slab(&newer, 6, 100, 0);
+	assert_int_equal(save(f->store, &a, NULL, &err), 0);
+	assert_int_equal(save(f->store, &b, NULL, &err), 0);
+	write_slab_file(f->dir, "copied-by-hand.kvc", &misnamed);
+	kvc_key_slab_name(&a.key, name);
+	memcpy(path_name, name, sizeof(name));
+	path_name[0] = path_name[0] == '0' ? '1' : '0';
+	write_slab_file(f->dir, path_name, &wrongkey);
+	kvc_key_slab_name(&corrupt.key, name);
+	write_file(f->dir, name, corrupt.prefix, 60);
+	newer.prefix[3] = 2;
+	kvc_key_slab_name(&newer.key, name);
+	write_slab_file(f->dir, name, &newer);
+	write_file(f->dir, "x.kvc.testhost.1.0.tmp", "partial", 7);
+	write_file(f->dir, "notes.txt", "hello", 5);
+
+	assert_int_equal(kvc_store_scan(f->store, on_slab, &seen, &st, &err), 0);
+	assert_int_equal(st.slabs, 4);
+	assert_int_equal(seen.count, 4);
+	assert_int_equal(st.republished, 2);
+	assert_int_equal(st.removed_corrupt, 1);
+	assert_int_equal(st.skipped_newer, 1);
+	assert_true(seen_key(&seen, &a.key) && seen_key(&seen, &b.key) &&
+		    seen_key(&seen, &misnamed.key) && seen_key(&seen, &wrongkey.key));
+	assert_loads(f->store, &misnamed);
+	assert_loads(f->store, &wrongkey);
+	/* a, b, misnamed, wrongkey, newer, the temp, notes.txt */
+	assert_int_equal(count_entries(f->dir), 7);
+	free_slab(&a);
+	free_slab(&b);
+	free_slab(&misnamed);
+	free_slab(&wrongkey);
+	free_slab(&corrupt);
+	free_slab(&newer);
+}
+
+static void set_age(const char *dir, const char *name, time_t age)
+{
+	char *path = g_build_filename(dir, name, NULL);
+	struct timespec ts[2];
+
+	clock_gettime(CLOCK_REALTIME, &ts[0]);
+	ts[0].tv_sec -= age;
+	ts[1] = ts[0];
+	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+	g_free(path);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+	char *path = g_build_filename(dir, name, NULL);
+	bool r = g_file_test(path, G_FILE_TEST_EXISTS);
+	g_free(path);
+	return r;
+}
+
+static void test_sweep(void **state)
+{
+	struct fixture *f = *state;
+	struct kvc_sweep_stats st;
+	struct kvc_err err;
+	char dead[128], live[128], mine_old[128], mine_new[128];
+	pid_t child = fork();
+
+	if (child == 0)
+		_exit(0);
+	waitpid(child, NULL, 0); /* child's pid is now (almost surely) free */
+	snprintf(dead, sizeof(dead), "k.kvc.testhost.%d.0.tmp", (int)child);
+	snprintf(live, sizeof(live), "k.kvc.testhost.%d.0.tmp", (int)getppid());
+	snprintf(mine_old, sizeof(mine_old), "stage.testhost.%d.5.tmp", (int)getpid());
+	snprintf(mine_new, sizeof(mine_new), "stage.testhost.%d.6.tmp", (int)getpid());
+	write_file(f->dir, dead, "x", 1);
+	write_file(f->dir, live, "x", 1);
+	write_file(f->dir, mine_old, "x", 1);
+	set_age(f->dir, mine_old, 60);
+	write_file(f->dir, mine_new, "x", 1);
+	write_file(f->dir, "a.kvc.otherhost.1.0.tmp", "x", 1);
+	write_file(f->dir, "b.kvc.otherhost.1.1.tmp", "x", 1);
+	set_age(f->dir, "b.kvc.otherhost.1.1.tmp", 7200);
+	write_file(f->dir, "keep.me.tmp", "x", 1);
+
+	assert_int_equal(kvc_store_sweep(f->store, 3600, &st, &err), 0);
+	assert_false(exists(f->dir, dead));
+	assert_true(exists(f->dir, live));
+	assert_false(exists(f->dir, mine_old));
+	assert_true(exists(f->dir, mine_new));
+	assert_true(exists(f->dir, "a.kvc.otherhost.1.0.tmp"));
+	assert_false(exists(f->dir, "b.kvc.otherhost.1.1.tmp"));
+	assert_true(exists(f->dir, "keep.me.tmp"));
+	assert_int_equal(st.removed, 3);
+	assert_int_equal(st.kept, 3);
+}
+
+static void test_tmp_name_parse(void **state)
+{
+	char host[65];
+	long pid;
+
+	(void)state;
+	assert_true(kvc_tmp_name_parse("ab.kvc.node-1.123.0.tmp", host, &pid));
+	assert_string_equal(host, "node-1");
+	assert_int_equal(pid, 123);
+	assert_true(kvc_tmp_name_parse("stage.h.1.99.tmp", host, &pid));
+	assert_false(kvc_tmp_name_parse("h.1.99.tmp", host, &pid));
+	assert_false(kvc_tmp_name_parse(".h.1.99.tmp", host, &pid));
+	assert_false(kvc_tmp_name_parse("x.h.1a.99.tmp", host, &pid));
+	assert_false(kvc_tmp_name_parse("x.h.1.99.tmp2", host, &pid));
+	assert_false(kvc_tmp_name_parse("x..1.99.tmp", host, &pid));
+	assert_false(kvc_tmp_name_parse("x.h.1..tmp", host, &pid));
+	assert_false(kvc_tmp_name_parse(".tmp", host, &pid));
+}
+
+static void test_read_only_store_refuses(void **state)
+{
+	struct fixture *f = *state;
+	struct kvc_store_config cfg = { .root = f->dir, .read_only = true };
+	struct kvc_store *ro;
+	struct kvc_tmp tmp;
+	struct kvc_err err;
+	struct slab s;
+
+	make_slab(&s, 1, 10, 0);
+	assert_int_equal(kvc_store_open(&cfg, &ro, &err), 0);
+	assert_int_equal(kvc_tmp_create(ro, "x", &tmp, &err), -1);
+	assert_int_equal(err.sys_errno, EROFS);
+	assert_int_equal(kvc_store_delete(ro, &s.key, &err), -1);
+	assert_int_equal(kvc_store_sweep(ro, 0, NULL, &err), -1);
+	kvc_store_close(ro);
+	cfg.root = "/nonexistent/kvc";
+	assert_int_equal(kvc_store_open(&cfg, &ro, &err), -1);
+	assert_int_equal(err.tag, KVC_E_NOT_FOUND);
+	free_slab(&s);
+}
+
+struct racer {
+	struct kvc_store *store;
+	struct slab slab;
+	enum kvc_publish_outcome outcome;
+	int rc;
+	pthread_barrier_t *barrier;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+	struct kvc_err err;
+
+	pthread_barrier_wait(r->barrier);
+	r->rc = save(r->store, &r->slab, &r->outcome, &err);
+	return NULL;
+}
+
+/* Many writers, one key: all succeed, exactly one slab, no temps left. */
+static void test_concurrent_same_key(void **state)
+{
+	enum { N = 8, ROUNDS = 20 };
+	struct fixture *f = *state;
+	struct racer r[N];
+	pthread_t th[N];
+	pthread_barrier_t barrier;
+
+	for (int round = 0; round < ROUNDS; round++) {
+		int fresh = 0;
+		pthread_barrier_init(&barrier, NULL, N);
+		for (int i = 0; i < N; i++) {
+			r[i].store = f->store;
+			r[i].barrier = &barrier;
+			make_slab(&r[i].slab, 1000 + (uint32_t)round, 200000, (uint32_t)i);
+			pthread_create(&th[i], NULL, race, &r[i]);
+		}
+		for (int i = 0; i < N; i++) {
+			pthread_join(th[i], NULL);
+			assert_int_equal(r[i].rc, 0);
+			fresh += r[i].outcome != KVC_PUBLISH_ADOPTED;
+		}
+		assert_int_equal(fresh, 1);
+		assert_int_equal(count_entries(f->dir), round + 1);
+		assert_loads(f->store, &r[0].slab);
+		for (int i = 0; i < N; i++)
+			free_slab(&r[i].slab);
+		pthread_barrier_destroy(&barrier);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_save_and_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_content_never_written, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_branches, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eintr_and_short_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unlink_of_temp_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eexist_valid_is_adopted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eexist_corrupt_is_replaced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_load_removes_corrupt_keeps_newer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_and_touch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+		cmocka_unit_test(test_tmp_name_parse),
+		cmocka_unit_test_setup_teardown(test_read_only_store_refuses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -31,6 +31,32 @@ int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,
 	return 0;
 }
 
+int kvc_store_stat(struct kvc_store *store, const struct kvc_key *key,
+		   struct kvc_slab_info *info, struct kvc_err *err)
+{
+	char slab[KVC_SLAB_NAME_LEN + 1];
+	uint8_t h[KVC_FIXED_SIZE];
+	int fd;
+
+	kvc_key_slab_name(key, slab);
+	memset(info, 0, sizeof(*info));
+	if (store_open_ro(store, slab, &fd, &info->st, err) < 0)
+		return -1;
+	if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && memcmp(h, "KVC\x01", 4) == 0) {
+		info->header_ok = true;
+		info->hit_count = get_le32(h + KVC_OFF_HIT_COUNT);
+		info->creation_time = get_le64(h + 24);
+		info->last_used_time = get_le64(h + KVC_OFF_LAST_USED);
+		info->payload_offset = get_le64(h + 48);
+		info->payload_length = get_le64(h + 56);
+	} else {
+		info->creation_time = (uint64_t)info->st.st_mtime;
+		info->last_used_time = (uint64_t)info->st.st_atime;
+	}
+	close(fd);
+	return 0;
+}
+
 int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,
 		     struct kvc_err *err)
 {

@@ -137,6 +137,12 @@ int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
 	if (store_fsync_dir(store, err) < 0) {
 		if (result == KVC_PUBLISH_NEW)
 			unlinkat(store->dirfd, slab, 0);
+		if (tmp->name[0] == '\0') {
+			/* rename consumed the temp: its fd is the slab now, and
+			 * must not stay writable in the caller's hands. */
+			close(tmp->fd);
+			tmp->fd = -1;
+		}
 		return -1;
 	}
 	if (tmp->name[0] != '\0') {

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include <kvc/error.h>
@@ -93,6 +94,22 @@ int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
  */
 int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,
 		   int *fd_out, struct kvc_meta *meta, struct kvc_err *err);
+
+/* What stat needs of a slab, from its header and the file's inode: cheap
+ * (one open, one 72-byte read), no verification. header_ok is false when
+ * the first 72 bytes are not a v1 header; the times are then the inode's. */
+struct kvc_slab_info {
+	struct stat st;
+	bool header_ok;
+	uint64_t payload_offset;
+	uint64_t payload_length;
+	uint64_t creation_time;
+	uint64_t last_used_time;
+	uint32_t hit_count;
+};
+
+int kvc_store_stat(struct kvc_store *store, const struct kvc_key *key,
+		   struct kvc_slab_info *info, struct kvc_err *err);
 
 /* Remove <key>.kvc. A missing file is success (idempotent). */
 int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/* What stat(2) shows for each kind of node. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvcfs.h"
+
+/* Header times are u64 and may be absurd (the vectors use 2^64-1); the
+ * kernel wants a signed time. */
+static time_t clamp_time(uint64_t t)
+{
+	return t > (uint64_t)INT64_MAX ? (time_t)INT64_MAX : (time_t)t;
+}
+
+int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
+		 struct stat *st)
+{
+	struct kvc_slab_info info;
+	struct kvc_err err;
+
+	if (kvc_store_stat(fs->store, key, &info, &err) < 0)
+		return -kvc_err_to_errno(&err);
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_uid = info.st.st_uid;
+	st->st_gid = info.st.st_gid;
+	st->st_size = info.st.st_size;
+	if (payload_view)
+		st->st_size = info.header_ok && info.payload_length <= (uint64_t)info.st.st_size
+				      ? (off_t)info.payload_length : 0;
+	st->st_blocks = info.st.st_blocks;
+	st->st_blksize = info.st.st_blksize;
+	st->st_mtim.tv_sec = clamp_time(info.creation_time);
+	st->st_atim.tv_sec = clamp_time(info.last_used_time);
+	st->st_ctim = info.st.st_ctim;
+	return 0;
+}
+
+static int attr_of_staging(struct staging *stage, struct stat *st)
+{
+	struct stat real;
+
+	if (stage->tmp.fd < 0 || fstat(stage->tmp.fd, &real) < 0)
+		return -EIO;
+	*st = real;
+	st->st_mode = S_IFREG | (stage->mode & 07777);
+	st->st_nlink = 1;
+	st->st_uid = stage->uid;
+	st->st_gid = stage->gid;
+	return 0;
+}
+
+static void attr_of_dir(struct kvcfs *fs, mode_t perm, struct stat *st)
+{
+	struct stat root;
+
+	memset(st, 0, sizeof(*st));
+	if (fstat(kvc_store_dirfd(fs->store), &root) == 0) {
+		st->st_uid = root.st_uid;
+		st->st_gid = root.st_gid;
+		st->st_atim = root.st_atim;
+		st->st_mtim = root.st_mtim;
+		st->st_ctim = root.st_ctim;
+	}
+	st->st_mode = S_IFDIR | perm;
+	st->st_nlink = 2;
+	st->st_size = 4096;
+}
+
+int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st)
+{
+	int rc = 0;
+
+	switch (node->kind) {
+	case NODE_ROOT:
+		attr_of_dir(fs, fs->opts.read_only ? 0555 : 0755, st);
+		break;
+	case NODE_PAYLOAD_DIR:
+	case NODE_META_DIR:
+		attr_of_dir(fs, 0555, st);
+		break;
+	case NODE_METRICS: {
+		size_t len;
+		g_free(metrics_render(fs, &len));
+		attr_of_dir(fs, 0444, st);
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)len;
+		break;
+	}
+	case NODE_SLAB:
+		rc = attr_of_slab(fs, &node->key, false, st);
+		break;
+	case NODE_PAYLOAD:
+		rc = attr_of_slab(fs, &node->key, true, st);
+		break;
+	case NODE_STAGING:
+		rc = attr_of_staging(node->stage, st);
+		break;
+	}
+	if (rc == 0)
+		st->st_ino = node->ino;
+	return rc;
+}
+
+double attr_timeout(const struct node *node)
+{
+	switch (node->kind) {
+	case NODE_SLAB:
+	case NODE_PAYLOAD:
+		/* Immutable content, but hit counts and other mounts' deletes
+		 * change what stat should show: keep it short. */
+		return 1.0;
+	case NODE_STAGING:
+	case NODE_METRICS:
+		return 0.0;
+	default:
+		return 1.0;
+	}
+}

@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/* kvcfs: a FUSE filesystem of validated, durably published KV-cache slabs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvcfs.h"
+#include "startup.h"
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* open(O_TRUNC) arrives as a flag on open, not as a separate
+	 * truncate: that is how a copy onto a slab is told from a truncate. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* Writes must reach us before flush so close() can publish them. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static const struct fuse_lowlevel_ops kvcfs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.open = op_open,
+	.create = op_create,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.fsync = op_fsync,
+	.release = op_release,
+	.rename = op_rename,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.mkdir = op_mkdir,
+	.symlink = op_symlink,
+	.link = op_link,
+	.mknod = op_mknod,
+	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+};
+
+static int serve(struct kvcfs *fs, struct fuse_args *args, struct fuse_cmdline_opts *cmd)
+{
+	struct fuse_loop_config *loop;
+	struct fuse_session *se;
+	int rc = 1;
+
+	se = fuse_session_new(args, &kvcfs_ops, sizeof(kvcfs_ops), fs);
+	if (se == NULL)
+		return 1; /* libfuse said why (an unknown option, usually) */
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, cmd->mountpoint) != 0)
+		goto out_handlers;
+	fuse_daemonize(cmd->foreground);
+	if (cmd->singlethread) {
+		rc = fuse_session_loop(se);
+	} else {
+		loop = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmd->clone_fd);
+		/* Set explicitly: the legacy config silently caps at 10. */
+		fuse_loop_cfg_set_max_threads(loop, fs->opts.max_threads);
+		rc = fuse_session_loop_mt(se, loop);
+		fuse_loop_cfg_destroy(loop);
+	}
+	fuse_session_unmount(se);
+out_handlers:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+	return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cmd = { 0 };
+	struct kvc_store_config cfg = { 0 };
+	struct kvcfs fs = { 0 };
+	struct kvc_err err;
+	int rc = 1;
+
+	if (options_parse(&args, &fs.opts) < 0 || fuse_parse_cmdline(&args, &cmd) != 0)
+		goto out;
+	if (cmd.show_help) {
+		options_help(argv[0]);
+		printf("FUSE options:\n");
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		rc = 0;
+		goto out;
+	}
+	if (cmd.show_version) {
+		printf("kvcfs %s\n", KVC_VERSION_STRING);
+		fuse_lowlevel_version();
+		rc = 0;
+		goto out;
+	}
+	if (fs.opts.backing_root == NULL || cmd.mountpoint == NULL || fs.opts.positional > 2) {
+		fprintf(stderr, "kvcfs: usage: %s [options] BACKING_ROOT MOUNTPOINT (see --help)\n",
+			argv[0]);
+		goto out;
+	}
+	if (mountpoint_in_use(cmd.mountpoint)) {
+		fprintf(stderr, "kvcfs: mountpoint %s is already in use\n", cmd.mountpoint);
+		goto out;
+	}
+	cfg.root = fs.opts.backing_root;
+	cfg.host_id = fs.opts.host_id;
+	cfg.read_only = fs.opts.read_only;
+	if (kvc_store_open(&cfg, &fs.store, &err) < 0) {
+		fprintf(stderr, "kvcfs: %s\n", err.detail);
+		goto out;
+	}
+	index_init(&fs.index);
+	nodes_init(&fs);
+	if (startup_scan(&fs) == 0)
+		rc = serve(&fs, &args, &cmd);
+	nodes_destroy(&fs);
+	index_destroy(&fs.index);
+	kvc_store_close(fs.store);
+out:
+	free(cmd.mountpoint);
+	options_free(&fs.opts);
+	fuse_opt_free_args(&args);
+	return rc;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/* The counters at .kvcfs/metrics, in Prometheus text format. */
+#include <inttypes.h>
+#include <time.h>
+
+#include "kvcfs.h"
+
+uint64_t metrics_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void counter(GString *s, const char *name, const char *help, uint64_t v)
+{
+	g_string_append_printf(s, "# HELP kvcfs_%s %s\n# TYPE kvcfs_%s counter\nkvcfs_%s %" PRIu64 "\n",
+			       name, help, name, name, v);
+}
+
+static void gauge(GString *s, const char *name, const char *help, uint64_t v)
+{
+	g_string_append_printf(s, "# HELP kvcfs_%s %s\n# TYPE kvcfs_%s gauge\nkvcfs_%s %" PRIu64 "\n",
+			       name, help, name, name, v);
+}
+
+static void seconds(GString *s, const char *name, const char *help,
+		    uint64_t ns, uint64_t count)
+{
+	g_string_append_printf(s, "# HELP kvcfs_%s %s\n# TYPE kvcfs_%s summary\n"
+			       "kvcfs_%s_sum %.6f\nkvcfs_%s_count %" PRIu64 "\n",
+			       name, help, name, name, (double)ns / 1e9, name, count);
+}
+
+char *metrics_render(struct kvcfs *fs, size_t *len)
+{
+	struct kvcfs_metrics *m = &fs->metrics;
+	GString *s = g_string_new(NULL);
+	uint64_t bytes, slabs;
+
+	index_totals(&fs->index, &bytes, &slabs);
+	counter(s, "hits_total", "Opens of a slab or payload view that were served.", m->hits);
+	counter(s, "misses_total", "Lookups of a key that has no slab.", m->misses);
+	counter(s, "publishes_total", "Slabs this mount published.", m->publishes);
+	counter(s, "adopted_total", "Publishes that kept an existing valid slab of the key.", m->adopted);
+	counter(s, "rejected_total", "Publishes refused because the content was invalid.", m->rejected);
+	counter(s, "corrupt_dropped_total", "Slabs removed after failing verification.", m->corrupt_dropped);
+	counter(s, "evictions_total", "Slabs evicted to stay within the byte budget.", m->evictions);
+	gauge(s, "bytes", "Bytes of slabs in the backing root, as indexed.", bytes);
+	gauge(s, "slabs", "Slabs in the backing root, as indexed.", slabs);
+	gauge(s, "budget_bytes", "The byte budget (0: none).", fs->opts.max_size);
+	seconds(s, "publish_seconds", "Time spent publishing.", m->publish_ns, m->publish_count);
+	seconds(s, "load_seconds", "Time spent opening and verifying slabs.", m->load_ns, m->load_count);
+	*len = s->len;
+	return g_string_free(s, FALSE);
+}

@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* The inode table: what each inode number the kernel holds stands for. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "kvcfs.h"
+
+static void node_free(gpointer p)
+{
+	struct node *node = p;
+
+	g_free(node->name);
+	g_free(node);
+}
+
+void nodes_init(struct kvcfs *fs)
+{
+	static const struct { fuse_ino_t ino; enum node_kind kind; } fixed[] = {
+		{ INO_ROOT, NODE_ROOT },
+		{ INO_PAYLOAD_DIR, NODE_PAYLOAD_DIR },
+		{ INO_META_DIR, NODE_META_DIR },
+		{ INO_METRICS, NODE_METRICS },
+	};
+
+	pthread_mutex_init(&fs->lock, NULL);
+	fs->nodes = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, node_free);
+	fs->staging = g_hash_table_new(g_str_hash, g_str_equal);
+	fs->slab_nodes = g_hash_table_new(index_key_hash, index_key_equal);
+	fs->payload_nodes = g_hash_table_new(index_key_hash, index_key_equal);
+	fs->next_ino = INO_FIRST_DYNAMIC;
+	for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++) {
+		struct node *node = g_new0(struct node, 1);
+		node->ino = fixed[i].ino;
+		node->kind = fixed[i].kind;
+		node->nlookup = 1; /* never forgotten */
+		g_hash_table_insert(fs->nodes, &node->ino, node);
+	}
+}
+
+void nodes_destroy(struct kvcfs *fs)
+{
+	GHashTableIter it;
+	gpointer value;
+
+	/* Staging files still open or unpublished at unmount: drop their
+	 * temps; a half-written slab is never published by accident. */
+	g_hash_table_iter_init(&it, fs->nodes);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		struct node *node = value;
+		if (node->stage != NULL) {
+			staging_free(fs, node->stage);
+			node->stage = NULL;
+		}
+	}
+	g_hash_table_destroy(fs->staging);
+	g_hash_table_destroy(fs->slab_nodes);
+	g_hash_table_destroy(fs->payload_nodes);
+	g_hash_table_destroy(fs->nodes);
+	pthread_mutex_destroy(&fs->lock);
+}
+
+struct node *node_get(struct kvcfs *fs, fuse_ino_t ino)
+{
+	return g_hash_table_lookup(fs->nodes, &ino);
+}
+
+struct node *node_new(struct kvcfs *fs, enum node_kind kind)
+{
+	struct node *node = g_new0(struct node, 1);
+
+	node->ino = fs->next_ino++;
+	node->kind = kind;
+	g_hash_table_insert(fs->nodes, &node->ino, node);
+	return node;
+}
+
+static GHashTable *key_table(struct kvcfs *fs, enum node_kind kind)
+{
+	return kind == NODE_SLAB ? fs->slab_nodes : fs->payload_nodes;
+}
+
+struct node *node_for_key(struct kvcfs *fs, enum node_kind kind,
+			  const struct kvc_key *key)
+{
+	GHashTable *table = key_table(fs, kind);
+	struct node *node = g_hash_table_lookup(table, key);
+
+	if (node == NULL) {
+		node = node_new(fs, kind);
+		node->key = *key;
+		g_hash_table_insert(table, &node->key, node);
+	}
+	node->nlookup++;
+	return node;
+}
+
+void node_became_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key)
+{
+	if (node->name != NULL) {
+		g_hash_table_remove(fs->staging, node->name);
+		g_free(node->name);
+		node->name = NULL;
+	}
+	node->kind = NODE_SLAB;
+	node->key = *key;
+	/* The kernel now knows this inode under the key's name; make it the
+	 * key's inode for later lookups too. */
+	g_hash_table_replace(fs->slab_nodes, &node->key, node);
+}
+
+void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup, unsigned opens)
+{
+	node->nlookup -= nlookup < node->nlookup ? nlookup : node->nlookup;
+	node->open_count -= opens < node->open_count ? opens : node->open_count;
+	if (node->nlookup > 0 || node->open_count > 0 || node->ino < INO_FIRST_DYNAMIC)
+		return;
+	if (node->stage != NULL) {
+		/* Still named: the staging file lives on without a kernel
+		 * reference, and a later lookup finds it by name. */
+		if (node->name != NULL)
+			return;
+		staging_free(fs, node->stage);
+		node->stage = NULL;
+	}
+	if ((node->kind == NODE_SLAB || node->kind == NODE_PAYLOAD) &&
+	    g_hash_table_lookup(key_table(fs, node->kind), &node->key) == node)
+		g_hash_table_remove(key_table(fs, node->kind), &node->key);
+	g_hash_table_remove(fs->nodes, &node->ino);
+}
+
+struct staging *staging_new(void)
+{
+	struct staging *stage = g_new0(struct staging, 1);
+
+	pthread_rwlock_init(&stage->lock, NULL);
+	stage->tmp.fd = -1;
+	return stage;
+}
+
+void staging_free(struct kvcfs *fs, struct staging *stage)
+{
+	if (stage == NULL)
+		return;
+	if (!stage->published)
+		kvc_store_abort_tmp(fs->store, &stage->tmp);
+	else if (stage->tmp.fd >= 0)
+		close(stage->tmp.fd);
+	pthread_rwlock_destroy(&stage->lock);
+	g_free(stage->error);
+	g_free(stage);
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/* Directory listings: a snapshot per opendir, served by offset. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvcfs.h"
+
+struct dir_entry {
+	char *name;
+	fuse_ino_t ino;
+	mode_t type;
+};
+
+static void entry_free(gpointer p)
+{
+	struct dir_entry *e = p;
+
+	g_free(e->name);
+	g_free(e);
+}
+
+static void add(GPtrArray *list, const char *name, fuse_ino_t ino, mode_t type)
+{
+	struct dir_entry *e = g_new(struct dir_entry, 1);
+
+	e->name = g_strdup(name);
+	e->ino = ino;
+	e->type = type;
+	g_ptr_array_add(list, e);
+}
+
+/* readdir shows an inode number but no lookup happens; a nonzero stand-in
+ * derived from the key keeps tools that skip d_ino == 0 happy. */
+static fuse_ino_t listing_ino(const struct kvc_key *key, bool payload)
+{
+	uint64_t v;
+
+	memcpy(&v, key->bytes, sizeof(v));
+	return (v >> 2) | (1ull << 62) | (payload ? 1ull << 61 : 0);
+}
+
+/* Slabs from the backing root itself, so other writers' slabs appear. */
+static int add_backing_slabs(struct kvcfs *fs, GPtrArray *list, bool payload_view)
+{
+	struct dirent *de;
+	DIR *dir;
+	int fd;
+
+	fd = openat(kvc_store_dirfd(fs->store), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dir = fdopendir(fd);
+	if (dir == NULL) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		struct kvc_key key;
+		if (!kvc_key_from_slab_name(de->d_name, &key))
+			continue;
+		if (payload_view) {
+			char hex[KVC_KEY_HEX_LEN + 1];
+			kvc_key_to_hex(&key, hex);
+			add(list, hex, listing_ino(&key, true), S_IFREG);
+		} else {
+			add(list, de->d_name, listing_ino(&key, false), S_IFREG);
+		}
+	}
+	closedir(dir);
+	return 0;
+}
+
+static void add_staging(struct kvcfs *fs, GPtrArray *list)
+{
+	GHashTableIter it;
+	gpointer name, value;
+
+	pthread_mutex_lock(&fs->lock);
+	g_hash_table_iter_init(&it, fs->staging);
+	while (g_hash_table_iter_next(&it, &name, &value)) {
+		struct kvc_key key;
+		/* A <key>.kvc being written that the backing root also
+		 * has would otherwise be listed twice. */
+		if (kvc_key_from_slab_name(name, &key) &&
+		    faccessat(kvc_store_dirfd(fs->store), name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+			continue;
+		add(list, name, ((struct node *)value)->ino, S_IFREG);
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	GPtrArray *list = g_ptr_array_new_with_free_func(entry_free);
+	int rc = 0;
+
+	add(list, ".", ino, S_IFDIR);
+	add(list, "..", INO_ROOT, S_IFDIR);
+	switch (ino) {
+	case INO_ROOT:
+		add(list, PAYLOAD_DIR_NAME, INO_PAYLOAD_DIR, S_IFDIR);
+		add(list, META_DIR_NAME, INO_META_DIR, S_IFDIR);
+		rc = add_backing_slabs(fs, list, false);
+		add_staging(fs, list);
+		break;
+	case INO_PAYLOAD_DIR:
+		rc = add_backing_slabs(fs, list, true);
+		break;
+	case INO_META_DIR:
+		add(list, METRICS_NAME, INO_METRICS, S_IFREG);
+		break;
+	default:
+		rc = -ENOTDIR;
+	}
+	if (rc < 0) {
+		g_ptr_array_unref(list);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)list;
+	fuse_reply_open(req, fi);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi)
+{
+	GPtrArray *list = (GPtrArray *)(uintptr_t)fi->fh;
+	char *buf, *p;
+	size_t left = size;
+
+	(void)ino;
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	buf = g_malloc(size ? size : 1);
+	p = buf;
+	for (guint i = (guint)off; off < (off_t)list->len && i < list->len; i++) {
+		struct dir_entry *e = g_ptr_array_index(list, i);
+		struct stat st = { .st_ino = e->ino, .st_mode = e->type };
+		size_t need = fuse_add_direntry(req, p, left, e->name, &st, (off_t)i + 1);
+		if (need > left)
+			break;
+		p += need;
+		left -= need;
+	}
+	fuse_reply_buf(req, buf, size - left);
+	g_free(buf);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	g_ptr_array_unref((GPtrArray *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT */
+/* Looking names up, forgetting inodes, and their attributes. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvcfs.h"
+
+static void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node)
+{
+	struct fuse_entry_param e;
+	int rc;
+
+	memset(&e, 0, sizeof(e));
+	rc = attr_of_node(fs, node, &e.attr);
+	if (rc < 0) {
+		pthread_mutex_lock(&fs->lock);
+		node_unref(fs, node, 1, 0);
+		pthread_mutex_unlock(&fs->lock);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	e.ino = node->ino;
+	e.attr_timeout = attr_timeout(node);
+	e.entry_timeout = attr_timeout(node);
+	fuse_reply_entry(req, &e);
+}
+
+static struct node *fixed_node(struct kvcfs *fs, fuse_ino_t ino)
+{
+	struct node *node;
+
+	pthread_mutex_lock(&fs->lock);
+	node = node_get(fs, ino);
+	node->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+	return node;
+}
+
+static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
+{
+	struct kvc_key key;
+	struct kvc_slab_info info;
+	struct kvc_err err;
+	struct node *node;
+	int e;
+	enum name_class cls = classify_name(name, &key, &e);
+
+	if (cls == NAME_INVALID) {
+		fuse_reply_err(req, e);
+		return;
+	}
+	if (cls == NAME_RESERVED) {
+		reply_node_entry(req, fs, fixed_node(fs, strcmp(name, PAYLOAD_DIR_NAME) == 0
+							  ? INO_PAYLOAD_DIR : INO_META_DIR));
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	node = g_hash_table_lookup(fs->staging, name);
+	if (node != NULL)
+		node->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+	if (node != NULL) {
+		reply_node_entry(req, fs, node);
+		return;
+	}
+	if (cls != NAME_SLAB) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	/* Always ask the backing root: another mount may have published. */
+	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
+		if (err.tag == KVC_E_NOT_FOUND)
+			atomic_fetch_add(&fs->metrics.misses, 1);
+		fuse_reply_err(req, kvc_err_to_errno(&err));
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	node = node_for_key(fs, NODE_SLAB, &key);
+	pthread_mutex_unlock(&fs->lock);
+	reply_node_entry(req, fs, node);
+}
+
+static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *name)
+{
+	struct kvc_key key;
+	struct kvc_slab_info info;
+	struct kvc_err err;
+	struct node *node;
+
+	if (strlen(name) > 255) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (!kvc_key_from_hex(name, strlen(name), &key)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
+		if (err.tag == KVC_E_NOT_FOUND)
+			atomic_fetch_add(&fs->metrics.misses, 1);
+		fuse_reply_err(req, kvc_err_to_errno(&err));
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	node = node_for_key(fs, NODE_PAYLOAD, &key);
+	pthread_mutex_unlock(&fs->lock);
+	reply_node_entry(req, fs, node);
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+
+	switch (parent) {
+	case INO_ROOT:
+		lookup_in_root(req, fs, name);
+		return;
+	case INO_PAYLOAD_DIR:
+		lookup_in_payload_dir(req, fs, name);
+		return;
+	case INO_META_DIR:
+		if (strcmp(name, METRICS_NAME) == 0)
+			reply_node_entry(req, fs, fixed_node(fs, INO_METRICS));
+		else
+			fuse_reply_err(req, strlen(name) > 255 ? ENAMETOOLONG : ENOENT);
+		return;
+	default:
+		fuse_reply_err(req, ENOTDIR);
+	}
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	struct node *node;
+
+	pthread_mutex_lock(&fs->lock);
+	node = node_get(fs, ino);
+	if (node != NULL)
+		node_unref(fs, node, nlookup, 0);
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < count; i++) {
+		struct node *node = node_get(fs, forgets[i].ino);
+		if (node != NULL)
+			node_unref(fs, node, forgets[i].nlookup, 0);
+	}
+	pthread_mutex_unlock(&fs->lock);
+	fuse_reply_none(req);
+}
+
+/* The kernel holds a reference to ino while it asks, so the node lives. */
+static struct node *held_node(struct kvcfs *fs, fuse_ino_t ino)
+{
+	struct node *node;
+
+	pthread_mutex_lock(&fs->lock);
+	node = node_get(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	return node;
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	struct node *node = held_node(fs, ino);
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	if (node == NULL) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	rc = attr_of_node(fs, node, &st);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, attr_timeout(node));
+}
+
+static int set_staging_times(struct staging *stage, const struct stat *attr, int to_set)
+{
+	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		ts[0].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		ts[0] = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		ts[1].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		ts[1] = attr->st_mtim;
+	return futimens(stage->tmp.fd, ts) < 0 ? -errno : 0;
+}
+
+static int setattr_staging(struct kvcfs *fs, struct staging *stage,
+			   const struct stat *attr, int to_set)
+{
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published || stage->tmp.fd < 0) {
+		rc = -EPERM;
+		goto out;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && ftruncate(stage->tmp.fd, attr->st_size) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		      FUSE_SET_ATTR_MTIME_NOW))
+		rc = set_staging_times(stage, attr, to_set);
+	if (rc == 0) {
+		stage->tmp.synced = false;
+		pthread_mutex_lock(&fs->lock);
+		if (to_set & FUSE_SET_ATTR_MODE)
+			stage->mode = attr->st_mode & 07777;
+		if (to_set & FUSE_SET_ATTR_UID)
+			stage->uid = attr->st_uid;
+		if (to_set & FUSE_SET_ATTR_GID)
+			stage->gid = attr->st_gid;
+		pthread_mutex_unlock(&fs->lock);
+	}
+out:
+	pthread_rwlock_unlock(&stage->lock);
+	return rc;
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		struct fuse_file_info *fi)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	struct node *node = held_node(fs, ino);
+	int rc = 0;
+
+	(void)fi;
+	if (node == NULL) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (node->kind == NODE_STAGING) {
+		rc = setattr_staging(fs, node->stage, attr, to_set);
+	} else if (to_set & FUSE_SET_ATTR_SIZE) {
+		/* Published slabs are immutable; directories have no size. */
+		rc = node->kind == NODE_ROOT || node->kind == NODE_PAYLOAD_DIR ||
+			     node->kind == NODE_META_DIR ? -EISDIR : -EPERM;
+	}
+	/* chmod, chown and utimes on anything else succeed and change
+	 * nothing, so cp -a and rsync -a can copy into and out of a mount. */
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	op_getattr(req, ino, NULL);
+}

@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+/* Opening, reading, writing and closing files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvcfs.h"
+
+static struct handle *handle_of(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+static struct node *held_node(struct kvcfs *fs, fuse_ino_t ino)
+{
+	struct node *node;
+
+	pthread_mutex_lock(&fs->lock);
+	node = node_get(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	return node;
+}
+
+static void handle_release(struct kvcfs *fs, struct handle *h);
+
+static void reply_open_handle(fuse_req_t req, struct kvcfs *fs, struct node *node,
+			      struct handle *h, struct fuse_file_info *fi)
+{
+	h->node = node;
+	pthread_mutex_lock(&fs->lock);
+	node->open_count++;
+	pthread_mutex_unlock(&fs->lock);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_open(req, fi) != 0)
+		handle_release(fs, h); /* the opener went away */
+}
+
+/* Open a slab or its payload view: verified before the open succeeds. */
+static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
+			 struct handle *h)
+{
+	uint64_t started = metrics_now_ns();
+	struct kvc_meta meta;
+	struct kvc_err err;
+	uint64_t now = (uint64_t)time(NULL);
+	int fd, rc;
+
+	rc = kvc_store_load(fs->store, key, &fd, &meta, &err);
+	atomic_fetch_add(&fs->metrics.load_ns, metrics_now_ns() - started);
+	atomic_fetch_add(&fs->metrics.load_count, 1);
+	if (rc < 0) {
+		if (err.tag == KVC_E_NOT_FOUND)
+			return -ENOENT;
+		if (kvc_tag_is_format_error(err.tag)) {
+			char hex[KVC_KEY_HEX_LEN + 1];
+			kvc_key_to_hex(key, hex);
+			if (err.tag != KVC_E_UNSUPPORTED_VERSION) {
+				atomic_fetch_add(&fs->metrics.corrupt_dropped, 1);
+				index_remove(&fs->index, key);
+				fuse_log(FUSE_LOG_WARNING, "kvcfs: dropped corrupt slab %s: %s: %s\n",
+					 hex, kvc_tag_name(err.tag), err.detail);
+			}
+			return -EIO;
+		}
+		return -kvc_err_to_errno(&err);
+	}
+	atomic_fetch_add(&fs->metrics.hits, 1);
+	if (!fs->opts.read_only) {
+		uint32_t hits = meta.hit_count == UINT32_MAX ? UINT32_MAX : meta.hit_count + 1;
+		/* Best effort: a failed touch costs a hit count, not a read. */
+		if (kvc_store_touch(fs->store, key, hits, now, &err) == 0) {
+			meta.hit_count = hits;
+			meta.last_used_time = now;
+		}
+	}
+	index_put(&fs->index, key, meta.file_size, meta.hit_count, meta.last_used_time,
+		  meta.creation_time);
+	h->fd = fd;
+	h->base = payload_view ? meta.payload_offset : 0;
+	h->length = payload_view ? meta.payload_length : meta.file_size;
+	kvc_meta_clear(&meta);
+	return 0;
+}
+
+/* cp (or any O_WRONLY|O_TRUNC open) onto a published slab: the bytes are
+ * staged and published at close, where a valid slab of the key is kept. */
+static int open_copy_onto_slab(struct kvcfs *fs, const struct kvc_key *key,
+			       struct handle *h, fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct staging *stage;
+	struct kvc_err err;
+
+	if (fs->opts.read_only)
+		return -EROFS;
+	stage = staging_new();
+	if (kvc_tmp_create(fs->store, "stage", &stage->tmp, &err) < 0) {
+		staging_free(fs, stage);
+		return -kvc_err_to_errno(&err);
+	}
+	stage->publish_on_close = true;
+	stage->target = *key;
+	stage->writers = 1;
+	stage->mode = 0444;
+	stage->uid = ctx->uid;
+	stage->gid = ctx->gid;
+	h->stage = stage;
+	h->owns_stage = true;
+	h->writable = true;
+	return 0;
+}
+
+static int open_staging(struct kvcfs *fs, struct node *node, struct handle *h, int flags)
+{
+	struct staging *stage = node->stage;
+	int rc = 0;
+
+	h->stage = stage;
+	if ((flags & O_ACCMODE) == O_RDONLY)
+		return 0;
+	if (fs->opts.read_only)
+		return -EROFS;
+	pthread_mutex_lock(&fs->lock);
+	stage->writers++;
+	pthread_mutex_unlock(&fs->lock);
+	h->writable = true;
+	if (flags & O_TRUNC) {
+		pthread_rwlock_rdlock(&stage->lock);
+		if (stage->published || stage->tmp.fd < 0)
+			rc = -EPERM;
+		else if (ftruncate(stage->tmp.fd, 0) < 0)
+			rc = -errno;
+		atomic_store(&stage->dirty, true);
+		pthread_rwlock_unlock(&stage->lock);
+	}
+	if (rc < 0) {
+		pthread_mutex_lock(&fs->lock);
+		stage->writers--;
+		pthread_mutex_unlock(&fs->lock);
+	}
+	return rc;
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	struct node *node = held_node(fs, ino);
+	struct handle *h;
+	int acc = fi->flags & O_ACCMODE, rc = 0;
+
+	if (node == NULL) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	h = g_new0(struct handle, 1);
+	h->fd = -1;
+	switch (node->kind) {
+	case NODE_METRICS:
+		if (acc != O_RDONLY) {
+			rc = -EACCES;
+			break;
+		}
+		h->text = metrics_render(fs, &h->text_len);
+		fi->direct_io = 1; /* its size changes between stat and read */
+		break;
+	case NODE_SLAB:
+		if (acc == O_RDONLY && !(fi->flags & O_TRUNC))
+			rc = open_verified(fs, &node->key, false, h);
+		else if (acc == O_WRONLY && (fi->flags & O_TRUNC) && !(fi->flags & O_APPEND))
+			rc = open_copy_onto_slab(fs, &node->key, h, req);
+		else
+			rc = -EPERM; /* published slabs are immutable */
+		break;
+	case NODE_PAYLOAD:
+		rc = acc == O_RDONLY ? open_verified(fs, &node->key, true, h) : -EPERM;
+		break;
+	case NODE_STAGING:
+		rc = open_staging(fs, node, h, fi->flags);
+		break;
+	default:
+		rc = -EISDIR;
+	}
+	if (rc < 0) {
+		g_free(h->text);
+		g_free(h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_open_handle(req, fs, node, h, fi);
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	       struct fuse_file_info *fi)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fuse_entry_param e;
+	struct staging *stage;
+	struct node *node;
+	struct handle *h;
+	struct kvc_key key;
+	struct kvc_err err;
+	int rc;
+	enum name_class cls;
+
+	if (parent != INO_ROOT) {
+		fuse_reply_err(req, parent == INO_PAYLOAD_DIR || parent == INO_META_DIR ? EPERM : ENOTDIR);
+		return;
+	}
+	if (fs->opts.read_only) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	cls = classify_name(name, &key, &rc);
+	if (cls == NAME_INVALID || cls == NAME_RESERVED) {
+		fuse_reply_err(req, cls == NAME_RESERVED ? EEXIST : rc);
+		return;
+	}
+	if (cls == NAME_SLAB && (fi->flags & O_EXCL) &&
+	    faccessat(kvc_store_dirfd(fs->store), name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	stage = staging_new();
+	if (kvc_tmp_create(fs->store, "stage", &stage->tmp, &err) < 0) {
+		staging_free(fs, stage);
+		fuse_reply_err(req, kvc_err_to_errno(&err));
+		return;
+	}
+	stage->mode = mode & 07777;
+	stage->uid = ctx->uid;
+	stage->gid = ctx->gid;
+	stage->publish_on_close = cls == NAME_SLAB;
+	stage->target = key;
+
+	pthread_mutex_lock(&fs->lock);
+	node = g_hash_table_lookup(fs->staging, name);
+	if (node != NULL) {
+		/* Created meanwhile by someone else: O_EXCL says no, else the
+		 * kernel would have opened it; either way it is not ours. */
+		pthread_mutex_unlock(&fs->lock);
+		staging_free(fs, stage);
+		fuse_reply_err(req, EEXIST);
+		return;
+	}
+	node = node_new(fs, NODE_STAGING);
+	node->stage = stage;
+	node->name = g_strdup(name);
+	node->nlookup = 1;
+	g_hash_table_insert(fs->staging, node->name, node);
+	pthread_mutex_unlock(&fs->lock);
+
+	h = g_new0(struct handle, 1);
+	h->fd = -1;
+	h->stage = stage;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		h->writable = true;
+		stage->writers = 1;
+	}
+	memset(&e, 0, sizeof(e));
+	attr_of_node(fs, node, &e.attr);
+	e.ino = node->ino;
+	h->node = node;
+	pthread_mutex_lock(&fs->lock);
+	node->open_count++;
+	pthread_mutex_unlock(&fs->lock);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	if (fuse_reply_create(req, &e, fi) != 0)
+		handle_release(fs, h);
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	     struct fuse_file_info *fi)
+{
+	struct handle *h = handle_of(fi);
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
+
+	(void)ino;
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (h->text != NULL) {
+		size_t o = (uint64_t)off < h->text_len ? (size_t)off : h->text_len;
+		fuse_reply_buf(req, h->text + o, size < h->text_len - o ? size : h->text_len - o);
+		return;
+	}
+	if (h->stage != NULL) {
+		char *buf = g_malloc(size ? size : 1);
+		ssize_t n;
+		pthread_rwlock_rdlock(&h->stage->lock);
+		n = h->stage->tmp.fd < 0 ? (errno = EBADF, -1)
+					 : pread(h->stage->tmp.fd, buf, size, off);
+		pthread_rwlock_unlock(&h->stage->lock);
+		if (n < 0)
+			fuse_reply_err(req, errno);
+		else
+			fuse_reply_buf(req, buf, (size_t)n);
+		g_free(buf);
+		return;
+	}
+	if ((uint64_t)off >= h->length) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	bv.buf[0].size = size < h->length - (uint64_t)off ? size : (size_t)(h->length - (uint64_t)off);
+	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	bv.buf[0].fd = h->fd;
+	bv.buf[0].pos = (off_t)(h->base + (uint64_t)off);
+	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+}
+
+void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+	      off_t off, struct fuse_file_info *fi)
+{
+	struct handle *h = handle_of(fi);
+	struct staging *stage = h->stage;
+	ssize_t n;
+
+	(void)ino;
+	if (stage == NULL || !h->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published || stage->tmp.fd < 0) {
+		/* The bytes already became a slab: it is immutable now. */
+		n = -1;
+		errno = EPERM;
+	} else {
+		n = pwrite(stage->tmp.fd, buf, size, off);
+		atomic_store(&stage->dirty, true);
+	}
+	pthread_rwlock_unlock(&stage->lock);
+	if (n < 0)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+/*
+ * close(2) of a file created as <key>.kvc, or written over a slab: publish
+ * when the last writer closes, so close() can report EBADMSG. flush comes
+ * once per close of each descriptor; release later and without a reply
+ * the caller sees, which is why the publish is here.
+ */
+void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	struct handle *h = handle_of(fi);
+	struct staging *stage = h->stage;
+	bool publish = false;
+	int rc = 0;
+
+	(void)ino;
+	if (stage == NULL || !h->writable) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	if (!h->flushed) {
+		h->flushed = true;
+		stage->flushed_writers++;
+	}
+	if (stage->publish_on_close && stage->flushed_writers == stage->writers) {
+		stage->publish_on_close = false;
+		publish = true;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (publish) {
+		rc = publish_stage(fs, stage, &stage->target);
+		pthread_mutex_lock(&fs->lock);
+		if (h->owns_stage) {
+			/* The slab's inode stays the slab's either way. */
+		} else if (rc == 0) {
+			node_became_slab(fs, h->node, &stage->target);
+		} else if (h->node->name != NULL) {
+			/* Refused: nothing appears under the key's name. */
+			g_hash_table_remove(fs->staging, h->node->name);
+			g_free(h->node->name);
+			h->node->name = NULL;
+		}
+		pthread_mutex_unlock(&fs->lock);
+	}
+	fuse_reply_err(req, -rc);
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	struct handle *h = handle_of(fi);
+	int rc = 0;
+
+	(void)ino;
+	if (h->stage != NULL) {
+		pthread_rwlock_rdlock(&h->stage->lock);
+		if (h->stage->tmp.fd >= 0 &&
+		    (datasync ? fdatasync(h->stage->tmp.fd) : fsync(h->stage->tmp.fd)) < 0)
+			rc = errno;
+		pthread_rwlock_unlock(&h->stage->lock);
+	}
+	fuse_reply_err(req, rc);
+}
+
+static void handle_release(struct kvcfs *fs, struct handle *h)
+{
+	if (h->fd >= 0)
+		close(h->fd);
+	if (h->stage != NULL && h->writable) {
+		pthread_mutex_lock(&fs->lock);
+		h->stage->writers--;
+		if (h->flushed)
+			h->stage->flushed_writers--;
+		pthread_mutex_unlock(&fs->lock);
+	}
+	if (h->owns_stage)
+		staging_free(fs, h->stage);
+	pthread_mutex_lock(&fs->lock);
+	node_unref(fs, h->node, 0, 1);
+	pthread_mutex_unlock(&fs->lock);
+	g_free(h->text);
+	g_free(h);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	handle_release(kvcfs_of(req), handle_of(fi));
+	fuse_reply_err(req, 0);
+}

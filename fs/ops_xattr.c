@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/* Extended attributes: every header and TLV field as user.kvc.*, and
+ * user.kvcfs.error on a staging file whose publish was refused. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvcfs.h"
+
+#define ERROR_XATTR "user.kvcfs.error"
+
+/* The attribute list, in the order listxattr shows it. */
+static const char *const slab_xattrs[] = {
+	"user.kvc.key", "user.kvc.version", "user.kvc.tokens", "user.kvc.cached_token_count",
+	"user.kvc.hit_count", "user.kvc.save_reason", "user.kvc.quant_type",
+	"user.kvc.quant_bits", "user.kvc.context_size", "user.kvc.fingerprint",
+	"user.kvc.fingerprint_mode", "user.kvc.ctx_params_hash", "user.kvc.created",
+	"user.kvc.last_used", "user.kvc.payload_offset", "user.kvc.payload_length",
+	"user.kvc.crc32c", "user.kvc.hostname", "user.kvc.writer_version",
+	"user.kvc.save_reason_detail",
+};
+
+static int read_meta(struct kvcfs *fs, const struct kvc_key *key, struct kvc_meta *meta)
+{
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_source src;
+	struct kvc_err err;
+	struct stat st;
+	int fd, rc;
+
+	kvc_key_slab_name(key, name);
+	fd = openat(kvc_store_dirfd(fs->store), name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	kvc_source_from_fd(&src, &fd, (uint64_t)st.st_size);
+	rc = kvc_parse_meta(&src, 0, meta, &err);
+	close(fd);
+	return rc < 0 ? -kvc_err_to_errno(&err) : 0;
+}
+
+/* The value of one attribute as text; NULL if the field is absent. */
+static GString *slab_xattr_value(const struct kvc_meta *m, const struct kvc_key *key,
+				 const char *name)
+{
+	GString *v = g_string_new(NULL);
+	char hex[65];
+	const char *field = name + strlen("user.kvc.");
+
+	if (strcmp(field, "key") == 0) {
+		kvc_key_to_hex(key, hex);
+		g_string_append(v, hex);
+	} else if (strcmp(field, "version") == 0) {
+		g_string_append_printf(v, "%u", m->version);
+	} else if (strcmp(field, "tokens") == 0) {
+		g_string_append_printf(v, "%" PRIu32, m->n_tokens);
+	} else if (strcmp(field, "cached_token_count") == 0) {
+		g_string_append_printf(v, "%" PRIu32, m->cached_token_count);
+	} else if (strcmp(field, "hit_count") == 0) {
+		g_string_append_printf(v, "%" PRIu32, m->hit_count);
+	} else if (strcmp(field, "save_reason") == 0) {
+		g_string_append(v, kvc_save_reason_name(m->save_reason));
+	} else if (strcmp(field, "quant_type") == 0) {
+		g_string_append(v, kvc_quant_name(m->quant_byte));
+	} else if (strcmp(field, "quant_bits") == 0) {
+		g_string_append_printf(v, "%u", m->quant_bits);
+	} else if (strcmp(field, "context_size") == 0) {
+		g_string_append_printf(v, "%" PRIu32, m->context_size);
+	} else if (strcmp(field, "fingerprint") == 0) {
+		kvc_hex_encode(m->fingerprint, 32, hex);
+		g_string_append(v, hex);
+	} else if (strcmp(field, "fingerprint_mode") == 0) {
+		g_string_append(v, kvc_fingerprint_mode_name(m->fingerprint_mode));
+	} else if (strcmp(field, "ctx_params_hash") == 0) {
+		kvc_hex_encode(m->ctx_params_hash, 32, hex);
+		g_string_append(v, hex);
+	} else if (strcmp(field, "created") == 0) {
+		g_string_append_printf(v, "%" PRIu64, m->creation_time);
+	} else if (strcmp(field, "last_used") == 0) {
+		g_string_append_printf(v, "%" PRIu64, m->last_used_time);
+	} else if (strcmp(field, "payload_offset") == 0) {
+		g_string_append_printf(v, "%" PRIu64, m->payload_offset);
+	} else if (strcmp(field, "payload_length") == 0) {
+		g_string_append_printf(v, "%" PRIu64, m->payload_length);
+	} else if (strcmp(field, "crc32c") == 0) {
+		g_string_append_printf(v, "%" PRIu32, m->payload_crc32c);
+	} else if (strcmp(field, "hostname") == 0 && m->hostname.present) {
+		g_string_append_len(v, m->hostname.data, m->hostname.len);
+	} else if (strcmp(field, "writer_version") == 0 && m->writer_version.present) {
+		g_string_append_len(v, m->writer_version.data, m->writer_version.len);
+	} else if (strcmp(field, "save_reason_detail") == 0 && m->save_reason_detail.present) {
+		g_string_append_len(v, m->save_reason_detail.data, m->save_reason_detail.len);
+	} else {
+		g_string_free(v, TRUE);
+		return NULL;
+	}
+	return v;
+}
+
+static void reply_value(fuse_req_t req, const char *data, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, data, len);
+}
+
+static struct node *held_node(struct kvcfs *fs, fuse_ino_t ino)
+{
+	struct node *node;
+
+	pthread_mutex_lock(&fs->lock);
+	node = node_get(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	return node;
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	struct node *node = held_node(fs, ino);
+	struct kvc_meta meta;
+	GString *v;
+	int rc;
+
+	if (node == NULL) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (node->kind == NODE_STAGING) {
+		char *copy = NULL;
+		pthread_rwlock_rdlock(&node->stage->lock);
+		if (strcmp(name, ERROR_XATTR) == 0 && node->stage->error != NULL)
+			copy = g_strdup(node->stage->error);
+		pthread_rwlock_unlock(&node->stage->lock);
+		if (copy == NULL)
+			fuse_reply_err(req, ENODATA);
+		else
+			reply_value(req, copy, strlen(copy), size);
+		g_free(copy);
+		return;
+	}
+	if ((node->kind != NODE_SLAB && node->kind != NODE_PAYLOAD) ||
+	    strncmp(name, "user.kvc.", 9) != 0) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	rc = read_meta(fs, &node->key, &meta);
+	if (rc < 0) {
+		fuse_reply_err(req, rc == -EBADMSG ? EIO : -rc);
+		return;
+	}
+	v = slab_xattr_value(&meta, &node->key, name);
+	if (v == NULL)
+		fuse_reply_err(req, ENODATA);
+	else
+		reply_value(req, v->str, v->len, size);
+	if (v != NULL)
+		g_string_free(v, TRUE);
+	kvc_meta_clear(&meta);
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	struct node *node = held_node(fs, ino);
+	GString *list = g_string_new(NULL);
+	struct kvc_meta meta;
+
+	if (node == NULL) {
+		g_string_free(list, TRUE);
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (node->kind == NODE_STAGING) {
+		pthread_rwlock_rdlock(&node->stage->lock);
+		if (node->stage->error != NULL)
+			g_string_append_len(list, ERROR_XATTR, sizeof(ERROR_XATTR));
+		pthread_rwlock_unlock(&node->stage->lock);
+	} else if ((node->kind == NODE_SLAB || node->kind == NODE_PAYLOAD) &&
+		   read_meta(fs, &node->key, &meta) == 0) {
+		for (size_t i = 0; i < G_N_ELEMENTS(slab_xattrs); i++) {
+			GString *v = slab_xattr_value(&meta, &node->key, slab_xattrs[i]);
+			if (v == NULL)
+				continue; /* optional TLV not present */
+			g_string_free(v, TRUE);
+			g_string_append_len(list, slab_xattrs[i], (gssize)strlen(slab_xattrs[i]) + 1);
+		}
+		kvc_meta_clear(&meta);
+	}
+	reply_value(req, list->str, list->len, size);
+	g_string_free(list, TRUE);
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		 size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	/* Slab attributes are the slab's content, not settable metadata. */
+	fuse_reply_err(req, ENOTSUP);
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	fuse_reply_err(req, ENOTSUP);
+}

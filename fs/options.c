@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/* kvcfs's command line: its own -o options, on top of libfuse's. */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "options.h"
+
+#define KVCFS_OPT(t, field, v) { t, offsetof(struct kvcfs_options, field), v }
+
+enum { KEY_RO, KEY_RW };
+
+static const struct fuse_opt kvcfs_opts[] = {
+	KVCFS_OPT("max_size=%s", max_size_text, 0),
+	KVCFS_OPT("host_id=%s", host_id, 0),
+	KVCFS_OPT("sweep_grace=%u", sweep_grace, 0),
+	KVCFS_OPT("threads=%u", max_threads, 0),
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_KEY("rw", KEY_RW),
+	FUSE_OPT_END,
+};
+
+int parse_size(const char *text, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (text == NULL || text[0] < '0' || text[0] > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (shift != 0 && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
+		end += strlen(end);
+	if (*end != '\0' || (shift != 0 && v > (UINT64_MAX >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int take_arg(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct kvcfs_options *opts = data;
+
+	(void)outargs;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		/* The first non-option is ours; the second is the mountpoint,
+		 * which libfuse's own parser takes. */
+		if (opts->positional++ == 0) {
+			opts->backing_root = strdup(arg);
+			return 0;
+		}
+		return 1;
+	case KEY_RO:
+		opts->read_only = 1;
+		return 1; /* and the kernel mounts read-only too */
+	case KEY_RW:
+		opts->read_only = 0;
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	opts->sweep_grace = 3600;
+	opts->max_threads = 16;
+	if (fuse_opt_parse(args, opts, kvcfs_opts, take_arg) < 0)
+		return -1;
+	if (opts->max_size_text != NULL && parse_size(opts->max_size_text, &opts->max_size) < 0) {
+		fprintf(stderr, "kvcfs: bad max_size '%s' (a byte count, optionally with K, M, G or T)\n",
+			opts->max_size_text);
+		return -1;
+	}
+	if (opts->host_id != NULL && opts->host_id[0] == '\0') {
+		fprintf(stderr, "kvcfs: host_id must not be empty\n");
+		return -1;
+	}
+	if (opts->max_threads < 1 || opts->max_threads > 1024) {
+		fprintf(stderr, "kvcfs: threads must be 1..1024\n");
+		return -1;
+	}
+	return 0;
+}
+
+void options_help(const char *progname)
+{
+	printf("usage: %s [options] BACKING_ROOT MOUNTPOINT\n\n"
+	       "Serve the KV-cache slabs in BACKING_ROOT as files at MOUNTPOINT.\n\n"
+	       "kvcfs options:\n"
+	       "    -o max_size=SIZE       byte budget of the cache (K/M/G/T suffixes)\n"
+	       "    -o host_id=NAME        host identity in temp names (default: hostname)\n"
+	       "    -o sweep_grace=SECS    age at which another host's temps are stale (3600)\n"
+	       "    -o threads=N           most request threads (16)\n"
+	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
+	       "                           or hit persistence\n\n",
+	       progname);
+}
+
+void options_free(struct kvcfs_options *opts)
+{
+	free(opts->backing_root);
+	free(opts->max_size_text);
+	free(opts->host_id);
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KVCFS_OPTIONS_H
+#define KVCFS_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct fuse_args;
+
+struct kvcfs_options {
+	char *backing_root;
+	char *max_size_text;
+	uint64_t max_size;        /* 0: no budget */
+	char *host_id;
+	unsigned sweep_grace;     /* seconds before another host's temp is stale */
+	unsigned max_threads;
+	int read_only;
+	int positional;           /* how many non-options were seen */
+};
+
+/* Parse kvcfs's own options out of args (libfuse's stay in args). Prints
+ * one line and returns -1 on a bad value. */
+int options_parse(struct fuse_args *args, struct kvcfs_options *opts);
+void options_help(const char *progname);
+void options_free(struct kvcfs_options *opts);
+/* "64M", "10G", "4096", "1.5G" is refused. Returns -1 if malformed. */
+int parse_size(const char *text, uint64_t *out);
+
+#endif

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/* Before serving: refuse a busy mountpoint, sweep temps, index slabs. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvcfs.h"
+#include "startup.h"
+
+/* /proc/self/mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape_mount_path(char *s)
+{
+	char *out = s;
+
+	while (*s != '\0') {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 4;
+		} else {
+			*out++ = *s++;
+		}
+	}
+	*out = '\0';
+}
+
+bool mountpoint_in_use(const char *mountpoint)
+{
+	char real[PATH_MAX], line[8192];
+	bool busy = false;
+	FILE *f;
+
+	if (realpath(mountpoint, real) == NULL)
+		return false; /* libfuse reports a missing mountpoint itself */
+	f = fopen("/proc/self/mountinfo", "re");
+	if (f == NULL)
+		return false;
+	while (!busy && fgets(line, sizeof(line), f) != NULL) {
+		char *save = NULL, *field = strtok_r(line, " ", &save);
+		/* the fifth field is the mount point */
+		for (int i = 1; field != NULL && i < 5; i++)
+			field = strtok_r(NULL, " ", &save);
+		if (field == NULL)
+			continue;
+		unescape_mount_path(field);
+		busy = strcmp(field, real) == 0;
+	}
+	fclose(f);
+	return busy;
+}
+
+static void index_slab(void *ctx, const struct kvc_key *key, const struct kvc_meta *meta)
+{
+	struct kvcfs *fs = ctx;
+
+	index_put(&fs->index, key, meta->file_size, meta->hit_count, meta->last_used_time,
+		  meta->creation_time);
+}
+
+int startup_scan(struct kvcfs *fs)
+{
+	struct kvc_sweep_stats sweep = { 0 };
+	struct kvc_scan_stats scan;
+	struct kvc_err err;
+
+	if (!fs->opts.read_only &&
+	    kvc_store_sweep(fs->store, fs->opts.sweep_grace, &sweep, &err) < 0) {
+		fprintf(stderr, "kvcfs: sweeping %s: %s\n", fs->opts.backing_root, err.detail);
+		return -1;
+	}
+	if (kvc_store_scan(fs->store, index_slab, fs, &scan, &err) < 0) {
+		fprintf(stderr, "kvcfs: indexing %s: %s\n", fs->opts.backing_root, err.detail);
+		return -1;
+	}
+	fuse_log(FUSE_LOG_INFO,
+		 "kvcfs: %s: %" G_GUINT64_FORMAT " slabs, %" G_GUINT64_FORMAT " bytes; removed %"
+		 G_GUINT64_FORMAT " temps and %" G_GUINT64_FORMAT " corrupt files, re-published %"
+		 G_GUINT64_FORMAT ", left %" G_GUINT64_FORMAT " of a newer format\n",
+		 fs->opts.backing_root, scan.slabs, scan.bytes, sweep.removed,
+		 scan.removed_corrupt, scan.republished, scan.skipped_newer);
+	return 0;
+}

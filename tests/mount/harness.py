@@ -1,0 +1,204 @@
+"""Mounting kvcfs for real in tests, and unmounting it whatever happens.
+
+Each test gets a fresh backing root and mountpoint under a temporary
+directory. The daemon runs in the foreground (-f) as a child; its stderr
+goes to a file that is checked after unmount: a sanitizer report or an
+unexpected warning fails the test.
+"""
+import contextlib
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+KVCFS = os.environ.get("KVCFS_BIN")
+KVC = os.environ.get("KVC_BIN")
+VECTORS = os.environ.get("KVC_VECTORS")
+SKIP = 77
+
+BAD_STDERR = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error|UndefinedBehavior|"
+                        r"GLib-CRITICAL|GLib-WARNING|fuse: |kvcfs: .*(failed|error)",
+                        re.IGNORECASE)
+
+
+def fuse_usable():
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed"
+    try:
+        fd = os.open("/dev/fuse", os.O_RDWR)
+        os.close(fd)
+    except OSError as e:
+        return "/dev/fuse: %s" % e.strerror
+    return None
+
+
+class Mount:
+    def __init__(self, root, mnt, options=(), allowed_stderr=()):
+        self.root, self.mnt = root, mnt
+        self.options = list(options)
+        self.allowed = [re.compile(a) for a in allowed_stderr]
+        self.proc = None
+        self.stderr_path = mnt.rstrip("/") + ".stderr"
+
+    def start(self):
+        os.makedirs(self.mnt, exist_ok=True)
+        args = [KVCFS, "-f"]
+        for o in self.options:
+            args += ["-o", o]
+        args += [self.root, self.mnt]
+        self.err = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.err)
+        deadline = time.time() + 20
+        while not os.path.ismount(self.mnt):
+            if self.proc.poll() is not None:
+                raise AssertionError("kvcfs exited %d before mounting: %s"
+                                     % (self.proc.returncode, self.stderr()))
+            if time.time() > deadline:
+                raise AssertionError("kvcfs did not mount within 20 s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if os.path.ismount(self.mnt):
+            subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            subprocess.run(["fusermount3", "-u", "-z", self.mnt], capture_output=True)
+            raise AssertionError("kvcfs did not exit after unmount")
+        finally:
+            self.err.close()
+        code = self.proc.returncode
+        self.proc = None
+        if code != 0:
+            raise AssertionError("kvcfs exited %d: %s" % (code, self.stderr()))
+        self.check_stderr()
+
+    def kill(self):
+        """SIGKILL, as a crash would; the mount is then torn down lazily."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.err.close()
+        self.proc = None
+        subprocess.run(["fusermount3", "-u", "-z", self.mnt], capture_output=True)
+
+    def stderr(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def check_stderr(self):
+        for line in self.stderr().splitlines():
+            if BAD_STDERR.search(line) and not any(a.search(line) for a in self.allowed):
+                raise AssertionError("kvcfs stderr: " + line)
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+
+class Workspace:
+    """A temporary directory holding backing roots and mountpoints."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="kvcfs-test-")
+        self.mounts = []
+
+    def root(self, name="root"):
+        p = os.path.join(self.dir, name)
+        os.makedirs(p, exist_ok=True)
+        return p
+
+    def mount(self, root=None, name="mnt", options=(), allowed_stderr=()):
+        m = Mount(root or self.root(), os.path.join(self.dir, name), options, allowed_stderr)
+        self.mounts.append(m)
+        return m.start()
+
+    def close(self):
+        problems = []
+        for m in self.mounts:
+            try:
+                m.stop()
+            except AssertionError as e:
+                problems.append(str(e))
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+
+def vectors():
+    with open(os.path.join(VECTORS, "manifest.json"), encoding="utf-8") as f:
+        return json.load(f)["entries"]
+
+
+def vector_bytes(entry):
+    with open(os.path.join(VECTORS, entry["file"]), "rb") as f:
+        return f.read()
+
+
+def payload_of(data):
+    offset = struct.unpack_from("<Q", data, 48)[0]
+    return data[offset:]
+
+
+def without_mutable_header(data):
+    """The bytes of a slab except hit_count (12..15) and last_used (32..39),
+    which every open updates in place."""
+    return data[:12] + data[16:32] + data[40:]
+
+
+def expect_errno(code, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except OSError as e:
+        if e.errno != code:
+            raise AssertionError("%s: errno %s, want %s" % (
+                fn.__name__, errno.errorcode.get(e.errno), errno.errorcode[code]))
+        return e
+    raise AssertionError("%s%r succeeded, want %s" % (fn.__name__, args, errno.errorcode[code]))
+
+
+def run(cmd, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        raise AssertionError("%s exited %d: %s%s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
+    return p
+
+
+def main(tests):
+    """Run test functions (each takes a Workspace); SKIP without FUSE."""
+    why = fuse_usable()
+    if why is not None:
+        print("SKIP: " + why)
+        sys.exit(SKIP)
+    only = sys.argv[1:]
+    passed = failed = 0
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        ws = Workspace()
+        started = time.time()
+        try:
+            try:
+                t(ws)
+            finally:
+                ws.close()
+            passed += 1
+            print("ok   %s (%.2fs)" % (t.__name__, time.time() - started))
+        except Exception:
+            failed += 1
+            print("FAIL %s" % t.__name__)
+            traceback.print_exc()
+        sys.stdout.flush()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)

@@ -15,6 +15,7 @@
 
 #include "index.h"
 #include "metrics.h"
+#include "notify.h"
 #include "options.h"
 
 /* Fixed inodes; everything else is numbered from INO_FIRST_DYNAMIC. */
@@ -56,6 +57,7 @@ struct staging {
 	uid_t uid;
 	gid_t gid;
 	char *error;               /* why the last publish failed (xattr) */
+	bool refused;              /* the last publish failed on the content */
 };
 
 struct node {
@@ -73,6 +75,7 @@ struct kvcfs {
 	struct kvcfs_options opts;
 	struct kvcfs_metrics metrics;
 	struct kvcfs_index index;
+	struct kvcfs_notifier notifier;
 
 	pthread_mutex_t lock;      /* guards the tables below and node counts */
 	GHashTable *nodes;         /* ino → node */
@@ -168,7 +171,12 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		 size_t size, int flags);
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
-/* publish.c: the mount's side of the pipeline (metrics, index, errors). */
-int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key);
+/* Forget the kernel's cached entries for a slab that is gone. */
+void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key);
+
+/* publish.c: the mount's side of the pipeline (metrics, index, errors).
+ * final: a refusal is the last word (rename), so it is counted as one. */
+int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+		  bool final);
 
 #endif

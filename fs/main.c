@@ -63,6 +63,8 @@ static int serve(struct kvcfs *fs, struct fuse_args *args, struct fuse_cmdline_o
 	if (fuse_session_mount(se, cmd->mountpoint) != 0)
 		goto out_handlers;
 	fuse_daemonize(cmd->foreground);
+	if (notifier_start(&fs->notifier, se) != 0)
+		goto out_unmount;
 	if (cmd->singlethread) {
 		rc = fuse_session_loop(se);
 	} else {
@@ -73,6 +75,8 @@ static int serve(struct kvcfs *fs, struct fuse_args *args, struct fuse_cmdline_o
 		rc = fuse_session_loop_mt(se, loop);
 		fuse_loop_cfg_destroy(loop);
 	}
+	notifier_stop(&fs->notifier);
+out_unmount:
 	fuse_session_unmount(se);
 out_handlers:
 	fuse_remove_signal_handlers(se);

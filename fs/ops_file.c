@@ -59,6 +59,7 @@ static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool paylo
 			if (err.tag != KVC_E_UNSUPPORTED_VERSION) {
 				atomic_fetch_add(&fs->metrics.corrupt_dropped, 1);
 				index_remove(&fs->index, key);
+				forget_slab_entries(fs, key);
 				fuse_log(FUSE_LOG_WARNING, "kvcfs: dropped corrupt slab %s: %s: %s\n",
 					 hex, kvc_tag_name(err.tag), err.detail);
 			}
@@ -344,18 +345,44 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		fuse_reply_write(req, (size_t)n);
 }
 
+/* After a publish of a file created as <key>.kvc (or written over a slab):
+ * the inode is the slab's now; or the name goes at once, so a refused
+ * close leaves nothing behind, while a later close (of a dup) may still
+ * publish the bytes until release makes the refusal final. */
+static void settle_publish(struct kvcfs *fs, struct handle *h, int rc, bool final)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (rc == 0) {
+		h->stage->publish_on_close = false;
+		if (!h->owns_stage)
+			node_became_slab(fs, h->node, &h->stage->target);
+	} else {
+		if (final)
+			h->stage->publish_on_close = false;
+		if (!h->owns_stage && h->node->name != NULL) {
+			g_hash_table_remove(fs->staging, h->node->name);
+			g_free(h->node->name);
+			h->node->name = NULL;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
 /*
  * close(2) of a file created as <key>.kvc, or written over a slab: publish
- * when the last writer closes, so close() can report EBADMSG. flush comes
- * once per close of each descriptor; release later and without a reply
- * the caller sees, which is why the publish is here.
+ * once every writer has closed, here, so close() can report EBADMSG (release
+ * comes later and its result reaches no one). A descriptor may be closed
+ * while a dup of it lives on (dd does this), so a refusal here is not
+ * final: a later close tries again, and release gives up for good.
+ * A prefix of a slab is never a valid slab, so an early try cannot
+ * publish a partial one.
  */
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
 	struct handle *h = handle_of(fi);
 	struct staging *stage = h->stage;
-	bool publish = false;
+	bool publish;
 	int rc = 0;
 
 	(void)ino;
@@ -368,25 +395,11 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		h->flushed = true;
 		stage->flushed_writers++;
 	}
-	if (stage->publish_on_close && stage->flushed_writers == stage->writers) {
-		stage->publish_on_close = false;
-		publish = true;
-	}
+	publish = stage->publish_on_close && stage->flushed_writers == stage->writers;
 	pthread_mutex_unlock(&fs->lock);
 	if (publish) {
-		rc = publish_stage(fs, stage, &stage->target);
-		pthread_mutex_lock(&fs->lock);
-		if (h->owns_stage) {
-			/* The slab's inode stays the slab's either way. */
-		} else if (rc == 0) {
-			node_became_slab(fs, h->node, &stage->target);
-		} else if (h->node->name != NULL) {
-			/* Refused: nothing appears under the key's name. */
-			g_hash_table_remove(fs->staging, h->node->name);
-			g_free(h->node->name);
-			h->node->name = NULL;
-		}
-		pthread_mutex_unlock(&fs->lock);
+		rc = publish_stage(fs, stage, &stage->target, false);
+		settle_publish(fs, h, rc, false);
 	}
 	fuse_reply_err(req, -rc);
 }
@@ -412,11 +425,23 @@ static void handle_release(struct kvcfs *fs, struct handle *h)
 	if (h->fd >= 0)
 		close(h->fd);
 	if (h->stage != NULL && h->writable) {
+		bool last_try;
 		pthread_mutex_lock(&fs->lock);
 		h->stage->writers--;
 		if (h->flushed)
 			h->stage->flushed_writers--;
+		last_try = h->stage->publish_on_close && h->stage->writers == 0;
 		pthread_mutex_unlock(&fs->lock);
+		if (last_try) {
+			/* Bytes written since the last close's try get one more;
+			 * then a refusal is final and nothing appears. */
+			int rc = atomic_load(&h->stage->dirty)
+					 ? publish_stage(fs, h->stage, &h->stage->target, false)
+					 : -EBADMSG;
+			if (rc < 0 && h->stage->refused)
+				atomic_fetch_add(&fs->metrics.rejected, 1);
+			settle_publish(fs, h, rc, true);
+		}
 	}
 	if (h->owns_stage)
 		staging_free(fs, h->stage);

@@ -37,7 +37,7 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const char *newnam
 
 	if ((flags & RENAME_NOREPLACE) && slab_exists(fs, newname))
 		return -EEXIST;
-	rc = publish_stage(fs, src->stage, key);
+	rc = publish_stage(fs, src->stage, key, true);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&fs->lock);
@@ -173,6 +173,7 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	index_remove(&fs->index, &key);
+	forget_slab_entries(fs, &key);
 	fuse_reply_err(req, 0);
 }
 

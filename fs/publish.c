@@ -5,7 +5,8 @@
 
 #include "kvcfs.h"
 
-int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key)
+int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+		  bool final)
 {
 	uint64_t started = metrics_now_ns();
 	enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
@@ -27,6 +28,7 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	rc = kvc_store_publish(fs->store, &stage->tmp, key, &meta, &outcome, &err);
 	g_free(stage->error);
 	stage->error = NULL;
+	stage->refused = rc < 0 && kvc_tag_is_format_error(err.tag);
 	if (rc == 0)
 		stage->published = true;
 	else
@@ -36,10 +38,12 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	atomic_fetch_add(&fs->metrics.publish_ns, metrics_now_ns() - started);
 	atomic_fetch_add(&fs->metrics.publish_count, 1);
 	if (rc < 0) {
-		if (kvc_tag_is_format_error(err.tag))
-			atomic_fetch_add(&fs->metrics.rejected, 1);
-		else
+		if (kvc_tag_is_format_error(err.tag)) {
+			if (final)
+				atomic_fetch_add(&fs->metrics.rejected, 1);
+		} else {
 			fuse_log(FUSE_LOG_ERR, "kvcfs: publish failed: %s\n", err.detail);
+		}
 		return -kvc_err_to_errno(&err);
 	}
 	atomic_fetch_add(outcome == KVC_PUBLISH_ADOPTED ? &fs->metrics.adopted
@@ -48,4 +52,14 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 		  meta.creation_time);
 	kvc_meta_clear(&meta);
 	return 0;
+}
+
+void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key)
+{
+	char name[KVC_SLAB_NAME_LEN + 1];
+
+	kvc_key_slab_name(key, name);
+	notify_inval_entry(&fs->notifier, INO_ROOT, name);
+	name[KVC_KEY_HEX_LEN] = '\0';
+	notify_inval_entry(&fs->notifier, INO_PAYLOAD_DIR, name);
 }

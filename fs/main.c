@@ -49,17 +49,13 @@ static const struct fuse_lowlevel_ops kvcfs_ops = {
 	.removexattr = op_removexattr,
 };
 
-static int serve(struct kvcfs *fs, struct fuse_args *args, struct fuse_cmdline_opts *cmd)
+static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_opts *cmd)
 {
 	struct fuse_loop_config *loop;
-	struct fuse_session *se;
 	int rc = 1;
 
-	se = fuse_session_new(args, &kvcfs_ops, sizeof(kvcfs_ops), fs);
-	if (se == NULL)
-		return 1; /* libfuse said why (an unknown option, usually) */
 	if (fuse_set_signal_handlers(se) != 0)
-		goto out_session;
+		return 1;
 	if (fuse_session_mount(se, cmd->mountpoint) != 0)
 		goto out_handlers;
 	fuse_daemonize(cmd->foreground);
@@ -80,8 +76,6 @@ out_unmount:
 	fuse_session_unmount(se);
 out_handlers:
 	fuse_remove_signal_handlers(se);
-out_session:
-	fuse_session_destroy(se);
 	return rc ? 1 : 0;
 }
 
@@ -91,6 +85,7 @@ int main(int argc, char **argv)
 	struct fuse_cmdline_opts cmd = { 0 };
 	struct kvc_store_config cfg = { 0 };
 	struct kvcfs fs = { 0 };
+	struct fuse_session *se = NULL;
 	struct kvc_err err;
 	int rc = 1;
 
@@ -106,6 +101,7 @@ int main(int argc, char **argv)
 	}
 	if (cmd.show_version) {
 		printf("kvcfs %s\n", KVC_VERSION_STRING);
+		fflush(stdout); /* libfuse's part is printed by a child process */
 		fuse_lowlevel_version();
 		rc = 0;
 		goto out;
@@ -119,6 +115,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kvcfs: mountpoint %s is already in use\n", cmd.mountpoint);
 		goto out;
 	}
+	/* Before any work on the backing root: this is where libfuse rejects
+	 * options it does not know. */
+	se = fuse_session_new(&args, &kvcfs_ops, sizeof(kvcfs_ops), &fs);
+	if (se == NULL)
+		goto out;
 	cfg.root = fs.opts.backing_root;
 	cfg.host_id = fs.opts.host_id;
 	cfg.read_only = fs.opts.read_only;
@@ -129,11 +130,13 @@ int main(int argc, char **argv)
 	index_init(&fs.index);
 	nodes_init(&fs);
 	if (startup_scan(&fs) == 0)
-		rc = serve(&fs, &args, &cmd);
+		rc = serve(&fs, se, &cmd);
 	nodes_destroy(&fs);
 	index_destroy(&fs.index);
 	kvc_store_close(fs.store);
 out:
+	if (se != NULL)
+		fuse_session_destroy(se);
 	free(cmd.mountpoint);
 	options_free(&fs.opts);
 	fuse_opt_free_args(&args);

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""kvcfs as a program: its options, its refusals, and what it does at start."""
+import os
+import shutil
+import subprocess
+
+from harness import KVCFS, main, payload_of, vector_bytes, vectors
+
+
+def kvcfs(*args, timeout=20):
+    return subprocess.run([KVCFS, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def one_line_error(p):
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    assert p.returncode != 0, "exit status %d" % p.returncode
+    assert len(lines) >= 1, "no message"
+    return lines[0]
+
+
+def test_help_and_version(ws):
+    p = kvcfs("--help")
+    assert p.returncode == 0 and "BACKING_ROOT MOUNTPOINT" in p.stdout, p.stdout
+    for opt in ("max_size", "host_id", "sweep_grace", "threads", "ro"):
+        assert opt in p.stdout, opt
+    p = kvcfs("--version")
+    assert p.returncode == 0 and p.stdout.startswith("kvcfs "), p.stdout
+
+
+def test_bad_invocations(ws):
+    root, mnt = ws.root(), ws.root("mnt")
+    line = one_line_error(kvcfs("-o", "no_such_option", root, mnt))
+    assert "no_such_option" in line, line
+    line = one_line_error(kvcfs("-o", "max_size=12Q", root, mnt))
+    assert "max_size" in line, line
+    line = one_line_error(kvcfs(os.path.join(ws.dir, "missing"), mnt))
+    assert "missing" in line and "No such file" in line, line
+    afile = os.path.join(ws.dir, "afile")
+    open(afile, "w").close()
+    line = one_line_error(kvcfs(afile, mnt))
+    assert "afile" in line, line
+    line = one_line_error(kvcfs(root))
+    assert "usage" in line, line
+    line = one_line_error(kvcfs(root, mnt, "extra"))
+    assert "extra" in line, line
+    assert not os.path.ismount(mnt)
+
+
+def test_unwritable_backing_root(ws):
+    if os.geteuid() != 0:
+        return  # needs a read-only tmpfs; a root-only check
+    ro = ws.root("rofs")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", ro], check=True)
+    try:
+        line = one_line_error(kvcfs(ro, ws.root("mnt")))
+        assert "not writable" in line, line
+        m = ws.mount(ro, name="romnt", options=["ro"])  # fine when asked read-only
+        assert sorted(os.listdir(m.mnt)) == [".kvcfs", "payload"]
+        m.stop()
+    finally:
+        subprocess.run(["umount", ro], check=True)
+
+
+def test_mountpoint_in_use(ws):
+    m = ws.mount()
+    line = one_line_error(kvcfs(ws.root("other"), m.mnt))
+    assert "already in use" in line, line
+    assert os.path.ismount(m.mnt)
+    assert sorted(os.listdir(m.mnt)) == [".kvcfs", "payload"], "the first mount still serves"
+
+
+def test_max_size_accepted(ws):
+    m = ws.mount(options=["max_size=64M"])
+    text = open(m.path(".kvcfs", "metrics")).read()
+    assert "kvcfs_budget_bytes 67108864\n" in text, text
+
+
+def test_startup_sweeps_and_indexes(ws):
+    root = ws.root()
+    good = [v for v in vectors() if v["valid"]][:3]
+    for e in good[:2]:
+        with open(os.path.join(root, e["key"] + ".kvc"), "wb") as f:
+            f.write(vector_bytes(e))
+    # a valid slab copied in under a wrong name is re-published
+    with open(os.path.join(root, "copied.kvc"), "wb") as f:
+        f.write(vector_bytes(good[2]))
+    # a corrupt slab (prefix parse fails) is removed
+    bad = next(v for v in vectors() if v["kind"] == "truncated_trailer")
+    with open(os.path.join(root, bad["key"] + ".kvc"), "wb") as f:
+        f.write(vector_bytes(bad))
+    # a newer format version is left alone and not served
+    v2 = next(v for v in vectors() if v["kind"] == "version_2")
+    with open(os.path.join(root, v2["key"] + ".kvc"), "wb") as f:
+        f.write(vector_bytes(v2))
+    # temps: of this host and a dead process (removed), of another host (kept)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mine = "x.kvc.testhost.%d.0.tmp" % dead.pid
+    theirs = "x.kvc.otherhost.1.0.tmp"
+    for n in (mine, theirs):
+        open(os.path.join(root, n), "w").close()
+    m = ws.mount(root, options=["host_id=testhost"])
+    names = set(os.listdir(root))
+    assert mine not in names and theirs in names, names
+    assert "copied.kvc" not in names and good[2]["key"] + ".kvc" in names, names
+    assert bad["key"] + ".kvc" not in names, names
+    assert v2["key"] + ".kvc" in names, names
+    for e in good:
+        with open(m.path("payload", e["key"]), "rb") as f:
+            assert f.read() == payload_of(vector_bytes(e))
+    metrics = open(m.path(".kvcfs", "metrics")).read()
+    assert "kvcfs_slabs 3\n" in metrics, metrics
+
+
+if __name__ == "__main__":
+    main([test_help_and_version, test_bad_invocations, test_unwritable_backing_root,
+          test_mountpoint_in_use, test_max_size_accepted, test_startup_sweeps_and_indexes])

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""The SPEC's table of operations and errnos, corruption, remounts,
+several mounts on one backing root, and racing publishers."""
+import errno
+import os
+import stat
+import struct
+import subprocess
+import sys
+import time
+
+from harness import (expect_errno, main, payload_of, run, vector_bytes, vectors,
+                     without_mutable_header)
+
+
+def valid():
+    return [v for v in vectors() if v["valid"]]
+
+
+def publish(m, e):
+    name = e["key"] + ".kvc"
+    tmp = m.path("up-" + e["key"][:8])
+    with open(tmp, "wb") as f:
+        f.write(vector_bytes(e))
+    os.rename(tmp, m.path(name))
+    return m.path(name)
+
+
+def metric(m, name):
+    for line in open(m.path(".kvcfs", "metrics")):
+        if line.startswith("kvcfs_" + name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric " + name)
+
+
+def test_published_slabs_are_immutable(ws):
+    m = ws.mount()
+    e = valid()[0]
+    p = publish(m, e)
+    expect_errno(errno.EPERM, os.open, p, os.O_WRONLY)
+    expect_errno(errno.EPERM, os.open, p, os.O_RDWR)
+    expect_errno(errno.EPERM, os.open, p, os.O_WRONLY | os.O_APPEND)
+    expect_errno(errno.EPERM, os.truncate, p, 0)
+    expect_errno(errno.EPERM, os.rename, p, m.path("elsewhere"))
+    expect_errno(errno.EPERM, os.link, p, m.path("hardlink"))
+    expect_errno(errno.EPERM, os.open, m.path("payload", e["key"]), os.O_WRONLY)
+    before = os.stat(p)
+    os.chmod(p, 0o777)
+    os.chown(p, 1234, 1234)
+    os.utime(p, (1, 1))
+    after = os.stat(p)
+    assert (after.st_mode, after.st_uid, after.st_mtime) == \
+        (before.st_mode, before.st_uid, before.st_mtime), "chmod/chown/utime change nothing"
+    with open(p, "rb") as f:
+        assert without_mutable_header(f.read()) == without_mutable_header(vector_bytes(e))
+
+
+def test_namespace_refusals(ws):
+    m = ws.mount()
+    expect_errno(errno.EPERM, os.mkdir, m.path("dir"))
+    expect_errno(errno.EPERM, os.symlink, "target", m.path("link"))
+    expect_errno(errno.EPERM, os.mkfifo, m.path("fifo"))
+    expect_errno(errno.ENAMETOOLONG, open, m.path("x" * 256), "wb")
+    expect_errno(errno.ENAMETOOLONG, os.stat, m.path("a" * 300 + ".kvc"))
+    expect_errno(errno.ENOENT, os.stat, m.path("0" * 64 + ".kvc"))
+    expect_errno(errno.ENOENT, os.stat, m.path("payload", "0" * 64))
+    expect_errno(errno.ENOENT, os.stat, m.path("payload", "not-a-key"))
+    expect_errno(errno.EPERM, open, m.path("payload", "new"), "wb")
+    expect_errno(errno.EPERM, open, m.path(".kvcfs", "new"), "wb")
+    expect_errno(errno.EACCES, open, m.path(".kvcfs", "metrics"), "wb")
+    # Upper-case hex is not a key name: an ordinary staging file.
+    upper = "A" * 64 + ".kvc"
+    with open(m.path(upper), "wb") as f:
+        f.write(b"hello")
+    assert open(m.path(upper), "rb").read() == b"hello"
+    os.unlink(m.path(upper))
+    # Staging files behave like files: rename among staging names, truncate, rm.
+    with open(m.path("a"), "wb") as f:
+        f.write(b"0123456789")
+    os.truncate(m.path("a"), 4)
+    os.rename(m.path("a"), m.path("b"))
+    assert open(m.path("b"), "rb").read() == b"0123"
+    expect_errno(errno.ENOENT, os.stat, m.path("a"))
+    with open(m.path("c"), "wb") as f:
+        f.write(b"c")
+    os.rename(m.path("b"), m.path("c"))  # replaces c
+    assert open(m.path("c"), "rb").read() == b"0123"
+    os.unlink(m.path("c"))
+    assert sorted(os.listdir(m.mnt)) == [".kvcfs", "payload"]
+    expect_errno(errno.ENODATA, os.getxattr, m.mnt, "user.kvc.key")
+
+
+def test_corrupt_slab_is_refused_and_removed(ws):
+    m = ws.mount(allowed_stderr=[r"dropped corrupt slab"])
+    e = next(v for v in valid() if v["kind"] == "large_payload")
+    p = publish(m, e)
+    backing = os.path.join(m.root, e["key"] + ".kvc")
+    with open(backing, "r+b") as f:
+        f.seek(e["payload_offset"] + 1000)
+        b = f.read(1)
+        f.seek(e["payload_offset"] + 1000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    expect_errno(errno.EIO, open, p, "rb")
+    assert not os.path.exists(backing), "the corrupt slab is removed from the backing root"
+    expect_errno(errno.ENOENT, os.stat, p)
+    assert metric(m, "corrupt_dropped_total") == 1
+    # The payload view refuses a corrupt slab the same way.
+    p = publish(m, e)
+    with open(backing, "r+b") as f:
+        f.truncate(e["file_size"] - 1)
+    expect_errno(errno.EIO, open, m.path("payload", e["key"]), "rb")
+    assert not os.path.exists(backing)
+    assert metric(m, "corrupt_dropped_total") == 2
+
+
+def test_remount_keeps_everything(ws):
+    root = ws.root()
+    m = ws.mount(root)
+    entries = valid()[:6]
+    for e in entries:
+        publish(m, e)
+    with open(m.path(entries[0]["key"] + ".kvc"), "rb") as f:
+        f.read()
+    hits = int(os.getxattr(m.path(entries[0]["key"] + ".kvc"), "user.kvc.hit_count"))
+    m.stop()
+    m2 = ws.mount(root, name="mnt2")
+    for e in entries:
+        with open(m2.path("payload", e["key"]), "rb") as f:
+            assert f.read() == payload_of(vector_bytes(e))
+    # A hit is persisted in the header: it survives the remount, and the
+    # open above added one more.
+    again = int(os.getxattr(m2.path(entries[0]["key"] + ".kvc"), "user.kvc.hit_count"))
+    assert again == hits + 1, (hits, again)
+    assert metric(m2, "slabs") == len(entries)
+
+
+def test_second_mount_sees_first(ws):
+    root = ws.root()
+    a = ws.mount(root, name="a")
+    b = ws.mount(root, name="b")
+    e = valid()[3]
+    publish(a, e)
+    with open(b.path(e["key"] + ".kvc"), "rb") as f:
+        assert without_mutable_header(f.read()) == without_mutable_header(vector_bytes(e))
+    assert e["key"] + ".kvc" in os.listdir(b.mnt)
+    os.unlink(b.path(e["key"] + ".kvc"))
+    deadline = time.time() + 5
+    while os.path.exists(a.path(e["key"] + ".kvc")):
+        assert time.time() < deadline, "a delete on one mount shows on the other"
+        time.sleep(0.1)
+
+
+RACER = r"""
+import os, sys
+mnt, name, src, idx = sys.argv[1:5]
+data = open(src, "rb").read()
+tmp = os.path.join(mnt, "racer-%s" % idx)
+with open(tmp, "wb") as f:
+    f.write(data)
+os.rename(tmp, os.path.join(mnt, name))
+"""
+
+
+def test_concurrent_publishers_one_key(ws):
+    root = ws.root()
+    mounts = [ws.mount(root, name="m%d" % i) for i in range(2)]
+    e = next(v for v in valid() if v["kind"] == "large_payload")
+    src = os.path.join(ws.dir, "src")
+    with open(src, "wb") as f:
+        f.write(vector_bytes(e))
+    for round_ in range(5):
+        procs = [subprocess.Popen([sys.executable, "-c", RACER, mounts[i % 2].mnt,
+                                   e["key"] + ".kvc", src, str(i)]) for i in range(6)]
+        assert all(p.wait() == 0 for p in procs), "every racing publish succeeds"
+        names = os.listdir(root)
+        assert names == [e["key"] + ".kvc"], names
+        run([KVC, "verify", os.path.join(root, names[0])])
+        os.unlink(mounts[0].path(e["key"] + ".kvc"))
+    total = sum(metric(m, "publishes_total") + metric(m, "adopted_total") for m in mounts)
+    assert total == 30, total
+
+
+def test_read_only_mount(ws):
+    root = ws.root()
+    m = ws.mount(root)
+    e = valid()[1]
+    publish(m, e)
+    m.stop()
+    before = open(os.path.join(root, e["key"] + ".kvc"), "rb").read()
+    ro = ws.mount(root, name="ro", options=["ro"])
+    with open(ro.path(e["key"] + ".kvc"), "rb") as f:
+        assert f.read() == before
+    after = open(os.path.join(root, e["key"] + ".kvc"), "rb").read()
+    assert after == before, "no hit persistence on a read-only mount"
+    expect_errno(errno.EROFS, open, ro.path("new"), "wb")
+    expect_errno(errno.EROFS, os.unlink, ro.path(e["key"] + ".kvc"))
+    assert os.path.exists(os.path.join(root, e["key"] + ".kvc"))
+
+
+def test_metrics_format(ws):
+    m = ws.mount()
+    publish(m, valid()[0])
+    text = open(m.path(".kvcfs", "metrics")).read()
+    for name in ("hits_total", "misses_total", "publishes_total", "adopted_total",
+                 "rejected_total", "corrupt_dropped_total", "evictions_total", "bytes",
+                 "slabs", "publish_seconds_count", "load_seconds_count"):
+        assert "\nkvcfs_%s " % name in "\n" + text, name
+    for line in text.splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or \
+            len(line.split()) == 2, line
+    assert metric(m, "publishes_total") == 1
+    assert metric(m, "bytes") == valid()[0]["file_size"]
+    out = run([KVC, "stats", m.mnt]).stdout
+    assert "publishes_total" in out and "bytes" in out, out
+
+
+KVC = os.environ.get("KVC_BIN")
+
+if __name__ == "__main__":
+    main([test_published_slabs_are_immutable, test_namespace_refusals,
+          test_corrupt_slab_is_refused_and_removed, test_remount_keeps_everything,
+          test_second_mount_sees_first, test_concurrent_publishers_one_key,
+          test_read_only_mount, test_metrics_format])

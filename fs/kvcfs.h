@@ -171,8 +171,10 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		 size_t size, int flags);
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
-/* Forget the kernel's cached entries for a slab that is gone. */
-void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key);
+/* Forget the kernel's cached entries for a slab that is gone.
+ * in_root_request: called while answering unlink/rename in the root,
+ * where the root's own entry is the kernel's to update. */
+void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, bool in_root_request);
 
 /* publish.c: the mount's side of the pipeline (metrics, index, errors).
  * final: a refusal is the last word (rename), so it is counted as one. */

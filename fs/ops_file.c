@@ -59,7 +59,7 @@ static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool paylo
 			if (err.tag != KVC_E_UNSUPPORTED_VERSION) {
 				atomic_fetch_add(&fs->metrics.corrupt_dropped, 1);
 				index_remove(&fs->index, key);
-				forget_slab_entries(fs, key);
+				forget_slab_entries(fs, key, false);
 				fuse_log(FUSE_LOG_WARNING, "kvcfs: dropped corrupt slab %s: %s: %s\n",
 					 hex, kvc_tag_name(err.tag), err.detail);
 			}

@@ -173,7 +173,7 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	index_remove(&fs->index, &key);
-	forget_slab_entries(fs, &key);
+	forget_slab_entries(fs, &key, true);
 	fuse_reply_err(req, 0);
 }
 

@@ -54,12 +54,19 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	return 0;
 }
 
-void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key)
+void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, bool in_root_request)
 {
 	char name[KVC_SLAB_NAME_LEN + 1];
 
 	kvc_key_slab_name(key, name);
-	notify_inval_entry(&fs->notifier, INO_ROOT, name);
+	if (!in_root_request)
+		notify_inval_entry(&fs->notifier, INO_ROOT, name);
 	name[KVC_KEY_HEX_LEN] = '\0';
-	notify_inval_entry(&fs->notifier, INO_PAYLOAD_DIR, name);
+	/* From a request on the root, the payload directory is unrelated and
+	 * the kernel can take its lock: invalidate before replying, so the
+	 * caller's next look at payload/ is already right. */
+	if (in_root_request)
+		notify_inval_entry_now(&fs->notifier, INO_PAYLOAD_DIR, name);
+	else
+		notify_inval_entry(&fs->notifier, INO_PAYLOAD_DIR, name);
 }

@@ -65,6 +65,10 @@ void kvc_meta_key(const struct kvc_meta *meta, struct kvc_key *out)
 {
 	struct kvc_key_input in;
 
+	if (meta->has_key) {
+		*out = meta->key;
+		return;
+	}
 	memcpy(in.fingerprint, meta->fingerprint, 32);
 	in.quant_byte = meta->quant_byte;
 	memcpy(in.ctx_params_hash, meta->ctx_params_hash, 32);

@@ -13,6 +13,7 @@
 #include <kvc/format.h>
 
 #include "bytes.h"
+#include "sha256.h"
 
 #define TAG_FINGERPRINT 0x01
 #define TAG_FINGERPRINT_MODE 0x02
@@ -26,6 +27,9 @@
 
 struct seen {
 	bool fingerprint, fingerprint_mode, quant_type, ctx_params_hash, tokens;
+	const uint8_t *token_bytes; /* the last token_ids value, u32 LE as hashed */
+	uint32_t token_len;
+	unsigned flags;
 };
 
 static int read_at(const struct kvc_source *src, void *buf, size_t len,
@@ -138,16 +142,19 @@ static int store_tlv(uint8_t tag, const uint8_t *v, uint32_t len,
 		}
 		return 0;
 	case TAG_HOSTNAME:
-		return blob_set(&meta->hostname, v, len, err);
+		return seen->flags & KVC_PARSE_LIGHT ? 0 : blob_set(&meta->hostname, v, len, err);
 	case TAG_WRITER_VERSION:
-		return blob_set(&meta->writer_version, v, len, err);
+		return seen->flags & KVC_PARSE_LIGHT ? 0 : blob_set(&meta->writer_version, v, len, err);
 	case TAG_SAVE_REASON_DETAIL:
-		return blob_set(&meta->save_reason_detail, v, len, err);
+		return seen->flags & KVC_PARSE_LIGHT ? 0 : blob_set(&meta->save_reason_detail, v, len, err);
 	case TAG_TOKEN_IDS:
 		if (len % 4 == 0) {
-			if (store_tokens(meta, v, len, err) < 0)
+			if (!(seen->flags & KVC_PARSE_LIGHT) && store_tokens(meta, v, len, err) < 0)
 				return -1;
+			meta->n_tokens = len / 4;
 			seen->tokens = true;
+			seen->token_bytes = v;
+			seen->token_len = len;
 		}
 		return 0;
 	case TAG_TOKEN_ID_COUNT: /* informational; the ids are canonical */
@@ -265,14 +272,30 @@ static int parse_prompt(const struct kvc_source *src, unsigned flags,
 	return 0;
 }
 
+/* The key from the token bytes as they lie in the file: they are already
+ * the u32 LE encoding the key hashes, so nothing is converted. */
+static void derive_key(struct kvc_meta *meta, const struct seen *seen)
+{
+	struct kvc_sha256 sum;
+
+	kvc_sha256_init(&sum);
+	kvc_sha256_update(&sum, meta->fingerprint, 32);
+	kvc_sha256_update(&sum, &meta->quant_byte, 1);
+	kvc_sha256_update(&sum, meta->ctx_params_hash, 32);
+	kvc_sha256_update(&sum, seen->token_bytes, seen->token_len);
+	kvc_sha256_final(&sum, meta->key.bytes);
+	meta->has_key = true;
+}
+
 int kvc_parse_meta(const struct kvc_source *src, unsigned flags,
 		   struct kvc_meta *meta, struct kvc_err *err)
 {
 	uint8_t fixed[KVC_FIXED_SIZE];
-	struct seen seen = { 0 };
+	struct seen seen = { .flags = flags };
 	uint64_t tlv_off;
 	uint32_t tlv_len;
-	uint8_t *tlv = NULL;
+	const uint8_t *tlv = NULL;
+	uint8_t *tlv_copy = NULL;
 	int rc = -1;
 
 	memset(meta, 0, sizeof(*meta));
@@ -304,18 +327,24 @@ int kvc_parse_meta(const struct kvc_source *src, unsigned flags,
 			    tlv_len, KVC_MAX_TLV_SECTION);
 		goto out;
 	}
-	tlv = malloc(tlv_len ? tlv_len : 1);
+	if (src->view_at != NULL)
+		tlv = src->view_at(src->ctx, tlv_len, tlv_off + 4);
 	if (tlv == NULL) {
-		kvc_err_set(err, KVC_E_NO_MEMORY, "TLV section of %u bytes", tlv_len);
-		goto out;
+		tlv = tlv_copy = malloc(tlv_len ? tlv_len : 1);
+		if (tlv_copy == NULL) {
+			kvc_err_set(err, KVC_E_NO_MEMORY, "TLV section of %u bytes", tlv_len);
+			goto out;
+		}
+		if (read_at(src, tlv_copy, tlv_len, tlv_off + 4, err) < 0)
+			goto out;
 	}
-	if (read_at(src, tlv, tlv_len, tlv_off + 4, err) < 0)
-		goto out;
 	if (decode_tlvs(tlv, tlv_len, meta, &seen, err) < 0)
 		goto out;
 	rc = check_consistency(meta, tlv_off + 4 + tlv_len, &seen, err);
+	if (rc == 0)
+		derive_key(meta, &seen);
 out:
-	free(tlv);
+	free(tlv_copy);
 	if (rc < 0)
 		kvc_meta_clear(meta);
 	return rc;

@@ -6,16 +6,18 @@
 
 #include <kvc/key.h>
 
-static void feed_header(GChecksum *sum, const struct kvc_key_input *in)
+#include "sha256.h"
+
+static void feed_header(struct kvc_sha256 *sum, const struct kvc_key_input *in)
 {
-	g_checksum_update(sum, in->fingerprint, 32);
-	g_checksum_update(sum, &in->quant_byte, 1);
-	g_checksum_update(sum, in->ctx_params_hash, 32);
+	kvc_sha256_update(sum, in->fingerprint, 32);
+	kvc_sha256_update(sum, &in->quant_byte, 1);
+	kvc_sha256_update(sum, in->ctx_params_hash, 32);
 }
 
 /* Tokens are hashed as u32 LE; encode in chunks so no copy of the whole
  * token list is made. */
-static void feed_tokens(GChecksum *sum, const uint32_t *tokens, size_t n)
+static void feed_tokens(struct kvc_sha256 *sum, const uint32_t *tokens, size_t n)
 {
 	uint8_t buf[4 * 256];
 
@@ -28,27 +30,20 @@ static void feed_tokens(GChecksum *sum, const uint32_t *tokens, size_t n)
 			buf[4 * i + 2] = (uint8_t)(t >> 16);
 			buf[4 * i + 3] = (uint8_t)(t >> 24);
 		}
-		g_checksum_update(sum, buf, (gssize)(4 * chunk));
+		kvc_sha256_update(sum, buf, 4 * chunk);
 		tokens += chunk;
 		n -= chunk;
 	}
 }
 
-static void finish(GChecksum *sum, struct kvc_key *out)
-{
-	gsize len = KVC_KEY_BYTES;
-
-	g_checksum_get_digest(sum, out->bytes, &len);
-}
-
 void kvc_key_compute(const struct kvc_key_input *in, struct kvc_key *out)
 {
-	GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+	struct kvc_sha256 sum;
 
-	feed_header(sum, in);
-	feed_tokens(sum, in->tokens, in->n_tokens);
-	finish(sum, out);
-	g_checksum_free(sum);
+	kvc_sha256_init(&sum);
+	feed_header(&sum, in);
+	feed_tokens(&sum, in->tokens, in->n_tokens);
+	kvc_sha256_final(&sum, out->bytes);
 }
 
 size_t kvc_prefix_key_count(size_t n_tokens, size_t stride, size_t min_len)
@@ -68,30 +63,28 @@ size_t kvc_prefix_key_count(size_t n_tokens, size_t stride, size_t min_len)
 size_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
 		       size_t min_len, size_t *lens, struct kvc_key *keys)
 {
-	GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+	struct kvc_sha256 sum;
 	size_t done = 0, filled = 0;
 
 	if (stride == 0)
 		stride = 1;
-	feed_header(sum, in);
+	kvc_sha256_init(&sum);
+	feed_header(&sum, in);
 	for (;;) {
 		size_t next = done + stride;
 		if (next > in->n_tokens)
 			next = in->n_tokens;
-		feed_tokens(sum, in->tokens + done, next - done);
+		feed_tokens(&sum, in->tokens + done, next - done);
 		done = next;
 		if (done >= min_len && (done % stride == 0 || done == in->n_tokens)) {
-			/* Finishing a GChecksum freezes it, so finish a copy and
-			 * keep hashing the original. */
-			GChecksum *copy = g_checksum_copy(sum);
-			finish(copy, &keys[filled]);
-			g_checksum_free(copy);
+			/* final works on a copy of the state, so the walk goes
+			 * on from here: one pass for every prefix. */
+			kvc_sha256_final(&sum, keys[filled].bytes);
 			lens[filled++] = done;
 		}
 		if (done == in->n_tokens)
 			break;
 	}
-	g_checksum_free(sum);
 	return filled;
 }
 

@@ -34,6 +34,7 @@ static int fd_read_at(void *ctx, void *buf, size_t len, uint64_t off,
 
 void kvc_source_from_fd(struct kvc_source *src, int *fd_ctx, uint64_t size)
 {
+	src->view_at = NULL;
 	src->read_at = fd_read_at;
 	src->ctx = fd_ctx;
 	src->size = size;
@@ -51,8 +52,55 @@ static int buf_read_at(void *ctx, void *buf, size_t len, uint64_t off,
 	return 0;
 }
 
+static int head_read_at(void *ctx, void *buf, size_t len, uint64_t off,
+			struct kvc_err *err)
+{
+	struct kvc_fd_head *head = ctx;
+
+	if (head->have == (size_t)-1) {
+		ssize_t n;
+		do
+			n = pread(head->fd, head->buf, sizeof(head->buf), 0);
+		while (n < 0 && errno == EINTR);
+		head->have = n < 0 ? 0 : (size_t)n;
+	}
+	if (off + len <= head->have) {
+		memcpy(buf, head->buf + off, len);
+		return 0;
+	}
+	return fd_read_at(&head->fd, buf, len, off, err);
+}
+
+static const void *head_view_at(void *ctx, size_t len, uint64_t off)
+{
+	struct kvc_fd_head *head = ctx;
+
+	/* Only after the head was read: the parser reads the header first. */
+	if (head->have == (size_t)-1 || off + len > head->have)
+		return NULL;
+	return head->buf + off;
+}
+
+void kvc_source_from_fd_head(struct kvc_source *src, struct kvc_fd_head *head,
+			     int fd, uint64_t size)
+{
+	head->fd = fd;
+	head->have = (size_t)-1;
+	src->view_at = head_view_at;
+	src->read_at = head_read_at;
+	src->ctx = head;
+	src->size = size;
+}
+
+static const void *buf_view_at(void *ctx, size_t len, uint64_t off)
+{
+	(void)len;
+	return (const uint8_t *)*(const void **)ctx + off;
+}
+
 void kvc_source_from_buf(struct kvc_source *src, const void **buf_ctx, size_t size)
 {
+	src->view_at = buf_view_at;
 	src->read_at = buf_read_at;
 	src->ctx = (void *)buf_ctx;
 	src->size = size;

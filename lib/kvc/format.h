@@ -89,10 +89,13 @@ struct kvc_meta {
 	struct kvc_blob save_reason_detail;
 	/* whole file */
 	uint64_t file_size;
+	/* the key the content derives to; set by the parsers */
+	bool has_key;
+	struct kvc_key key;
 };
 
 void kvc_meta_clear(struct kvc_meta *meta);
-/* The key the metadata's own content derives to. */
+/* The key the metadata's own content derives to (meta->key once parsed). */
 void kvc_meta_key(const struct kvc_meta *meta, struct kvc_key *out);
 
 const char *kvc_save_reason_name(uint8_t v);       /* NULL if unknown */
@@ -119,15 +122,34 @@ int kvc_build_prefix(const struct kvc_meta *meta, uint64_t payload_length,
 struct kvc_source {
 	int (*read_at)(void *ctx, void *buf, size_t len, uint64_t off,
 		       struct kvc_err *err);
+	/* Optional: the bytes in place when they are in memory, else NULL. */
+	const void *(*view_at)(void *ctx, size_t len, uint64_t off);
 	void *ctx;
 	uint64_t size;
 };
 
 void kvc_source_from_fd(struct kvc_source *src, int *fd_ctx, uint64_t size);
+
+/*
+ * An fd source that reads the file's first KVC_HEAD_BYTES once and serves
+ * reads inside them from memory: parsing a slab's metadata then costs one
+ * read(2) instead of five. head must outlive src.
+ */
+#define KVC_HEAD_BYTES 4096
+struct kvc_fd_head {
+	int fd;
+	size_t have;               /* bytes of buf filled; (size_t)-1: not yet */
+	uint8_t buf[KVC_HEAD_BYTES];
+};
+void kvc_source_from_fd_head(struct kvc_source *src, struct kvc_fd_head *head,
+			     int fd, uint64_t size);
 void kvc_source_from_buf(struct kvc_source *src, const void **buf_ctx, size_t size);
 
 enum kvc_parse_flags {
 	KVC_PARSE_PROMPT = 1 << 0, /* also read the prompt text */
+	/* Indexing: skip copying the token ids and the informational TLVs
+	 * (tokens stays NULL; n_tokens and the key are still filled). */
+	KVC_PARSE_LIGHT = 1 << 1,
 };
 
 /*

@@ -133,7 +133,8 @@ typedef void (*kvc_scan_fn)(void *ctx, const struct kvc_key *key,
 			    const struct kvc_meta *meta);
 
 /*
- * Index every "*.kvc" from its prefix only. Files that fail the prefix
+ * Index every "*.kvc" from its prefix only (parsed with KVC_PARSE_LIGHT:
+ * fn sees no token ids nor informational TLVs, only counts and the key). Files that fail the prefix
  * parse are removed, except newer-version files (left alone, not
  * reported). A valid slab under a name that is not its key is fully
  * verified and re-published under its content key.

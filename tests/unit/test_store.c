@@ -237,7 +237,7 @@ static void test_save_and_load(void **state)
 	free_slab(&s);
 }
 
-static void test_bad_content_never_written(void **state)
+static void test_bad_content_leaves_nothing(void **state)
 {
 	struct fixture *f = *state;
 	struct slab s;
@@ -267,6 +267,7 @@ static void test_failure_branches(void **state)
 		enum kvc_tag tag;
 	} cases[] = {
 		{ SYS_OPENAT, 1, EIO, KVC_E_IO },
+		{ SYS_OPENAT, 1, EEXIST, KVC_E_IO },  /* a temp name collision */
 		{ SYS_OPENAT, 1, ENOSPC, KVC_E_NO_SPACE },
 		{ SYS_WRITE, 1, ENOSPC, KVC_E_NO_SPACE },
 		{ SYS_WRITE, 2, EIO, KVC_E_IO },
@@ -336,6 +337,54 @@ static void test_unlink_of_temp_fails(void **state)
 	free_slab(&s);
 }
 
+static void write_file(const char *dir, const char *name, const void *data, size_t len)
+{
+	char *path = g_build_filename(dir, name, NULL);
+	assert_true(g_file_set_contents(path, data, (gssize)len, NULL));
+	g_free(path);
+}
+
+/* link(2) says EEXIST but the name is empty by the time we look (another
+ * writer's slab was deleted meanwhile): ours takes the name. */
+static void test_eexist_then_vanished(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome;
+
+	make_slab(&s, 12, 3000, 0);
+	inject[SYS_LINKAT].countdown = 1;
+	inject[SYS_LINKAT].err = EEXIST;
+	assert_int_equal(save(f->store, &s, &outcome, &err), 0);
+	reset_injection();
+	assert_int_equal(outcome, KVC_PUBLISH_REPLACED);
+	assert_int_equal(count_entries(f->dir), 1);
+	assert_loads(f->store, &s);
+	free_slab(&s);
+}
+
+/* The replace after EEXIST fails: an error, the invalid file untouched
+ * (it is not ours to judge twice), no temp left. */
+static void test_replace_fails(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+	char name[KVC_SLAB_NAME_LEN + 1];
+
+	make_slab(&s, 13, 3000, 0);
+	kvc_key_slab_name(&s.key, name);
+	write_file(f->dir, name, "KVC junk", 8);
+	inject[SYS_RENAMEAT].countdown = 1;
+	inject[SYS_RENAMEAT].err = EIO;
+	assert_int_equal(save(f->store, &s, NULL, &err), -1);
+	reset_injection();
+	assert_int_equal(err.sys_errno, EIO);
+	assert_int_equal(count_entries(f->dir), 1);
+	free_slab(&s);
+}
+
 static void test_eexist_valid_is_adopted(void **state)
 {
 	struct fixture *f = *state;
@@ -358,13 +407,6 @@ static void test_eexist_valid_is_adopted(void **state)
 	kvc_meta_clear(&meta);
 	free_slab(&first);
 	free_slab(&second);
-}
-
-static void write_file(const char *dir, const char *name, const void *data, size_t len)
-{
-	char *path = g_build_filename(dir, name, NULL);
-	assert_true(g_file_set_contents(path, data, (gssize)len, NULL));
-	g_free(path);
 }
 
 static void write_slab_file(const char *dir, const char *name, const struct slab *s)
@@ -672,10 +714,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_save_and_load, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_content_never_written, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_content_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_branches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eintr_and_short_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unlink_of_temp_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eexist_then_vanished, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_replace_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eexist_valid_is_adopted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eexist_corrupt_is_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_removes_corrupt_keeps_newer, setup, teardown),

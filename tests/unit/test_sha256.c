@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+/* Our SHA-256 (SHA-NI and portable) agrees with glib's on every length and
+ * split, and the known answers of FIPS 180-4. */
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#include <kvc/key.h>
+
+#include "sha256.h"
+
+static void digest_hex(const void *data, size_t len, char out[65])
+{
+	struct kvc_sha256 c;
+	uint8_t d[32];
+
+	kvc_sha256_init(&c);
+	kvc_sha256_update(&c, data, len);
+	kvc_sha256_final(&c, d);
+	kvc_hex_encode(d, 32, out);
+}
+
+static void check_known_answers(void)
+{
+	char hex[65];
+
+	digest_hex("", 0, hex);
+	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	digest_hex("abc", 3, hex);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	digest_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, hex);
+	assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+static void check_against_glib(void)
+{
+	size_t max = 5000;
+	uint8_t *buf = malloc(max);
+
+	srand(5);
+	for (size_t i = 0; i < max; i++)
+		buf[i] = (uint8_t)rand();
+	for (size_t len = 0; len < max; len += 1 + len / 16) {
+		char ours[65];
+		gchar *theirs = g_compute_checksum_for_data(G_CHECKSUM_SHA256, buf, len);
+		struct kvc_sha256 c;
+		uint8_t d[32];
+		size_t off = 0;
+
+		digest_hex(buf, len, ours);
+		assert_string_equal(ours, theirs);
+		/* the same bytes fed in random pieces */
+		kvc_sha256_init(&c);
+		while (off < len) {
+			size_t n = (size_t)rand() % 130;
+			if (n > len - off)
+				n = len - off;
+			kvc_sha256_update(&c, buf + off, n);
+			off += n;
+		}
+		kvc_sha256_final(&c, d);
+		kvc_hex_encode(d, 32, ours);
+		assert_string_equal(ours, theirs);
+		g_free(theirs);
+	}
+	free(buf);
+}
+
+static void test_default_path(void **state)
+{
+	(void)state;
+	kvc_sha256_force_portable(0);
+	check_known_answers();
+	check_against_glib();
+}
+
+static void test_portable_path(void **state)
+{
+	(void)state;
+	kvc_sha256_force_portable(1);
+	check_known_answers();
+	check_against_glib();
+	kvc_sha256_force_portable(0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_default_path),
+		cmocka_unit_test(test_portable_path),
+	};
+	print_message("sha256 implementation: %s\n", kvc_sha256_impl_name());
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -91,6 +91,12 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st)
 		st->st_size = (off_t)len;
 		break;
 	}
+	case NODE_RESCAN:
+		attr_of_dir(fs, 0444, st);
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = 0; /* made when read */
+		break;
 	case NODE_SLAB:
 		rc = attr_of_slab(fs, &node->key, false, st);
 		break;
@@ -116,6 +122,7 @@ double attr_timeout(const struct node *node)
 		return 1.0;
 	case NODE_STAGING:
 	case NODE_METRICS:
+	case NODE_RESCAN:
 		return 0.0;
 	default:
 		return 1.0;

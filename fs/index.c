@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The in-memory index of slabs: sizes and use, for totals and (later) eviction. */
+/* The in-memory index of slabs: totals, pins, and the eviction order. */
+#include <math.h>
 #include <string.h>
 
 #include "index.h"
@@ -17,11 +18,18 @@ gboolean index_key_equal(gconstpointer a, gconstpointer b)
 	return kvc_key_equal(a, b);
 }
 
-void index_init(struct kvcfs_index *idx)
+GHashTable *index_new_table(void)
+{
+	return g_hash_table_new_full(index_key_hash, index_key_equal, NULL, g_free);
+}
+
+void index_init(struct kvcfs_index *idx, double hit_credit)
 {
 	pthread_mutex_init(&idx->lock, NULL);
-	idx->slabs = g_hash_table_new_full(index_key_hash, index_key_equal, NULL, g_free);
+	idx->slabs = index_new_table();
 	idx->bytes = 0;
+	idx->hit_credit = hit_credit;
+	idx->has_recent = false;
 }
 
 void index_destroy(struct kvcfs_index *idx)
@@ -30,25 +38,56 @@ void index_destroy(struct kvcfs_index *idx)
 	pthread_mutex_destroy(&idx->lock);
 }
 
-void index_put(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t size,
-	       uint32_t hits, uint64_t last_used, uint64_t created)
+static struct index_entry *table_put(GHashTable *t, const struct kvc_key *key, uint64_t size,
+				     uint32_t hits, uint64_t last_used, uint64_t created,
+				     uint64_t *old_size)
 {
-	struct index_entry *e;
+	struct index_entry *e = g_hash_table_lookup(t, key);
 
-	pthread_mutex_lock(&idx->lock);
-	e = g_hash_table_lookup(idx->slabs, key);
+	*old_size = 0;
 	if (e == NULL) {
 		e = g_new0(struct index_entry, 1);
 		e->key = *key;
-		g_hash_table_insert(idx->slabs, &e->key, e);
+		g_hash_table_insert(t, &e->key, e);
 	} else {
-		idx->bytes -= e->size;
+		*old_size = e->size;
 	}
 	e->size = size;
 	e->hits = hits;
 	e->last_used = last_used;
 	e->created = created;
-	idx->bytes += size;
+	return e;
+}
+
+void index_table_put(GHashTable *t, const struct kvc_key *key, uint64_t size,
+		     uint32_t hits, uint64_t last_used, uint64_t created)
+{
+	uint64_t old;
+
+	table_put(t, key, size, hits, last_used, created, &old);
+}
+
+void index_put(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t size,
+	       uint32_t hits, uint64_t last_used, uint64_t created)
+{
+	uint64_t old;
+
+	pthread_mutex_lock(&idx->lock);
+	table_put(idx->slabs, key, size, hits, last_used, created, &old);
+	idx->bytes += size - old;
+	pthread_mutex_unlock(&idx->lock);
+}
+
+void index_note(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t size,
+		uint32_t hits, uint64_t last_used, uint64_t created)
+{
+	uint64_t old;
+
+	pthread_mutex_lock(&idx->lock);
+	if (g_hash_table_lookup(idx->slabs, key) == NULL) {
+		table_put(idx->slabs, key, size, hits, last_used, created, &old);
+		idx->bytes += size;
+	}
 	pthread_mutex_unlock(&idx->lock);
 }
 
@@ -70,5 +109,129 @@ void index_totals(struct kvcfs_index *idx, uint64_t *bytes, uint64_t *count)
 	pthread_mutex_lock(&idx->lock);
 	*bytes = idx->bytes;
 	*count = g_hash_table_size(idx->slabs);
+	pthread_mutex_unlock(&idx->lock);
+}
+
+void index_opened(struct kvcfs_index *idx, const struct kvc_key *key)
+{
+	struct index_entry *e;
+
+	pthread_mutex_lock(&idx->lock);
+	e = g_hash_table_lookup(idx->slabs, key);
+	if (e != NULL)
+		e->opens++;
+	pthread_mutex_unlock(&idx->lock);
+}
+
+void index_closed(struct kvcfs_index *idx, const struct kvc_key *key)
+{
+	struct index_entry *e;
+
+	pthread_mutex_lock(&idx->lock);
+	e = g_hash_table_lookup(idx->slabs, key);
+	if (e != NULL && e->opens > 0)
+		e->opens--;
+	pthread_mutex_unlock(&idx->lock);
+}
+
+void index_set_recent(struct kvcfs_index *idx, const struct kvc_key *key)
+{
+	pthread_mutex_lock(&idx->lock);
+	idx->recent = *key;
+	idx->has_recent = true;
+	pthread_mutex_unlock(&idx->lock);
+}
+
+static bool pinned_locked(struct kvcfs_index *idx, const struct index_entry *e)
+{
+	return e->opens > 0 || (idx->has_recent && kvc_key_equal(&idx->recent, &e->key));
+}
+
+bool index_is_pinned(struct kvcfs_index *idx, const struct kvc_key *key)
+{
+	struct index_entry *e;
+	bool pinned;
+
+	pthread_mutex_lock(&idx->lock);
+	e = g_hash_table_lookup(idx->slabs, key);
+	pinned = e != NULL && pinned_locked(idx, e);
+	pthread_mutex_unlock(&idx->lock);
+	return pinned;
+}
+
+double index_score(const struct kvcfs_index *idx, uint32_t hits, uint64_t last_used)
+{
+	/* Recency in seconds, plus credit for use that grows with the log of
+	 * the hit count: a popular slab outlives a merely recent one for a
+	 * while, but the credit is bounded, so hits long past do not pin it. */
+	return (double)last_used + idx->hit_credit * log2(1.0 + (double)hits);
+}
+
+struct ordered {
+	struct eviction_candidate c;
+	uint64_t created;
+};
+
+static int by_score(const void *pa, const void *pb)
+{
+	const struct ordered *a = pa, *b = pb;
+
+	if (a->c.score != b->c.score)
+		return a->c.score < b->c.score ? -1 : 1;
+	if (a->created != b->created)
+		return a->created < b->created ? -1 : 1;
+	return memcmp(a->c.key.bytes, b->c.key.bytes, KVC_KEY_BYTES);
+}
+
+struct eviction_candidate *index_eviction_order(struct kvcfs_index *idx, size_t *n)
+{
+	struct ordered *all;
+	struct eviction_candidate *out;
+	GHashTableIter it;
+	gpointer value;
+	size_t count = 0;
+
+	pthread_mutex_lock(&idx->lock);
+	all = g_new(struct ordered, g_hash_table_size(idx->slabs) + 1);
+	g_hash_table_iter_init(&it, idx->slabs);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		struct index_entry *e = value;
+		if (pinned_locked(idx, e))
+			continue;
+		all[count].c.key = e->key;
+		all[count].c.size = e->size;
+		all[count].c.score = index_score(idx, e->hits, e->last_used);
+		all[count].created = e->created;
+		count++;
+	}
+	pthread_mutex_unlock(&idx->lock);
+	qsort(all, count, sizeof(*all), by_score);
+	out = g_new(struct eviction_candidate, count + 1);
+	for (size_t i = 0; i < count; i++)
+		out[i] = all[i].c;
+	g_free(all);
+	*n = count;
+	return out;
+}
+
+void index_replace(struct kvcfs_index *idx, GHashTable *fresh)
+{
+	GHashTableIter it;
+	gpointer value;
+	uint64_t bytes = 0;
+
+	pthread_mutex_lock(&idx->lock);
+	g_hash_table_iter_init(&it, fresh);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		struct index_entry *e = value, *old = g_hash_table_lookup(idx->slabs, &e->key);
+		if (old != NULL)
+			e->opens = old->opens;
+		bytes += e->size;
+	}
+	/* Open slabs that vanished from the directory are gone for good: an
+	 * open descriptor still reads them, but they take no space we count. */
+	g_hash_table_destroy(idx->slabs);
+	idx->slabs = fresh;
+	idx->bytes = bytes;
 	pthread_mutex_unlock(&idx->lock);
 }

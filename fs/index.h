@@ -4,17 +4,23 @@
 
 #include <glib.h>
 #include <pthread.h>
+#include <stdbool.h>
 
 #include <kvc/kvc.h>
 
 /*
  * What this mount knows of the slabs in the backing root: a cache of the
- * directory, never the truth (another mount may add or remove slabs).
+ * directory, never the truth (another mount may add or remove slabs; a
+ * periodic rescan catches up). It orders slabs for eviction and knows
+ * which ones must not be evicted.
  */
 struct kvcfs_index {
 	pthread_mutex_t lock;
 	GHashTable *slabs;    /* struct kvc_key* → struct index_entry* */
 	uint64_t bytes;
+	double hit_credit;    /* seconds of recency one doubling of hits is worth */
+	bool has_recent;
+	struct kvc_key recent; /* the slab this mount published last */
 };
 
 struct index_entry {
@@ -23,17 +29,50 @@ struct index_entry {
 	uint32_t hits;
 	uint64_t last_used;
 	uint64_t created;
+	unsigned opens;       /* open handles: never evicted while > 0 */
+};
+
+/* A slab as a candidate for eviction, lowest score first. */
+struct eviction_candidate {
+	struct kvc_key key;
+	uint64_t size;
+	double score;
 };
 
 /* GHashTable callbacks for struct kvc_key keys. */
 guint index_key_hash(gconstpointer key);
 gboolean index_key_equal(gconstpointer a, gconstpointer b);
 
-void index_init(struct kvcfs_index *idx);
+void index_init(struct kvcfs_index *idx, double hit_credit);
 void index_destroy(struct kvcfs_index *idx);
 void index_put(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t size,
 	       uint32_t hits, uint64_t last_used, uint64_t created);
+/* Add only if absent (a slab seen by lookup that the index missed). */
+void index_note(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t size,
+		uint32_t hits, uint64_t last_used, uint64_t created);
 void index_remove(struct kvcfs_index *idx, const struct kvc_key *key);
 void index_totals(struct kvcfs_index *idx, uint64_t *bytes, uint64_t *count);
+
+/* Open handles pin a slab; the last publish pins it until the next one. */
+void index_opened(struct kvcfs_index *idx, const struct kvc_key *key);
+void index_closed(struct kvcfs_index *idx, const struct kvc_key *key);
+void index_set_recent(struct kvcfs_index *idx, const struct kvc_key *key);
+bool index_is_pinned(struct kvcfs_index *idx, const struct kvc_key *key);
+
+/*
+ * The eviction order: every slab not pinned, lowest score first, where
+ * score = last_used + hit_credit * log2(1 + hits). Ties: older creation,
+ * then key bytes, so the order is a function of what the headers say and
+ * is the same after a restart. g_free the result.
+ */
+struct eviction_candidate *index_eviction_order(struct kvcfs_index *idx, size_t *n);
+double index_score(const struct kvcfs_index *idx, uint32_t hits, uint64_t last_used);
+
+/* Replace the contents with a fresh scan's (a GHashTable built with
+ * index_new_table), keeping open counts. */
+GHashTable *index_new_table(void);
+void index_table_put(GHashTable *t, const struct kvc_key *key, uint64_t size,
+		     uint32_t hits, uint64_t last_used, uint64_t created);
+void index_replace(struct kvcfs_index *idx, GHashTable *fresh);
 
 #endif

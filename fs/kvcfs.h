@@ -13,6 +13,7 @@
 
 #include <kvc/kvc.h>
 
+#include "evict.h"
 #include "index.h"
 #include "metrics.h"
 #include "notify.h"
@@ -23,17 +24,20 @@
 #define INO_PAYLOAD_DIR 2
 #define INO_META_DIR 3
 #define INO_METRICS 4
+#define INO_RESCAN 5
 #define INO_FIRST_DYNAMIC 16
 
 #define PAYLOAD_DIR_NAME "payload"
 #define META_DIR_NAME ".kvcfs"
 #define METRICS_NAME "metrics"
+#define RESCAN_NAME "rescan"
 
 enum node_kind {
 	NODE_ROOT,
 	NODE_PAYLOAD_DIR,
 	NODE_META_DIR,
 	NODE_METRICS,
+	NODE_RESCAN,   /* .kvcfs/rescan: reading it re-reads the backing root */
 	NODE_SLAB,     /* <key>.kvc, published in the backing root */
 	NODE_PAYLOAD,  /* payload/<key> */
 	NODE_STAGING,  /* a file being written in this mount */
@@ -76,6 +80,7 @@ struct kvcfs {
 	struct kvcfs_metrics metrics;
 	struct kvcfs_index index;
 	struct kvcfs_notifier notifier;
+	struct kvcfs_rescanner rescanner;
 
 	pthread_mutex_t lock;      /* guards the tables below and node counts */
 	GHashTable *nodes;         /* ino → node */
@@ -95,7 +100,9 @@ struct handle {
 	bool owns_stage;           /* stage exists only for this handle */
 	bool writable;
 	bool flushed;              /* close() was seen once for this handle */
-	char *text;                /* metrics: a snapshot taken at open */
+	bool pins;                 /* holds an index pin on key (open slab) */
+	struct kvc_key key;
+	char *text;                /* metrics, rescan: text made at open */
 	size_t text_len;
 };
 
@@ -171,10 +178,13 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		 size_t size, int flags);
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
-/* Forget the kernel's cached entries for a slab that is gone.
- * in_root_request: called while answering unlink/rename in the root,
- * where the root's own entry is the kernel's to update. */
-void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, bool in_root_request);
+/* Forget the kernel's cached entries for a slab that is gone. */
+enum forget_context {
+	FORGET_FROM_ROOT_REQUEST,  /* answering unlink in the root */
+	FORGET_FROM_FILE_REQUEST,  /* answering open: no directory is locked */
+	FORGET_LATER,              /* anywhere else (eviction): queued */
+};
+void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from);
 
 /* publish.c: the mount's side of the pipeline (metrics, index, errors).
  * final: a refusal is the last word (rename), so it is counted as one. */

@@ -61,6 +61,8 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 	fuse_daemonize(cmd->foreground);
 	if (notifier_start(&fs->notifier, se) != 0)
 		goto out_unmount;
+	if (rescanner_start(fs) != 0)
+		goto out_notifier;
 	if (cmd->singlethread) {
 		rc = fuse_session_loop(se);
 	} else {
@@ -71,6 +73,8 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 		rc = fuse_session_loop_mt(se, loop);
 		fuse_loop_cfg_destroy(loop);
 	}
+	rescanner_stop(fs);
+out_notifier:
 	notifier_stop(&fs->notifier);
 out_unmount:
 	fuse_session_unmount(se);
@@ -127,10 +131,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kvcfs: %s\n", err.detail);
 		goto out;
 	}
-	index_init(&fs.index);
+	index_init(&fs.index, fs.opts.hit_credit);
 	nodes_init(&fs);
-	if (startup_scan(&fs) == 0)
+	if (startup_scan(&fs) == 0) {
+		evict_if_needed(&fs); /* a budget smaller than what is there */
 		rc = serve(&fs, se, &cmd);
+	}
 	nodes_destroy(&fs);
 	index_destroy(&fs.index);
 	kvc_store_close(fs.store);

@@ -50,6 +50,8 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 	gauge(s, "bytes", "Bytes of slabs in the backing root, as indexed.", bytes);
 	gauge(s, "slabs", "Slabs in the backing root, as indexed.", slabs);
 	gauge(s, "budget_bytes", "The byte budget (0: none).", fs->opts.max_size);
+	gauge(s, "low_watermark_bytes", "Eviction stops at this many bytes.", fs->opts.low_watermark);
+	counter(s, "rescans_total", "Re-reads of the backing root into the index.", m->rescans);
 	seconds(s, "publish_seconds", "Time spent publishing.", m->publish_ns, m->publish_count);
 	seconds(s, "load_seconds", "Time spent opening and verifying slabs.", m->load_ns, m->load_count);
 	*len = s->len;

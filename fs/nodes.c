@@ -20,6 +20,7 @@ void nodes_init(struct kvcfs *fs)
 		{ INO_PAYLOAD_DIR, NODE_PAYLOAD_DIR },
 		{ INO_META_DIR, NODE_META_DIR },
 		{ INO_METRICS, NODE_METRICS },
+		{ INO_RESCAN, NODE_RESCAN },
 	};
 
 	pthread_mutex_init(&fs->lock, NULL);

@@ -114,6 +114,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		break;
 	case INO_META_DIR:
 		add(list, METRICS_NAME, INO_METRICS, S_IFREG);
+		add(list, RESCAN_NAME, INO_RESCAN, S_IFREG);
 		break;
 	default:
 		rc = -ENOTDIR;

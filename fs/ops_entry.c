@@ -76,6 +76,10 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 		fuse_reply_err(req, kvc_err_to_errno(&err));
 		return;
 	}
+	if (info.header_ok)
+		/* A slab another mount published, or one the index missed. */
+		index_note(&fs->index, &key, (uint64_t)info.st.st_size, info.hit_count,
+			   info.last_used_time, info.creation_time);
 	pthread_mutex_lock(&fs->lock);
 	node = node_for_key(fs, NODE_SLAB, &key);
 	pthread_mutex_unlock(&fs->lock);
@@ -123,6 +127,8 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	case INO_META_DIR:
 		if (strcmp(name, METRICS_NAME) == 0)
 			reply_node_entry(req, fs, fixed_node(fs, INO_METRICS));
+		else if (strcmp(name, RESCAN_NAME) == 0)
+			reply_node_entry(req, fs, fixed_node(fs, INO_RESCAN));
 		else
 			fuse_reply_err(req, strlen(name) > 255 ? ENAMETOOLONG : ENOENT);
 		return;

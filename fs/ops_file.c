@@ -59,7 +59,7 @@ static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool paylo
 			if (err.tag != KVC_E_UNSUPPORTED_VERSION) {
 				atomic_fetch_add(&fs->metrics.corrupt_dropped, 1);
 				index_remove(&fs->index, key);
-				forget_slab_entries(fs, key, false);
+				forget_slab_entries(fs, key, FORGET_FROM_FILE_REQUEST);
 				fuse_log(FUSE_LOG_WARNING, "kvcfs: dropped corrupt slab %s: %s: %s\n",
 					 hex, kvc_tag_name(err.tag), err.detail);
 			}
@@ -78,6 +78,9 @@ static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool paylo
 	}
 	index_put(&fs->index, key, meta.file_size, meta.hit_count, meta.last_used_time,
 		  meta.creation_time);
+	index_opened(&fs->index, key);
+	h->pins = true;
+	h->key = *key;
 	h->fd = fd;
 	h->base = payload_view ? meta.payload_offset : 0;
 	h->length = payload_view ? meta.payload_length : meta.file_size;
@@ -165,6 +168,21 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		h->text = metrics_render(fs, &h->text_len);
 		fi->direct_io = 1; /* its size changes between stat and read */
+		break;
+	case NODE_RESCAN:
+		if (acc != O_RDONLY) {
+			rc = -EACCES;
+			break;
+		}
+		rc = rescan_now(fs);
+		if (rc == 0) {
+			uint64_t bytes, count;
+			index_totals(&fs->index, &bytes, &count);
+			h->text = g_strdup_printf("slabs %" G_GUINT64_FORMAT "\nbytes %" G_GUINT64_FORMAT "\n",
+						  count, bytes);
+			h->text_len = strlen(h->text);
+			fi->direct_io = 1;
+		}
 		break;
 	case NODE_SLAB:
 		if (acc == O_RDONLY && !(fi->flags & O_TRUNC))
@@ -285,7 +303,13 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (h->text != NULL) {
 		size_t o = (uint64_t)off < h->text_len ? (size_t)off : h->text_len;
-		fuse_reply_buf(req, h->text + o, size < h->text_len - o ? size : h->text_len - o);
+		size_t n = size < h->text_len - o ? size : h->text_len - o;
+		/* Reply from a copy: once the kernel has this reply it may send
+		 * RELEASE, which frees h->text on another thread while this one
+		 * is still returning from the write to /dev/fuse. */
+		char *copy = g_memdup2(h->text + o, n);
+		fuse_reply_buf(req, copy, n);
+		g_free(copy);
 		return;
 	}
 	if (h->stage != NULL) {
@@ -424,6 +448,8 @@ static void handle_release(struct kvcfs *fs, struct handle *h)
 {
 	if (h->fd >= 0)
 		close(h->fd);
+	if (h->pins)
+		index_closed(&fs->index, &h->key);
 	if (h->stage != NULL && h->writable) {
 		bool last_try;
 		pthread_mutex_lock(&fs->lock);

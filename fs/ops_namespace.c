@@ -173,7 +173,7 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	index_remove(&fs->index, &key);
-	forget_slab_entries(fs, &key, true);
+	forget_slab_entries(fs, &key, FORGET_FROM_ROOT_REQUEST);
 	fuse_reply_err(req, 0);
 }
 

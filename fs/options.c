@@ -17,6 +17,9 @@ enum { KEY_RO, KEY_RW };
 
 static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("max_size=%s", max_size_text, 0),
+	KVCFS_OPT("low_watermark=%s", low_watermark_text, 0),
+	KVCFS_OPT("hit_credit=%u", hit_credit, 0),
+	KVCFS_OPT("rescan=%u", rescan_interval, 0),
 	KVCFS_OPT("host_id=%s", host_id, 0),
 	KVCFS_OPT("sweep_grace=%u", sweep_grace, 0),
 	KVCFS_OPT("threads=%u", max_threads, 0),
@@ -82,11 +85,25 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->sweep_grace = 3600;
 	opts->max_threads = 16;
+	opts->hit_credit = 300;
+	opts->rescan_interval = 60;
 	if (fuse_opt_parse(args, opts, kvcfs_opts, take_arg) < 0)
 		return -1;
 	if (opts->max_size_text != NULL && parse_size(opts->max_size_text, &opts->max_size) < 0) {
 		fprintf(stderr, "kvcfs: bad max_size '%s' (a byte count, optionally with K, M, G or T)\n",
 			opts->max_size_text);
+		return -1;
+	}
+	if (opts->low_watermark_text != NULL &&
+	    parse_size(opts->low_watermark_text, &opts->low_watermark) < 0) {
+		fprintf(stderr, "kvcfs: bad low_watermark '%s' (a byte count, optionally with K, M, G or T)\n",
+			opts->low_watermark_text);
+		return -1;
+	}
+	if (opts->low_watermark_text == NULL)
+		opts->low_watermark = opts->max_size / 10 * 9;
+	if (opts->low_watermark_text != NULL && opts->low_watermark > opts->max_size) {
+		fprintf(stderr, "kvcfs: low_watermark must not exceed max_size\n");
 		return -1;
 	}
 	if (opts->host_id != NULL && opts->host_id[0] == '\0') {
@@ -106,6 +123,9 @@ void options_help(const char *progname)
 	       "Serve the KV-cache slabs in BACKING_ROOT as files at MOUNTPOINT.\n\n"
 	       "kvcfs options:\n"
 	       "    -o max_size=SIZE       byte budget of the cache (K/M/G/T suffixes)\n"
+	       "    -o low_watermark=SIZE  evict down to this (default 90%% of max_size)\n"
+	       "    -o hit_credit=SECS     recency one doubling of a slab's hits is worth (300)\n"
+	       "    -o rescan=SECS         re-read the backing root this often; 0: never (60)\n"
 	       "    -o host_id=NAME        host identity in temp names (default: hostname)\n"
 	       "    -o sweep_grace=SECS    age at which another host's temps are stale (3600)\n"
 	       "    -o threads=N           most request threads (16)\n"
@@ -118,5 +138,6 @@ void options_free(struct kvcfs_options *opts)
 {
 	free(opts->backing_root);
 	free(opts->max_size_text);
+	free(opts->low_watermark_text);
 	free(opts->host_id);
 }

@@ -11,6 +11,10 @@ struct kvcfs_options {
 	char *backing_root;
 	char *max_size_text;
 	uint64_t max_size;        /* 0: no budget */
+	char *low_watermark_text;
+	uint64_t low_watermark;   /* eviction stops here (default 90% of max_size) */
+	unsigned hit_credit;      /* seconds of recency per doubling of hits */
+	unsigned rescan_interval; /* seconds between rescans of the backing root; 0: never */
 	char *host_id;
 	unsigned sweep_grace;     /* seconds before another host's temp is stale */
 	unsigned max_threads;

@@ -1,9 +1,26 @@
 /* SPDX-License-Identifier: MIT */
 /* Publishing a staging file: the store's pipeline plus the mount's books. */
 #include <errno.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "kvcfs.h"
+
+/* A slab bigger than the whole budget is refused rather than flushing
+ * every other slab out to make room for it. */
+static bool exceeds_budget(struct kvcfs *fs, struct staging *stage)
+{
+	struct stat st;
+
+	if (fs->opts.max_size == 0 || fstat(stage->tmp.fd, &st) < 0 ||
+	    (uint64_t)st.st_size <= fs->opts.max_size)
+		return false;
+	g_free(stage->error);
+	stage->error = g_strdup_printf("no_space: a slab of %lld bytes exceeds the budget of %" G_GUINT64_FORMAT " bytes",
+				       (long long)st.st_size, fs->opts.max_size);
+	stage->refused = false;
+	return true;
+}
 
 int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
 		  bool final)
@@ -20,6 +37,10 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	if (stage->published || stage->tmp.fd < 0) {
 		pthread_rwlock_unlock(&stage->lock);
 		return -EBADF;
+	}
+	if (exceeds_budget(fs, stage)) {
+		pthread_rwlock_unlock(&stage->lock);
+		return -ENOSPC;
 	}
 	if (atomic_exchange(&stage->dirty, false)) {
 		stage->tmp.synced = false;
@@ -50,23 +71,30 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 							: &fs->metrics.publishes, 1);
 	index_put(&fs->index, key, meta.file_size, meta.hit_count, meta.last_used_time,
 		  meta.creation_time);
+	/* Never evict what was just stored (whatever its header says of its
+	 * last use): it stays pinned until this mount publishes another. */
+	index_set_recent(&fs->index, key);
 	kvc_meta_clear(&meta);
+	evict_if_needed(fs);
 	return 0;
 }
 
-void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, bool in_root_request)
+void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from)
 {
 	char name[KVC_SLAB_NAME_LEN + 1];
 
+	/* The kernel locks the parent directory to invalidate an entry, so
+	 * only a request that holds no directory lock may wait for it; the
+	 * others queue it. A request on the root (unlink) leaves the root's
+	 * entry to the kernel, which is updating it anyway. */
 	kvc_key_slab_name(key, name);
-	if (!in_root_request)
+	if (from == FORGET_FROM_FILE_REQUEST)
+		notify_inval_entry_now(&fs->notifier, INO_ROOT, name);
+	else if (from == FORGET_LATER)
 		notify_inval_entry(&fs->notifier, INO_ROOT, name);
 	name[KVC_KEY_HEX_LEN] = '\0';
-	/* From a request on the root, the payload directory is unrelated and
-	 * the kernel can take its lock: invalidate before replying, so the
-	 * caller's next look at payload/ is already right. */
-	if (in_root_request)
-		notify_inval_entry_now(&fs->notifier, INO_PAYLOAD_DIR, name);
-	else
+	if (from == FORGET_LATER)
 		notify_inval_entry(&fs->notifier, INO_PAYLOAD_DIR, name);
+	else
+		notify_inval_entry_now(&fs->notifier, INO_PAYLOAD_DIR, name);
 }

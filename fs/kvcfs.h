@@ -77,6 +77,7 @@ struct node {
 struct kvcfs {
 	struct kvc_store *store;
 	struct kvcfs_options opts;
+	bool verbose;              /* foreground or debug: say what start-up found */
 	struct kvcfs_metrics metrics;
 	struct kvcfs_index index;
 	struct kvcfs_notifier notifier;

@@ -49,6 +49,22 @@ static const struct fuse_lowlevel_ops kvcfs_ops = {
 	.removexattr = op_removexattr,
 };
 
+/* mount(8) and df show "ROOT on MNT type fuse.kvcfs" rather than a bare
+ * "kvcfs", unless the user chose other names. */
+static void add_identity_options(struct fuse_args *args, const struct kvcfs_options *opts)
+{
+	GString *o = g_string_new("-osubtype=kvcfs,fsname=");
+
+	for (const char *p = opts->backing_root; *p != '\0'; p++) {
+		if (*p == ',' || *p == '\\')
+			g_string_append_c(o, '\\'); /* fuse_opt's escape */
+		g_string_append_c(o, *p);
+	}
+	if (!opts->has_fsname)
+		fuse_opt_add_arg(args, o->str);
+	g_string_free(o, TRUE);
+}
+
 static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_opts *cmd)
 {
 	struct fuse_loop_config *loop;
@@ -119,6 +135,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kvcfs: mountpoint %s is already in use\n", cmd.mountpoint);
 		goto out;
 	}
+	add_identity_options(&args, &fs.opts);
 	/* Before any work on the backing root: this is where libfuse rejects
 	 * options it does not know. */
 	se = fuse_session_new(&args, &kvcfs_ops, sizeof(kvcfs_ops), &fs);
@@ -131,6 +148,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kvcfs: %s\n", err.detail);
 		goto out;
 	}
+	fs.verbose = cmd.foreground || cmd.debug;
 	index_init(&fs.index, fs.opts.hit_credit);
 	nodes_init(&fs);
 	if (startup_scan(&fs) == 0) {

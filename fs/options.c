@@ -13,7 +13,7 @@
 
 #define KVCFS_OPT(t, field, v) { t, offsetof(struct kvcfs_options, field), v }
 
-enum { KEY_RO, KEY_RW };
+enum { KEY_RO, KEY_RW, KEY_FSNAME };
 
 static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("max_size=%s", max_size_text, 0),
@@ -25,6 +25,8 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("threads=%u", max_threads, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
+	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
+	FUSE_OPT_KEY("subtype=", KEY_FSNAME),
 	FUSE_OPT_END,
 };
 
@@ -74,6 +76,9 @@ static int take_arg(void *data, const char *arg, int key, struct fuse_args *outa
 		return 1; /* and the kernel mounts read-only too */
 	case KEY_RW:
 		opts->read_only = 0;
+		return 1;
+	case KEY_FSNAME:
+		opts->has_fsname = 1;
 		return 1;
 	default:
 		return 1;

@@ -20,6 +20,7 @@ struct kvcfs_options {
 	unsigned max_threads;
 	int read_only;
 	int positional;           /* how many non-options were seen */
+	int has_fsname;           /* the user named the filesystem */
 };
 
 /* Parse kvcfs's own options out of args (libfuse's stay in args). Prints

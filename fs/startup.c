@@ -74,6 +74,8 @@ int startup_scan(struct kvcfs *fs)
 		fprintf(stderr, "kvcfs: indexing %s: %s\n", fs->opts.backing_root, err.detail);
 		return -1;
 	}
+	if (!fs->verbose)
+		return 0;
 	fuse_log(FUSE_LOG_INFO,
 		 "kvcfs: %s: %" G_GUINT64_FORMAT " slabs, %" G_GUINT64_FORMAT " bytes; removed %"
 		 G_GUINT64_FORMAT " temps and %" G_GUINT64_FORMAT " corrupt files, re-published %"

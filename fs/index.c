@@ -235,3 +235,29 @@ void index_replace(struct kvcfs_index *idx, GHashTable *fresh)
 	idx->bytes = bytes;
 	pthread_mutex_unlock(&idx->lock);
 }
+
+void index_set_touched(struct kvcfs_index *idx, const struct kvc_key *key,
+		       const struct timespec *ctime)
+{
+	struct index_entry *e;
+
+	pthread_mutex_lock(&idx->lock);
+	e = g_hash_table_lookup(idx->slabs, key);
+	if (e != NULL)
+		e->touched_ctime = *ctime;
+	pthread_mutex_unlock(&idx->lock);
+}
+
+bool index_was_touched_at(struct kvcfs_index *idx, const struct kvc_key *key,
+			  const struct timespec *ctime)
+{
+	struct index_entry *e;
+	bool same;
+
+	pthread_mutex_lock(&idx->lock);
+	e = g_hash_table_lookup(idx->slabs, key);
+	same = e != NULL && e->touched_ctime.tv_sec == ctime->tv_sec &&
+	       e->touched_ctime.tv_nsec == ctime->tv_nsec;
+	pthread_mutex_unlock(&idx->lock);
+	return same;
+}

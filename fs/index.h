@@ -30,6 +30,7 @@ struct index_entry {
 	uint64_t last_used;
 	uint64_t created;
 	unsigned opens;       /* open handles: never evicted while > 0 */
+	struct timespec touched_ctime; /* the file's ctime after our last hit write */
 };
 
 /* A slab as a candidate for eviction, lowest score first. */
@@ -67,6 +68,13 @@ bool index_is_pinned(struct kvcfs_index *idx, const struct kvc_key *key);
  */
 struct eviction_candidate *index_eviction_order(struct kvcfs_index *idx, size_t *n);
 double index_score(const struct kvcfs_index *idx, uint32_t hits, uint64_t last_used);
+
+/* Our own hit persistence changes a slab's ctime; readers holding it open
+ * use this to tell that change from a foreign one. */
+void index_set_touched(struct kvcfs_index *idx, const struct kvc_key *key,
+		       const struct timespec *ctime);
+bool index_was_touched_at(struct kvcfs_index *idx, const struct kvc_key *key,
+			  const struct timespec *ctime);
 
 /* Replace the contents with a fresh scan's (a GHashTable built with
  * index_new_table), keeping open counts. */

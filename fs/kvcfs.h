@@ -62,6 +62,7 @@ struct staging {
 	gid_t gid;
 	char *error;               /* why the last publish failed (xattr) */
 	bool refused;              /* the last publish failed on the content */
+	atomic_int write_error;    /* errno of a failed write, for close() */
 };
 
 struct node {
@@ -103,6 +104,10 @@ struct handle {
 	bool flushed;              /* close() was seen once for this handle */
 	bool pins;                 /* holds an index pin on key (open slab) */
 	struct kvc_key key;
+	off_t verified_size;       /* the backing file as it was verified */
+	struct timespec verified_ctime;
+	pthread_mutex_t verify_lock;
+	bool verify_lock_live;
 	char *text;                /* metrics, rescan: text made at open */
 	size_t text_len;
 };
@@ -186,6 +191,11 @@ enum forget_context {
 	FORGET_LATER,              /* anywhere else (eviction): queued */
 };
 void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from);
+
+/* verified.c: reads of slabs that check the file is still as verified */
+int verified_record(struct handle *h);
+void reply_verified_read(fuse_req_t req, struct handle *h, size_t size, off_t off);
+void verified_release(struct handle *h);
 
 /* publish.c: the mount's side of the pipeline (metrics, index, errors).
  * final: a refusal is the last word (rename), so it is counted as one. */

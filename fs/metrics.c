@@ -46,6 +46,8 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 	counter(s, "adopted_total", "Publishes that kept an existing valid slab of the key.", m->adopted);
 	counter(s, "rejected_total", "Publishes refused because the content was invalid.", m->rejected);
 	counter(s, "corrupt_dropped_total", "Slabs removed after failing verification.", m->corrupt_dropped);
+	counter(s, "changed_under_readers_total", "Reads refused because the backing file changed after verification.",
+		m->changed_under_readers);
 	counter(s, "evictions_total", "Slabs evicted to stay within the byte budget.", m->evictions);
 	gauge(s, "bytes", "Bytes of slabs in the backing root, as indexed.", bytes);
 	gauge(s, "slabs", "Slabs in the backing root, as indexed.", slabs);

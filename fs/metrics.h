@@ -17,6 +17,7 @@ struct kvcfs_metrics {
 	atomic_uint_fast64_t corrupt_dropped; /* slabs removed after failing verification */
 	atomic_uint_fast64_t evictions;
 	atomic_uint_fast64_t rescans;
+	atomic_uint_fast64_t changed_under_readers;
 	atomic_uint_fast64_t publish_ns;
 	atomic_uint_fast64_t publish_count;
 	atomic_uint_fast64_t load_ns;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kvcfs.h"
@@ -45,6 +46,7 @@ static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool paylo
 	struct kvc_meta meta;
 	struct kvc_err err;
 	uint64_t now = (uint64_t)time(NULL);
+	bool touched = false;
 	int fd, rc;
 
 	rc = kvc_store_load(fs->store, key, &fd, &meta, &err);
@@ -74,10 +76,16 @@ static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool paylo
 		if (kvc_store_touch(fs->store, key, hits, now, &err) == 0) {
 			meta.hit_count = hits;
 			meta.last_used_time = now;
+			touched = true;
 		}
 	}
 	index_put(&fs->index, key, meta.file_size, meta.hit_count, meta.last_used_time,
 		  meta.creation_time);
+	if (touched) {
+		struct stat st;
+		if (fstat(fd, &st) == 0)
+			index_set_touched(&fs->index, key, &st.st_ctim);
+	}
 	index_opened(&fs->index, key);
 	h->pins = true;
 	h->key = *key;
@@ -85,7 +93,7 @@ static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool paylo
 	h->base = payload_view ? meta.payload_offset : 0;
 	h->length = payload_view ? meta.payload_length : meta.file_size;
 	kvc_meta_clear(&meta);
-	return 0;
+	return verified_record(h);
 }
 
 /* cp (or any O_WRONLY|O_TRUNC open) onto a published slab: the bytes are
@@ -294,8 +302,6 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	     struct fuse_file_info *fi)
 {
 	struct handle *h = handle_of(fi);
-	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
-
 	(void)ino;
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
@@ -326,15 +332,7 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		g_free(buf);
 		return;
 	}
-	if ((uint64_t)off >= h->length) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	bv.buf[0].size = size < h->length - (uint64_t)off ? size : (size_t)(h->length - (uint64_t)off);
-	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	bv.buf[0].fd = h->fd;
-	bv.buf[0].pos = (off_t)(h->base + (uint64_t)off);
-	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	reply_verified_read(req, h, size, off);
 }
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
@@ -361,6 +359,8 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	} else {
 		n = pwrite(stage->tmp.fd, buf, size, off);
 		atomic_store(&stage->dirty, true);
+		if (n < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EIO))
+			atomic_store(&stage->write_error, errno);
 	}
 	pthread_rwlock_unlock(&stage->lock);
 	if (n < 0)
@@ -421,7 +421,12 @@ void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	publish = stage->publish_on_close && stage->flushed_writers == stage->writers;
 	pthread_mutex_unlock(&fs->lock);
-	if (publish) {
+	if (publish && atomic_load(&stage->write_error) != 0) {
+		/* A write failed: close() says so, as a filesystem that writes
+		 * back at close would, and the incomplete bytes never publish. */
+		rc = -atomic_load(&stage->write_error);
+		settle_publish(fs, h, rc, true);
+	} else if (publish) {
 		rc = publish_stage(fs, stage, &stage->target, false);
 		settle_publish(fs, h, rc, false);
 	}
@@ -450,6 +455,7 @@ static void handle_release(struct kvcfs *fs, struct handle *h)
 		close(h->fd);
 	if (h->pins)
 		index_closed(&fs->index, &h->key);
+	verified_release(h);
 	if (h->stage != NULL && h->writable) {
 		bool last_try;
 		pthread_mutex_lock(&fs->lock);

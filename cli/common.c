@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "tokens.h"
 
 GOptionGroup *key_options_group(struct key_options *ko)
 {
@@ -27,66 +28,6 @@ GOptionGroup *key_options_group(struct key_options *ko)
 
 	g_option_group_add_entries(group, entries);
 	return group;
-}
-
-static int parse_token_list(const char *text, uint32_t **out, size_t *n_out)
-{
-	g_auto(GStrv) parts = NULL;
-	size_t n;
-	uint32_t *tokens;
-
-	if (text[0] == '\0') {
-		*out = g_new(uint32_t, 1);
-		*n_out = 0;
-		return 0;
-	}
-	parts = g_strsplit(text, ",", -1);
-	n = g_strv_length(parts);
-	tokens = g_new(uint32_t, n);
-	for (size_t i = 0; i < n; i++) {
-		char *end;
-		const char *s = g_strstrip(parts[i]);
-		guint64 v;
-		errno = 0;
-		v = g_ascii_strtoull(s, &end, 10);
-		if (s[0] == '\0' || s[0] == '-' || *end != '\0' || errno != 0 ||
-		    v > UINT32_MAX) {
-			fprintf(stderr, "kvc: token '%s' is not an integer 0..4294967295\n", s);
-			g_free(tokens);
-			return -1;
-		}
-		tokens[i] = (uint32_t)v;
-	}
-	*out = tokens;
-	*n_out = n;
-	return 0;
-}
-
-static int read_tokens_file(const char *path, uint32_t **out, size_t *n_out)
-{
-	g_autofree char *data = NULL;
-	g_autoptr(GError) gerr = NULL;
-	gsize len;
-	uint32_t *tokens;
-
-	if (!g_file_get_contents(path, &data, &len, &gerr)) {
-		fprintf(stderr, "kvc: %s\n", gerr->message);
-		return -1;
-	}
-	if (len % 4 != 0) {
-		fprintf(stderr, "kvc: %s: %zu bytes is not a whole number of u32 token ids\n",
-			path, (size_t)len);
-		return -1;
-	}
-	tokens = g_new(uint32_t, len / 4 + 1);
-	for (gsize i = 0; i < len / 4; i++) {
-		const uint8_t *p = (const uint8_t *)data + 4 * i;
-		tokens[i] = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
-			    (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-	}
-	*out = tokens;
-	*n_out = len / 4;
-	return 0;
 }
 
 static int parse_hash(const char *what, const char *hex, uint8_t out[32])
@@ -125,8 +66,8 @@ int key_options_resolve(const struct key_options *ko, struct kvc_key_input *in,
 		fprintf(stderr, "kvc: give exactly one of --tokens and --tokens-file\n");
 		return -1;
 	}
-	if (ko->tokens != NULL ? parse_token_list(ko->tokens, tokens_out, &in->n_tokens)
-			       : read_tokens_file(ko->tokens_file, tokens_out, &in->n_tokens))
+	if (ko->tokens != NULL ? tokens_parse_list(ko->tokens, tokens_out, &in->n_tokens)
+			       : tokens_read_file(ko->tokens_file, tokens_out, &in->n_tokens))
 		return -1;
 	in->tokens = *tokens_out;
 	return 0;

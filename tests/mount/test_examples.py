@@ -55,6 +55,9 @@ def test_c_example_against_installed_libkvc(ws):
     env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]), PKG_CONFIG_SYSROOT_DIR=dest)
     flags = run(["pkg-config", "--cflags", "--libs", "libkvc"], env=env).stdout.split()
     exe = os.path.join(ws.dir, "example")
+    sanitize = os.environ.get("KVC_SANITIZE", "none")
+    if sanitize != "none":  # the installed library is instrumented too
+        flags = ["-fsanitize=" + sanitize] + flags
     run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", exe,
          os.path.join(EXAMPLES, "c", "example.c")] + flags, env=env)
     libdir = next(f[2:] for f in flags if f.startswith("-L"))

@@ -96,10 +96,15 @@ static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool paylo
 	return verified_record(h);
 }
 
-/* cp (or any O_WRONLY|O_TRUNC open) onto a published slab: the bytes are
- * staged and published at close, where a valid slab of the key is kept. */
-static int open_copy_onto_slab(struct kvcfs *fs, const struct kvc_key *key,
-			       struct handle *h, fuse_req_t req)
+/*
+ * A writer of its own for <key>.kvc: cp (or any O_WRONLY|O_TRUNC open) onto a
+ * published slab, or a second writer of a key someone is already writing.
+ * The bytes are staged apart and published at close, where the first valid
+ * slab of the key wins. Writers of one key never share a temp: many model
+ * servers saving the same prefix at once must not interleave their bytes.
+ */
+static int open_private_stage(struct kvcfs *fs, const struct kvc_key *key,
+			      struct handle *h, fuse_req_t req)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct staging *stage;
@@ -196,7 +201,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (acc == O_RDONLY && !(fi->flags & O_TRUNC))
 			rc = open_verified(fs, &node->key, false, h);
 		else if (acc == O_WRONLY && (fi->flags & O_TRUNC) && !(fi->flags & O_APPEND))
-			rc = open_copy_onto_slab(fs, &node->key, h, req);
+			rc = open_private_stage(fs, &node->key, h, req);
 		else
 			rc = -EPERM; /* published slabs are immutable */
 		break;
@@ -204,7 +209,10 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = acc == O_RDONLY ? open_verified(fs, &node->key, true, h) : -EPERM;
 		break;
 	case NODE_STAGING:
-		rc = open_staging(fs, node, h, fi->flags);
+		if (node->stage->publish_on_close && acc != O_RDONLY)
+			rc = open_private_stage(fs, &node->stage->target, h, req);
+		else
+			rc = open_staging(fs, node, h, fi->flags);
 		break;
 	default:
 		rc = -EISDIR;

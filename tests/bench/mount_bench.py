@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""kvcfs through the mount against the same work done directly on the
+backing directory, in one run. Prints medians and ratios.
+
+    mount_bench.py KVCFS KVC WORKDIR [--quick]
+
+Direct baselines do what an in-process cache must do for the same
+guarantees: write + fdatasync + link + directory fsync to publish, read +
+CRC-32C to validate a restore (CRC-32C via `kvc verify`, which streams the
+file through the same hardware CRC the daemon uses)."""
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "python"))
+import kvcache  # noqa: E402
+
+KVCFS, KVC, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+QUICK = "--quick" in sys.argv
+ROUNDS = 3 if QUICK else 5
+GIB = (256 << 20) if QUICK else (1 << 30)
+FP, CTX = bytes(range(32)), bytes(range(32, 64))
+results = []
+
+
+def drop_caches():
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+class Mount:
+    def __init__(self, root, mnt, opts=()):
+        self.root, self.mnt = root, mnt
+        os.makedirs(root, exist_ok=True)
+        os.makedirs(mnt, exist_ok=True)
+        args = [KVCFS, "-f", root, mnt] + [a for o in opts for a in ("-o", o)]
+        self.proc = subprocess.Popen(args, stderr=subprocess.DEVNULL)
+        for _ in range(2000):
+            if os.path.ismount(mnt):
+                return
+            time.sleep(0.005)
+        raise SystemExit("kvcfs did not mount")
+
+    def stop(self):
+        subprocess.run(["fusermount3", "-u", self.mnt])
+        self.proc.wait()
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
+
+def big_slab(path, size, seed):
+    """A slab of `size` payload bytes, framed by kvc build."""
+    payload = path + ".payload"
+    with open(payload, "wb") as f:
+        chunk = os.urandom(1 << 20)
+        for i in range(size >> 20):
+            f.write(chunk[i % 7:] + chunk[:i % 7])
+    out = os.path.dirname(path)
+    p = subprocess.run([KVC, "build", "--fingerprint", FP.hex(), "--quant", "f16",
+                        "--ctx", CTX.hex(), "--tokens", str(seed), "--payload", payload,
+                        "-o", out], check=True, capture_output=True, text=True)
+    os.unlink(payload)
+    produced = p.stdout.split()[0]
+    os.rename(produced, path)
+    return os.path.basename(produced)[:-4]
+
+
+def copy_file(src, dst, sync):
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        while True:
+            b = s.read(1 << 20)
+            if not b:
+                break
+            d.write(b)
+        d.flush()
+        if sync:
+            os.fdatasync(d.fileno())
+
+
+def direct_publish(src, root, name):
+    tmp = os.path.join(root, name + ".tmp")
+    copy_file(src, tmp, True)
+    os.link(tmp, os.path.join(root, name))
+    os.unlink(tmp)
+    fd = os.open(root, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def record(name, kvcfs_s, direct_s, goal, higher_is_better=True, unit="s"):
+    k, d = statistics.median(kvcfs_s), statistics.median(direct_s)
+    ratio = d / k if higher_is_better else k / d
+    ok = ratio >= goal if higher_is_better else ratio <= goal
+    results.append((name, k, d, ratio, goal, higher_is_better, ok, unit))
+    print("%-44s kvcfs %8.4f %s  direct %8.4f %s  ratio %5.2f (goal %s %.2f) %s"
+          % (name, k, unit, d, unit, ratio, ">=" if higher_is_better else "<=", goal,
+             "ok" if ok else "MISS"), flush=True)
+
+
+def read_all(path):
+    with open(path, "rb", buffering=0) as f:
+        while f.read(1 << 20):
+            pass
+
+
+def bench_big(base):
+    src_dir = os.path.join(base, "src")
+    os.makedirs(src_dir)
+    src = os.path.join(src_dir, "slab")
+    key = big_slab(src, GIB, 1)
+    name = key + ".kvc"
+    root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
+    os.makedirs(direct)
+    m = Mount(root, os.path.join(base, "mnt"))
+    pub_k, pub_d = [], []
+    for r in range(ROUNDS):
+        for path in (os.path.join(root, name), os.path.join(direct, name)):
+            if os.path.exists(path):
+                os.unlink(path)
+        pub_d.append(timed(lambda: direct_publish(src, direct, name)))
+        staging = os.path.join(m.mnt, "incoming")
+        pub_k.append(timed(lambda: (copy_file(src, staging, False),
+                                    os.rename(staging, os.path.join(m.mnt, name)))))
+    record("publish %d MiB slab (cp + mv, durable)" % (GIB >> 20), pub_k, pub_d, 0.90)
+    # cold read: page cache dropped, validation included on both sides
+    if drop_caches():
+        cold_k, cold_d = [], []
+        for r in range(ROUNDS):
+            drop_caches()
+            cold_d.append(timed(lambda: subprocess.run([KVC, "verify", os.path.join(direct, name)],
+                                                       check=True, capture_output=True)))
+            drop_caches()
+            cold_k.append(timed(lambda: read_all(os.path.join(m.mnt, name))))
+        record("cold read %d MiB slab, validated" % (GIB >> 20), cold_k, cold_d, 0.80)
+    else:
+        print("cold read: skipped (cannot drop the page cache without root)")
+    # warm: first open validates; re-open of an unchanged slab
+    read_all(os.path.join(m.mnt, name))
+    read_all(os.path.join(direct, name))
+    warm_k = [timed(lambda: read_all(os.path.join(m.mnt, name))) for _ in range(ROUNDS)]
+    warm_d = [timed(lambda: read_all(os.path.join(direct, name))) for _ in range(ROUNDS)]
+    record("warm re-open + read %d MiB slab" % (GIB >> 20), warm_k, warm_d, 0.70)
+    m.stop()
+    shutil.rmtree(base)
+
+
+def bench_small(base):
+    n = 200 if QUICK else 1000
+    root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
+    os.makedirs(direct)
+    slabs = []
+    for i in range(n):
+        tokens = [i, 99]
+        slabs.append((kvcache.cache_key(FP, "f16", CTX, tokens),
+                      kvcache.build_slab(FP, "f16", CTX, tokens, bytes([i % 256]) * 65536,
+                                         hostname=b"b")))
+    m = Mount(root, os.path.join(base, "mnt"))
+    k_s, d_s = [], []
+    for r in range(ROUNDS):
+        for d in (root, direct):
+            for f in os.listdir(d):
+                os.unlink(os.path.join(d, f))
+
+        def via_mount():
+            for key, data in slabs:
+                staging = os.path.join(m.mnt, "s.part")
+                with open(staging, "wb") as f:
+                    f.write(data)
+                os.rename(staging, os.path.join(m.mnt, key + ".kvc"))
+
+        def via_direct():
+            dfd = os.open(direct, os.O_RDONLY)
+            for key, data in slabs:
+                tmp = os.path.join(direct, "s.tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.write(fd, data)
+                os.fdatasync(fd)
+                os.close(fd)
+                os.link(tmp, os.path.join(direct, key + ".kvc"))
+                os.unlink(tmp)
+                os.fsync(dfd)
+            os.close(dfd)
+        d_s.append(timed(via_direct) / n)
+        k_s.append(timed(via_mount) / n)
+    record("publish 64 KiB slabs (per slab)", k_s, d_s, 0.80)
+    m.stop()
+    shutil.rmtree(base)
+
+
+def bench_listing(base):
+    n = 2000 if QUICK else 10000
+    root = os.path.join(base, "root")
+    os.makedirs(root)
+    data = kvcache.build_slab(FP, "f16", CTX, [1], b"x" * 100, hostname=b"b")
+    for i in range(n):
+        with open(os.path.join(root, "%064x.kvc" % i), "wb") as f:
+            f.write(data)  # names need not match content: ls and stat do not verify
+    m = Mount(root, os.path.join(base, "mnt"), ["rescan=0"])
+    ls = lambda d: subprocess.run(["ls", "-l", d], check=True, stdout=subprocess.DEVNULL)
+    ls(m.mnt)
+    record("ls -l of %d slabs" % n, [timed(lambda: ls(m.mnt)) for _ in range(ROUNDS)],
+           [timed(lambda: ls(root)) for _ in range(ROUNDS)], 2.0, higher_is_better=False)
+    missing = ["%064x.kvc" % (i + 10**9) for i in range(1000)]
+
+    def probe(d):
+        for name in missing:
+            try:
+                os.stat(os.path.join(d, name))
+            except FileNotFoundError:
+                pass
+    probe(m.mnt)
+    record("stat of 1000 missing keys (repeat probe)", [timed(lambda: probe(m.mnt)) for _ in range(ROUNDS)],
+           [timed(lambda: probe(root)) for _ in range(ROUNDS)], 2.0, higher_is_better=False)
+    m.stop()
+    shutil.rmtree(base)
+
+
+def bench_startup(base):
+    n = 20000 if QUICK else 100000
+    root = os.path.join(base, "root")
+    os.makedirs(root)
+    for i in range(n):
+        tokens = [i, 5]
+        key = kvcache.cache_key(FP, "f16", CTX, tokens)
+        with open(os.path.join(root, key + ".kvc"), "wb") as f:
+            f.write(kvcache.build_slab(FP, "f16", CTX, tokens, b"y" * 256, hostname=b"b"))
+
+    def raw():
+        for name in os.listdir(root):
+            with open(os.path.join(root, name), "rb", buffering=0) as f:
+                f.read(4096)
+
+    def start():
+        m = Mount(root, os.path.join(base, "mnt"), ["rescan=0"])
+        m.stop()
+    start()
+    k = [timed(start) for _ in range(ROUNDS)]
+    d = [timed(raw) for _ in range(ROUNDS)]
+    record("start-up over %d slabs (sweep + index)" % n, k, d, 1.5, higher_is_better=False)
+    shutil.rmtree(base)
+
+
+def bench_rss(base):
+    size = (512 << 20) if QUICK else (4 << 30)
+    src_dir = os.path.join(base, "src")
+    os.makedirs(src_dir)
+    src = os.path.join(src_dir, "slab")
+    key = big_slab(src, size, 2)
+    m = Mount(os.path.join(base, "root"), os.path.join(base, "mnt"))
+    staging = os.path.join(m.mnt, "big.part")
+    copy_file(src, staging, False)
+    os.rename(staging, os.path.join(m.mnt, key + ".kvc"))
+    read_all(os.path.join(m.mnt, key + ".kvc"))
+    read_all(os.path.join(m.mnt, "payload", key))
+    rss = m.rss_kib() / 1024
+    m.stop()
+    ok = rss <= 64
+    results.append(("daemon peak RSS, %d MiB slab in and out" % (size >> 20), rss, 64, 0, 0, 0, ok, "MiB"))
+    print("%-44s %.1f MiB (goal <= 64 MiB) %s" % ("daemon peak RSS, %d MiB slab in and out" % (size >> 20),
+                                                 rss, "ok" if ok else "MISS"), flush=True)
+    shutil.rmtree(base)
+
+
+def main():
+    os.makedirs(WORK, exist_ok=True)
+    for name, fn in (("big", bench_big), ("small", bench_small), ("listing", bench_listing),
+                     ("startup", bench_startup), ("rss", bench_rss)):
+        if len(sys.argv) > 4 and sys.argv[4] not in ("--quick", name):
+            continue
+        fn(os.path.join(WORK, name))
+    missed = [r[0] for r in results if not r[6]]
+    print("%d passed, %d failed" % (len(results) - len(missed), len(missed)))
+
+
+if __name__ == "__main__":
+    main()

@@ -112,14 +112,14 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st)
 	return rc;
 }
 
-double attr_timeout(const struct node *node)
+double attr_timeout(const struct kvcfs *fs, const struct node *node)
 {
 	switch (node->kind) {
 	case NODE_SLAB:
 	case NODE_PAYLOAD:
-		/* Immutable content, but hit counts and other mounts' deletes
-		 * change what stat should show: keep it short. */
-		return 1.0;
+		/* Immutable content: only the hit count, the last use and other
+		 * mounts' deletes can make a cached stat stale. */
+		return fs->opts.entry_timeout;
 	case NODE_STAGING:
 	case NODE_METRICS:
 	case NODE_RESCAN:

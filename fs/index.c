@@ -224,8 +224,14 @@ void index_replace(struct kvcfs_index *idx, GHashTable *fresh)
 	g_hash_table_iter_init(&it, fresh);
 	while (g_hash_table_iter_next(&it, NULL, &value)) {
 		struct index_entry *e = value, *old = g_hash_table_lookup(idx->slabs, &e->key);
-		if (old != NULL)
+		if (old != NULL) {
 			e->opens = old->opens;
+			e->touched_ctime = old->touched_ctime;
+			e->verified = old->verified;
+			e->verified_dev = old->verified_dev;
+			e->verified_ino = old->verified_ino;
+			e->verified_size = old->verified_size;
+		}
 		bytes += e->size;
 	}
 	/* Open slabs that vanished from the directory are gone for good: an
@@ -236,28 +242,38 @@ void index_replace(struct kvcfs_index *idx, GHashTable *fresh)
 	pthread_mutex_unlock(&idx->lock);
 }
 
-void index_set_touched(struct kvcfs_index *idx, const struct kvc_key *key,
-		       const struct timespec *ctime)
+void index_set_verified(struct kvcfs_index *idx, const struct kvc_key *key,
+			const struct stat *st)
 {
 	struct index_entry *e;
 
 	pthread_mutex_lock(&idx->lock);
 	e = g_hash_table_lookup(idx->slabs, key);
-	if (e != NULL)
-		e->touched_ctime = *ctime;
+	if (e != NULL) {
+		e->verified = true;
+		e->verified_dev = st->st_dev;
+		e->verified_ino = st->st_ino;
+		e->verified_size = st->st_size;
+		e->touched_ctime = st->st_ctim;
+	}
 	pthread_mutex_unlock(&idx->lock);
 }
 
-bool index_was_touched_at(struct kvcfs_index *idx, const struct kvc_key *key,
-			  const struct timespec *ctime)
+bool index_is_verified(struct kvcfs_index *idx, const struct kvc_key *key,
+		       const struct stat *st)
 {
 	struct index_entry *e;
 	bool same;
 
+	/* ctime cannot be set by anyone: any write, by us or another mount or
+	 * anything else, moves it. Equal to the ctime after our own last hit
+	 * write means nothing touched the file since we verified it. */
 	pthread_mutex_lock(&idx->lock);
 	e = g_hash_table_lookup(idx->slabs, key);
-	same = e != NULL && e->touched_ctime.tv_sec == ctime->tv_sec &&
-	       e->touched_ctime.tv_nsec == ctime->tv_nsec;
+	same = e != NULL && e->verified && e->verified_dev == st->st_dev &&
+	       e->verified_ino == st->st_ino && e->verified_size == st->st_size &&
+	       e->touched_ctime.tv_sec == st->st_ctim.tv_sec &&
+	       e->touched_ctime.tv_nsec == st->st_ctim.tv_nsec;
 	pthread_mutex_unlock(&idx->lock);
 	return same;
 }

@@ -5,6 +5,7 @@
 #include <glib.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 
 #include <kvc/kvc.h>
 
@@ -31,6 +32,10 @@ struct index_entry {
 	uint64_t created;
 	unsigned opens;       /* open handles: never evicted while > 0 */
 	struct timespec touched_ctime; /* the file's ctime after our last hit write */
+	bool verified;        /* the file below was fully verified, unchanged since */
+	dev_t verified_dev;
+	ino_t verified_ino;
+	off_t verified_size;
 };
 
 /* A slab as a candidate for eviction, lowest score first. */
@@ -69,12 +74,12 @@ bool index_is_pinned(struct kvcfs_index *idx, const struct kvc_key *key);
 struct eviction_candidate *index_eviction_order(struct kvcfs_index *idx, size_t *n);
 double index_score(const struct kvcfs_index *idx, uint32_t hits, uint64_t last_used);
 
-/* Our own hit persistence changes a slab's ctime; readers holding it open
- * use this to tell that change from a foreign one. */
-void index_set_touched(struct kvcfs_index *idx, const struct kvc_key *key,
-		       const struct timespec *ctime);
-bool index_was_touched_at(struct kvcfs_index *idx, const struct kvc_key *key,
-			  const struct timespec *ctime);
+/* Remember that the file st describes was verified (st as of after our own
+ * hit write), and ask whether a file is that one, unchanged. */
+void index_set_verified(struct kvcfs_index *idx, const struct kvc_key *key,
+			const struct stat *st);
+bool index_is_verified(struct kvcfs_index *idx, const struct kvc_key *key,
+		       const struct stat *st);
 
 /* Replace the contents with a fresh scan's (a GHashTable built with
  * index_new_table), keeping open counts. */

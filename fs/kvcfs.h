@@ -137,7 +137,7 @@ void staging_free(struct kvcfs *fs, struct staging *stage);
 int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st);
 int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 		 struct stat *st);
-double attr_timeout(const struct node *node);
+double attr_timeout(const struct kvcfs *fs, const struct node *node);
 
 /* names.c */
 enum name_class {
@@ -191,6 +191,10 @@ enum forget_context {
 	FORGET_LATER,              /* anywhere else (eviction): queued */
 };
 void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from);
+
+/* open_slab.c: open a slab or payload view for reading, verified */
+int open_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
+	      struct handle *h, struct fuse_file_info *fi);
 
 /* verified.c: reads of slabs that check the file is still as verified */
 int verified_record(struct handle *h);

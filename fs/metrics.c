@@ -41,6 +41,8 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 
 	index_totals(&fs->index, &bytes, &slabs);
 	counter(s, "hits_total", "Opens of a slab or payload view that were served.", m->hits);
+	counter(s, "reopens_unverified_total", "Hits on a file verified before and unchanged since: only its header was read.",
+		m->reopens_unverified);
 	counter(s, "misses_total", "Lookups of a key that has no slab.", m->misses);
 	counter(s, "publishes_total", "Slabs this mount published.", m->publishes);
 	counter(s, "adopted_total", "Publishes that kept an existing valid slab of the key.", m->adopted);

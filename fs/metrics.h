@@ -18,6 +18,7 @@ struct kvcfs_metrics {
 	atomic_uint_fast64_t evictions;
 	atomic_uint_fast64_t rescans;
 	atomic_uint_fast64_t changed_under_readers;
+	atomic_uint_fast64_t reopens_unverified;
 	atomic_uint_fast64_t publish_ns;
 	atomic_uint_fast64_t publish_count;
 	atomic_uint_fast64_t load_ns;

@@ -22,8 +22,34 @@ static void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node
 		return;
 	}
 	e.ino = node->ino;
-	e.attr_timeout = attr_timeout(node);
-	e.entry_timeout = attr_timeout(node);
+	e.attr_timeout = attr_timeout(fs, node);
+	e.entry_timeout = attr_timeout(fs, node);
+	fuse_reply_entry(req, &e);
+}
+
+/*
+ * A key with no slab. The kernel may remember the miss for negative_timeout
+ * seconds: a model server probing prefixes asks for the same missing keys
+ * again and again. Publishes through this mount replace the negative entry
+ * at once (rename and create go through the kernel's dentry); a slab that
+ * another mount publishes shows within negative_timeout.
+ */
+static void reply_miss(fuse_req_t req, struct kvcfs *fs, const struct kvc_err *err)
+{
+	struct fuse_entry_param e;
+
+	if (err->tag != KVC_E_NOT_FOUND) {
+		fuse_reply_err(req, kvc_err_to_errno(err));
+		return;
+	}
+	atomic_fetch_add(&fs->metrics.misses, 1);
+	if (fs->opts.negative_timeout <= 0) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = 0;
+	e.entry_timeout = fs->opts.negative_timeout;
 	fuse_reply_entry(req, &e);
 }
 
@@ -69,11 +95,8 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	/* Always ask the backing root: another mount may have published. */
 	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
-		if (err.tag == KVC_E_NOT_FOUND)
-			atomic_fetch_add(&fs->metrics.misses, 1);
-		fuse_reply_err(req, kvc_err_to_errno(&err));
+		reply_miss(req, fs, &err);
 		return;
 	}
 	if (info.header_ok)
@@ -102,9 +125,7 @@ static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *
 		return;
 	}
 	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
-		if (err.tag == KVC_E_NOT_FOUND)
-			atomic_fetch_add(&fs->metrics.misses, 1);
-		fuse_reply_err(req, kvc_err_to_errno(&err));
+		reply_miss(req, fs, &err);
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
@@ -191,7 +212,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, attr_timeout(node));
+		fuse_reply_attr(req, &st, attr_timeout(fs, node));
 }
 
 static int set_staging_times(struct staging *stage, const struct stat *attr, int to_set)
@@ -219,9 +240,12 @@ static int setattr_staging(struct kvcfs *fs, struct staging *stage,
 		rc = -EPERM;
 		goto out;
 	}
-	if ((to_set & FUSE_SET_ATTR_SIZE) && ftruncate(stage->tmp.fd, attr->st_size) < 0) {
-		rc = -errno;
-		goto out;
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (ftruncate(stage->tmp.fd, attr->st_size) < 0) {
+			rc = -errno;
+			goto out;
+		}
+		kvc_tmp_note_truncate(&stage->tmp, (uint64_t)attr->st_size);
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 		      FUSE_SET_ATTR_MTIME_NOW))

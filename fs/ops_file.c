@@ -38,64 +38,6 @@ static void reply_open_handle(fuse_req_t req, struct kvcfs *fs, struct node *nod
 		handle_release(fs, h); /* the opener went away */
 }
 
-/* Open a slab or its payload view: verified before the open succeeds. */
-static int open_verified(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
-			 struct handle *h)
-{
-	uint64_t started = metrics_now_ns();
-	struct kvc_meta meta;
-	struct kvc_err err;
-	uint64_t now = (uint64_t)time(NULL);
-	bool touched = false;
-	int fd, rc;
-
-	rc = kvc_store_load(fs->store, key, &fd, &meta, &err);
-	atomic_fetch_add(&fs->metrics.load_ns, metrics_now_ns() - started);
-	atomic_fetch_add(&fs->metrics.load_count, 1);
-	if (rc < 0) {
-		if (err.tag == KVC_E_NOT_FOUND)
-			return -ENOENT;
-		if (kvc_tag_is_format_error(err.tag)) {
-			char hex[KVC_KEY_HEX_LEN + 1];
-			kvc_key_to_hex(key, hex);
-			if (err.tag != KVC_E_UNSUPPORTED_VERSION) {
-				atomic_fetch_add(&fs->metrics.corrupt_dropped, 1);
-				index_remove(&fs->index, key);
-				forget_slab_entries(fs, key, FORGET_FROM_FILE_REQUEST);
-				fuse_log(FUSE_LOG_WARNING, "kvcfs: dropped corrupt slab %s: %s: %s\n",
-					 hex, kvc_tag_name(err.tag), err.detail);
-			}
-			return -EIO;
-		}
-		return -kvc_err_to_errno(&err);
-	}
-	atomic_fetch_add(&fs->metrics.hits, 1);
-	if (!fs->opts.read_only) {
-		uint32_t hits = meta.hit_count == UINT32_MAX ? UINT32_MAX : meta.hit_count + 1;
-		/* Best effort: a failed touch costs a hit count, not a read. */
-		if (kvc_store_touch(fs->store, key, hits, now, &err) == 0) {
-			meta.hit_count = hits;
-			meta.last_used_time = now;
-			touched = true;
-		}
-	}
-	index_put(&fs->index, key, meta.file_size, meta.hit_count, meta.last_used_time,
-		  meta.creation_time);
-	if (touched) {
-		struct stat st;
-		if (fstat(fd, &st) == 0)
-			index_set_touched(&fs->index, key, &st.st_ctim);
-	}
-	index_opened(&fs->index, key);
-	h->pins = true;
-	h->key = *key;
-	h->fd = fd;
-	h->base = payload_view ? meta.payload_offset : 0;
-	h->length = payload_view ? meta.payload_length : meta.file_size;
-	kvc_meta_clear(&meta);
-	return verified_record(h);
-}
-
 /*
  * A writer of its own for <key>.kvc: cp (or any O_WRONLY|O_TRUNC open) onto a
  * published slab, or a second writer of a key someone is already writing.
@@ -117,6 +59,7 @@ static int open_private_stage(struct kvcfs *fs, const struct kvc_key *key,
 		staging_free(fs, stage);
 		return -kvc_err_to_errno(&err);
 	}
+	kvc_tmp_track(&stage->tmp);
 	stage->publish_on_close = true;
 	stage->target = *key;
 	stage->writers = 1;
@@ -149,6 +92,8 @@ static int open_staging(struct kvcfs *fs, struct node *node, struct handle *h, i
 			rc = -EPERM;
 		else if (ftruncate(stage->tmp.fd, 0) < 0)
 			rc = -errno;
+		else
+			kvc_tmp_note_truncate(&stage->tmp, 0);
 		atomic_store(&stage->dirty, true);
 		pthread_rwlock_unlock(&stage->lock);
 	}
@@ -199,14 +144,14 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		break;
 	case NODE_SLAB:
 		if (acc == O_RDONLY && !(fi->flags & O_TRUNC))
-			rc = open_verified(fs, &node->key, false, h);
+			rc = open_slab(fs, &node->key, false, h, fi);
 		else if (acc == O_WRONLY && (fi->flags & O_TRUNC) && !(fi->flags & O_APPEND))
 			rc = open_private_stage(fs, &node->key, h, req);
 		else
 			rc = -EPERM; /* published slabs are immutable */
 		break;
 	case NODE_PAYLOAD:
-		rc = acc == O_RDONLY ? open_verified(fs, &node->key, true, h) : -EPERM;
+		rc = acc == O_RDONLY ? open_slab(fs, &node->key, true, h, fi) : -EPERM;
 		break;
 	case NODE_STAGING:
 		if (node->stage->publish_on_close && acc != O_RDONLY)
@@ -264,6 +209,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, kvc_err_to_errno(&err));
 		return;
 	}
+	kvc_tmp_track(&stage->tmp);
 	stage->mode = mode & 07777;
 	stage->uid = ctx->uid;
 	stage->gid = ctx->gid;
@@ -367,6 +313,8 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	} else {
 		n = pwrite(stage->tmp.fd, buf, size, off);
 		atomic_store(&stage->dirty, true);
+		if (n > 0)
+			kvc_tmp_note_write(&stage->tmp, (uint64_t)off, buf, (size_t)n);
 		if (n < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EIO))
 			atomic_store(&stage->write_error, errno);
 	}

@@ -23,6 +23,8 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("host_id=%s", host_id, 0),
 	KVCFS_OPT("sweep_grace=%u", sweep_grace, 0),
 	KVCFS_OPT("threads=%u", max_threads, 0),
+	KVCFS_OPT("entry_timeout=%lf", entry_timeout, 0),
+	KVCFS_OPT("negative_timeout=%lf", negative_timeout, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
@@ -91,6 +93,8 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 	opts->sweep_grace = 3600;
 	opts->max_threads = 16;
 	opts->hit_credit = 300;
+	opts->entry_timeout = 10.0;
+	opts->negative_timeout = 1.0;
 	opts->rescan_interval = 60;
 	if (fuse_opt_parse(args, opts, kvcfs_opts, take_arg) < 0)
 		return -1;
@@ -115,6 +119,11 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 		fprintf(stderr, "kvcfs: host_id must not be empty\n");
 		return -1;
 	}
+	if (!(opts->entry_timeout >= 0 && opts->entry_timeout <= 86400) ||
+	    !(opts->negative_timeout >= 0 && opts->negative_timeout <= 86400)) {
+		fprintf(stderr, "kvcfs: entry_timeout and negative_timeout must be 0..86400 seconds\n");
+		return -1;
+	}
 	if (opts->max_threads < 1 || opts->max_threads > 1024) {
 		fprintf(stderr, "kvcfs: threads must be 1..1024\n");
 		return -1;
@@ -134,6 +143,8 @@ void options_help(const char *progname)
 	       "    -o host_id=NAME        host identity in temp names (default: hostname)\n"
 	       "    -o sweep_grace=SECS    age at which another host's temps are stale (3600)\n"
 	       "    -o threads=N           most request threads (16)\n"
+	       "    -o entry_timeout=SECS  how long the kernel caches a slab's stat (10)\n"
+	       "    -o negative_timeout=SECS  how long it remembers a missing key (1)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n\n",
 	       progname);

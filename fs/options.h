@@ -18,6 +18,8 @@ struct kvcfs_options {
 	char *host_id;
 	unsigned sweep_grace;     /* seconds before another host's temp is stale */
 	unsigned max_threads;
+	double entry_timeout;     /* seconds the kernel may cache a slab's entry and stat */
+	double negative_timeout;  /* seconds it may remember that a key has no slab */
 	int read_only;
 	int positional;           /* how many non-options were seen */
 	int has_fsname;           /* the user named the filesystem */

@@ -50,7 +50,7 @@ static int recheck(struct kvcfs *fs, struct handle *h)
 	} else if (!same_time(&st.st_ctim, &h->verified_ctime)) {
 		/* Our own hit write on another open changes only the header's
 		 * counters: no need to read the payload again for that. */
-		if (index_was_touched_at(&fs->index, &h->key, &st.st_ctim))
+		if (index_is_verified(&fs->index, &h->key, &st))
 			h->verified_ctime = st.st_ctim;
 		else if (kvc_verify_fd(h->fd, 0, &h->key, &meta, &err) < 0) {
 			rc = -EIO;

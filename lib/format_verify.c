@@ -7,6 +7,8 @@
 #include <kvc/crc32c.h>
 #include <kvc/format.h>
 
+#include "verify_internal.h"
+
 /* Large enough for the CRC to run at full speed and for few syscalls,
  * small enough that verifying a 4 GiB slab costs 1 MiB of memory. */
 #define VERIFY_CHUNK (1u << 20)
@@ -35,6 +37,14 @@ static int check_payload_crc(const struct kvc_source *src, const struct kvc_meta
 		left -= n;
 	}
 	free(buf);
+	return kvc_check_crc_and_key(meta, NULL, crc, err);
+}
+
+int kvc_check_crc_and_key(const struct kvc_meta *meta, const struct kvc_key *expected_key,
+			  uint32_t crc, struct kvc_err *err)
+{
+	struct kvc_key actual;
+
 	if (crc != meta->payload_crc32c) {
 		kvc_err_set(err, KVC_E_CRC_MISMATCH, "crc mismatch: stored 0x%08x, computed 0x%08x",
 			    meta->payload_crc32c, crc);
@@ -44,6 +54,16 @@ static int check_payload_crc(const struct kvc_source *src, const struct kvc_meta
 		}
 		return -1;
 	}
+	if (expected_key == NULL)
+		return 0;
+	kvc_meta_key(meta, &actual);
+	if (!kvc_key_equal(&actual, expected_key)) {
+		char want[KVC_KEY_HEX_LEN + 1], got[KVC_KEY_HEX_LEN + 1];
+		kvc_key_to_hex(expected_key, want);
+		kvc_key_to_hex(&actual, got);
+		return kvc_err_set(err, KVC_E_KEY_MISMATCH,
+				   "key mismatch: expected %s, content is %s", want, got);
+	}
 	return 0;
 }
 
@@ -52,23 +72,11 @@ int kvc_verify(const struct kvc_source *src, unsigned flags,
 	       kvc_payload_observer observer, void *observer_ctx,
 	       struct kvc_err *err)
 {
-	struct kvc_key actual;
-
 	if (kvc_parse_meta(src, flags, meta, err) < 0)
 		return -1;
-	if (check_payload_crc(src, meta, observer, observer_ctx, err) < 0)
+	if (check_payload_crc(src, meta, observer, observer_ctx, err) < 0 ||
+	    kvc_check_crc_and_key(meta, expected_key, meta->payload_crc32c, err) < 0)
 		goto fail;
-	if (expected_key != NULL) {
-		kvc_meta_key(meta, &actual);
-		if (!kvc_key_equal(&actual, expected_key)) {
-			char want[KVC_KEY_HEX_LEN + 1], got[KVC_KEY_HEX_LEN + 1];
-			kvc_key_to_hex(expected_key, want);
-			kvc_key_to_hex(&actual, got);
-			kvc_err_set(err, KVC_E_KEY_MISMATCH,
-				    "key mismatch: expected %s, content is %s", want, got);
-			goto fail;
-		}
-	}
 	return 0;
 fail:
 	kvc_meta_clear(meta);

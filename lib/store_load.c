@@ -8,23 +8,40 @@
 #include "bytes.h"
 #include "store_internal.h"
 
+int kvc_store_open_slab(struct kvc_store *store, const struct kvc_key *key, int *fd,
+			struct stat *st, struct kvc_err *err)
+{
+	char slab[KVC_SLAB_NAME_LEN + 1];
+
+	kvc_key_slab_name(key, slab);
+	return store_open_ro(store, slab, fd, st, err);
+}
+
+void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
+			    const struct stat *st)
+{
+	char slab[KVC_SLAB_NAME_LEN + 1];
+
+	if (store->read_only)
+		return;
+	kvc_key_slab_name(key, slab);
+	store_unlink_if_same(store, slab, st);
+}
+
 int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,
 		   int *fd_out, struct kvc_meta *meta, struct kvc_err *err)
 {
-	char slab[KVC_SLAB_NAME_LEN + 1];
 	struct stat st;
 	int fd;
 
-	kvc_key_slab_name(key, slab);
-	if (store_open_ro(store, slab, &fd, &st, err) < 0)
+	if (kvc_store_open_slab(store, key, &fd, &st, err) < 0)
 		return -1;
 	if (kvc_verify_fd(fd, 0, key, meta, err) < 0) {
 		close(fd);
 		/* A corrupt slab would fail every reader forever: drop it, but
 		 * only the file we judged, and never a newer-format one. */
-		if (kvc_tag_is_format_error(err->tag) &&
-		    err->tag != KVC_E_UNSUPPORTED_VERSION && !store->read_only)
-			store_unlink_if_same(store, slab, &st);
+		if (kvc_tag_is_format_error(err->tag) && err->tag != KVC_E_UNSUPPORTED_VERSION)
+			kvc_store_drop_corrupt(store, key, &st);
 		return -1;
 	}
 	*fd_out = fd;

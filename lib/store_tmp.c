@@ -10,7 +10,9 @@
 #include <kvc/crc32c.h>
 #include <unistd.h>
 
+#include "crc_tracker.h"
 #include "store_internal.h"
+#include "verify_internal.h"
 
 #define COPY_CHUNK (1u << 20)
 #define MAX_LABEL 100
@@ -34,8 +36,28 @@ int kvc_tmp_create(struct kvc_store *store, const char *label,
 	return 0;
 }
 
+void kvc_tmp_track(struct kvc_tmp *tmp)
+{
+	if (tmp->tracker == NULL)
+		tmp->tracker = kvc_crc_tracker_new();
+}
+
+void kvc_tmp_note_write(struct kvc_tmp *tmp, uint64_t off, const void *data, size_t len)
+{
+	if (tmp->tracker != NULL)
+		kvc_crc_tracker_add(tmp->tracker, tmp->fd, off, data, len);
+}
+
+void kvc_tmp_note_truncate(struct kvc_tmp *tmp, uint64_t size)
+{
+	if (tmp->tracker != NULL)
+		kvc_crc_tracker_truncate(tmp->tracker, size);
+}
+
 void kvc_store_abort_tmp(struct kvc_store *store, struct kvc_tmp *tmp)
 {
+	kvc_crc_tracker_free(tmp->tracker);
+	tmp->tracker = NULL;
 	if (tmp->fd >= 0) {
 		close(tmp->fd);
 		tmp->fd = -1;
@@ -122,29 +144,6 @@ static uint32_t iov_crc(const struct iovec *iov, int iovcnt, uint64_t off, uint6
 	return crc;
 }
 
-static int check_content(const struct kvc_meta *meta, const struct kvc_key *key,
-			 uint32_t crc, struct kvc_err *err)
-{
-	struct kvc_key actual;
-
-	if (crc != meta->payload_crc32c) {
-		kvc_err_set(err, KVC_E_CRC_MISMATCH, "crc mismatch: stored 0x%08x, computed 0x%08x",
-			    meta->payload_crc32c, crc);
-		err->stored = meta->payload_crc32c;
-		err->actual = crc;
-		return -1;
-	}
-	kvc_meta_key(meta, &actual);
-	if (!kvc_key_equal(&actual, key)) {
-		char want[KVC_KEY_HEX_LEN + 1], got[KVC_KEY_HEX_LEN + 1];
-		kvc_key_to_hex(key, want);
-		kvc_key_to_hex(&actual, got);
-		return kvc_err_set(err, KVC_E_KEY_MISMATCH,
-				   "key mismatch: expected %s, content is %s", want, got);
-	}
-	return 0;
-}
-
 struct sync_job {
 	int fd;
 	int rc;
@@ -195,10 +194,10 @@ int kvc_store_write_tmp_bufs(struct kvc_store *store, const struct kvc_key *key,
 	job.fd = tmp->fd;
 	if (pthread_create(&syncer, NULL, sync_in_background, &job) != 0) {
 		sync_in_background(&job);
-		verdict = check_content(&meta, key, iov_crc(iov, iovcnt, meta.payload_offset,
+		verdict = kvc_check_crc_and_key(&meta, key, iov_crc(iov, iovcnt, meta.payload_offset,
 							    meta.payload_length), err);
 	} else {
-		verdict = check_content(&meta, key, iov_crc(iov, iovcnt, meta.payload_offset,
+		verdict = kvc_check_crc_and_key(&meta, key, iov_crc(iov, iovcnt, meta.payload_offset,
 							    meta.payload_length), err);
 		pthread_join(syncer, NULL);
 	}

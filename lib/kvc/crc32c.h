@@ -24,6 +24,9 @@ uint32_t kvc_crc32c_portable(uint32_t crc, const void *data, size_t len);
 typedef uint32_t (*kvc_crc32c_fn)(uint32_t crc, const void *data, size_t len);
 kvc_crc32c_fn kvc_crc32c_hw(void);
 
+/* The CRC of A || B from crc(A), crc(B) and the length of B. */
+uint32_t kvc_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
 /* "sse4.2" or "portable": what kvc_crc32c() uses. */
 const char *kvc_crc32c_impl_name(void);
 

@@ -40,12 +40,15 @@ const char *kvc_store_root(const struct kvc_store *store);
  * A writer-unique temp file in the backing root:
  * "<label>.<host>.<pid>.<n>.tmp", created with O_EXCL.
  */
+struct kvc_crc_tracker;
+
 struct kvc_tmp {
 	int fd;
 	char name[256];
 	bool synced;           /* fdatasync done since the last write */
 	bool verified;         /* content checked against verified_key */
 	struct kvc_key verified_key;
+	struct kvc_crc_tracker *tracker; /* see kvc_tmp_track */
 };
 
 #define KVC_TMP_INIT { .fd = -1 }
@@ -53,6 +56,16 @@ struct kvc_tmp {
 /* Create an empty temp; label is a short tag such as "stage". */
 int kvc_tmp_create(struct kvc_store *store, const char *label,
 		   struct kvc_tmp *tmp, struct kvc_err *err);
+
+/*
+ * For callers that write tmp->fd themselves (the mount): report each write
+ * (after it succeeded) and each truncate, and publish then takes the
+ * payload's CRC from the writes instead of reading the file back, and finds
+ * most of it already on its way to disk.
+ */
+void kvc_tmp_track(struct kvc_tmp *tmp);
+void kvc_tmp_note_write(struct kvc_tmp *tmp, uint64_t off, const void *data, size_t len);
+void kvc_tmp_note_truncate(struct kvc_tmp *tmp, uint64_t size);
 
 /* Phase 1 of save: bytes of a whole slab file into a new temp, fdatasync'd.
  * The bytes are checked on the way (prefix parse, CRC, key) so publish
@@ -110,6 +123,14 @@ struct kvc_slab_info {
 
 int kvc_store_stat(struct kvc_store *store, const struct kvc_key *key,
 		   struct kvc_slab_info *info, struct kvc_err *err);
+
+/* The two halves of kvc_store_load, for callers that know a file is
+ * unchanged since they verified it: open <key>.kvc (fills st), and drop
+ * it after a failed verification, only if the name still refers to st. */
+int kvc_store_open_slab(struct kvc_store *store, const struct kvc_key *key, int *fd,
+			struct stat *st, struct kvc_err *err);
+void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
+			    const struct stat *st);
 
 /* Remove <key>.kvc. A missing file is success (idempotent). */
 int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,

@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KVC_VERIFY_INTERNAL_H
+#define KVC_VERIFY_INTERNAL_H
+
+#include <kvc/format.h>
+
+/* The last two checks of a full verification, for a payload CRC computed
+ * elsewhere: crc_mismatch, then key_mismatch (expected_key may be NULL). */
+int kvc_check_crc_and_key(const struct kvc_meta *meta, const struct kvc_key *expected_key,
+			  uint32_t payload_crc, struct kvc_err *err);
+
+#endif

@@ -30,10 +30,12 @@ void index_init(struct kvcfs_index *idx, double hit_credit)
 	idx->bytes = 0;
 	idx->hit_credit = hit_credit;
 	idx->has_recent = false;
+	idx->publishing = g_hash_table_new_full(index_key_hash, index_key_equal, g_free, NULL);
 }
 
 void index_destroy(struct kvcfs_index *idx)
 {
+	g_hash_table_destroy(idx->publishing);
 	g_hash_table_destroy(idx->slabs);
 	pthread_mutex_destroy(&idx->lock);
 }
@@ -144,7 +146,27 @@ void index_set_recent(struct kvcfs_index *idx, const struct kvc_key *key)
 
 static bool pinned_locked(struct kvcfs_index *idx, const struct index_entry *e)
 {
-	return e->opens > 0 || (idx->has_recent && kvc_key_equal(&idx->recent, &e->key));
+	return e->opens > 0 || (idx->has_recent && kvc_key_equal(&idx->recent, &e->key)) ||
+	       g_hash_table_contains(idx->publishing, &e->key);
+}
+
+void index_publishing(struct kvcfs_index *idx, const struct kvc_key *key, bool starts)
+{
+	gpointer stored, count;
+
+	pthread_mutex_lock(&idx->lock);
+	if (g_hash_table_lookup_extended(idx->publishing, key, &stored, &count)) {
+		guint n = GPOINTER_TO_UINT(count) + (starts ? 1u : 0u) - (starts ? 0u : 1u);
+		if (n == 0)
+			g_hash_table_remove(idx->publishing, key);
+		else
+			g_hash_table_insert(idx->publishing, g_memdup2(key, sizeof(*key)),
+					    GUINT_TO_POINTER(n));
+	} else if (starts) {
+		g_hash_table_insert(idx->publishing, g_memdup2(key, sizeof(*key)),
+				    GUINT_TO_POINTER(1u));
+	}
+	pthread_mutex_unlock(&idx->lock);
 }
 
 bool index_is_pinned(struct kvcfs_index *idx, const struct kvc_key *key)

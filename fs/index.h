@@ -22,6 +22,7 @@ struct kvcfs_index {
 	double hit_credit;    /* seconds of recency one doubling of hits is worth */
 	bool has_recent;
 	struct kvc_key recent; /* the slab this mount published last */
+	GHashTable *publishing; /* key → count of publishes under way */
 };
 
 struct index_entry {
@@ -63,6 +64,8 @@ void index_totals(struct kvcfs_index *idx, uint64_t *bytes, uint64_t *count);
 void index_opened(struct kvcfs_index *idx, const struct kvc_key *key);
 void index_closed(struct kvcfs_index *idx, const struct kvc_key *key);
 void index_set_recent(struct kvcfs_index *idx, const struct kvc_key *key);
+/* A publish of key starts (true) or ends (false): pinned meanwhile. */
+void index_publishing(struct kvcfs_index *idx, const struct kvc_key *key, bool starts);
 bool index_is_pinned(struct kvcfs_index *idx, const struct kvc_key *key);
 
 /*

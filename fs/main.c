@@ -31,6 +31,7 @@ static const struct fuse_lowlevel_ops kvcfs_ops = {
 	.setattr = op_setattr,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
 	.releasedir = op_releasedir,
 	.open = op_open,
 	.create = op_create,

@@ -161,3 +161,88 @@ void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	g_ptr_array_unref((GPtrArray *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
+
+/*
+ * readdir with attributes: ls -l, find and du on 10,000 slabs then cost one
+ * request per batch of entries instead of a lookup per entry. Every entry
+ * returned with an inode counts as a lookup the kernel will forget.
+ */
+static bool entry_param(struct kvcfs *fs, const struct dir_entry *d, fuse_ino_t dir,
+			struct fuse_entry_param *e)
+{
+	struct kvc_key key;
+	struct node *node = NULL;
+	int err;
+
+	memset(e, 0, sizeof(*e));
+	if (strcmp(d->name, ".") == 0 || strcmp(d->name, "..") == 0)
+		return false;
+	pthread_mutex_lock(&fs->lock);
+	if (dir == INO_PAYLOAD_DIR) {
+		if (kvc_key_from_hex(d->name, strlen(d->name), &key))
+			node = node_for_key(fs, NODE_PAYLOAD, &key);
+	} else if (dir == INO_ROOT && classify_name(d->name, &key, &err) == NAME_SLAB &&
+		   g_hash_table_lookup(fs->staging, d->name) == NULL) {
+		node = node_for_key(fs, NODE_SLAB, &key);
+	} else {
+		node = node_get(fs, d->ino);
+		if (node != NULL)
+			node->nlookup++;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (node == NULL)
+		return false;
+	if (attr_of_node(fs, node, &e->attr) < 0) {
+		pthread_mutex_lock(&fs->lock);
+		node_unref(fs, node, 1, 0);
+		pthread_mutex_unlock(&fs->lock);
+		return false;
+	}
+	e->ino = node->ino;
+	e->attr_timeout = attr_timeout(fs, node);
+	e->entry_timeout = attr_timeout(fs, node);
+	return true;
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	GPtrArray *list = (GPtrArray *)(uintptr_t)fi->fh;
+	char *buf, *p;
+	size_t left = size;
+
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	buf = g_malloc(size ? size : 1);
+	p = buf;
+	for (guint i = (guint)off; off < (off_t)list->len && i < list->len; i++) {
+		struct dir_entry *d = g_ptr_array_index(list, i);
+		struct fuse_entry_param e;
+		bool counted = entry_param(fs, d, ino, &e);
+		size_t need;
+
+		if (!counted) {
+			e.attr.st_ino = d->ino;
+			e.attr.st_mode = d->type;
+		}
+		need = fuse_add_direntry_plus(req, p, left, d->name, &e, (off_t)i + 1);
+		if (need > left) {
+			if (counted) { /* not sent: the kernel will not forget it */
+				struct node *node;
+				pthread_mutex_lock(&fs->lock);
+				node = node_get(fs, e.ino);
+				if (node != NULL)
+					node_unref(fs, node, 1, 0);
+				pthread_mutex_unlock(&fs->lock);
+			}
+			break;
+		}
+		p += need;
+		left -= need;
+	}
+	fuse_reply_buf(req, buf, size - left);
+	g_free(buf);
+}

@@ -34,7 +34,8 @@ static void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node
  * at once (rename and create go through the kernel's dentry); a slab that
  * another mount publishes shows within negative_timeout.
  */
-static void reply_miss(fuse_req_t req, struct kvcfs *fs, const struct kvc_err *err)
+static void reply_miss(fuse_req_t req, struct kvcfs *fs, const struct kvc_err *err,
+		       bool is_key)
 {
 	struct fuse_entry_param e;
 
@@ -42,7 +43,8 @@ static void reply_miss(fuse_req_t req, struct kvcfs *fs, const struct kvc_err *e
 		fuse_reply_err(req, kvc_err_to_errno(err));
 		return;
 	}
-	atomic_fetch_add(&fs->metrics.misses, 1);
+	if (is_key)
+		atomic_fetch_add(&fs->metrics.misses, 1);
 	if (fs->opts.negative_timeout <= 0) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -92,11 +94,15 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 		return;
 	}
 	if (cls != NAME_SLAB) {
-		fuse_reply_err(req, ENOENT);
+		/* Staging names exist only in this mount, and every change to
+		 * them goes through this kernel: a miss can be cached as long as
+		 * a slab's. */
+		struct kvc_err missing = { .tag = KVC_E_NOT_FOUND };
+		reply_miss(req, fs, &missing, false);
 		return;
 	}
 	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
-		reply_miss(req, fs, &err);
+		reply_miss(req, fs, &err, true);
 		return;
 	}
 	if (info.header_ok)
@@ -125,7 +131,7 @@ static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *
 		return;
 	}
 	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
-		reply_miss(req, fs, &err);
+		reply_miss(req, fs, &err, true);
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);

@@ -46,6 +46,8 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 		stage->tmp.synced = false;
 		stage->tmp.verified = false;
 	}
+	/* No eviction may pick this key while its publish is under way. */
+	index_publishing(&fs->index, key, true);
 	rc = kvc_store_publish(fs->store, &stage->tmp, key, &meta, &outcome, &err);
 	g_free(stage->error);
 	stage->error = NULL;
@@ -59,6 +61,7 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	atomic_fetch_add(&fs->metrics.publish_ns, metrics_now_ns() - started);
 	atomic_fetch_add(&fs->metrics.publish_count, 1);
 	if (rc < 0) {
+		index_publishing(&fs->index, key, false);
 		if (kvc_tag_is_format_error(err.tag)) {
 			if (final)
 				atomic_fetch_add(&fs->metrics.rejected, 1);
@@ -69,11 +72,13 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	}
 	atomic_fetch_add(outcome == KVC_PUBLISH_ADOPTED ? &fs->metrics.adopted
 							: &fs->metrics.publishes, 1);
-	index_put(&fs->index, key, meta.file_size, meta.hit_count, meta.last_used_time,
-		  meta.creation_time);
+	if (meta.file_size > 0) /* 0: deleted by someone right after */
+		index_put(&fs->index, key, meta.file_size, meta.hit_count, meta.last_used_time,
+			  meta.creation_time);
 	/* Never evict what was just stored (whatever its header says of its
 	 * last use): it stays pinned until this mount publishes another. */
 	index_set_recent(&fs->index, key);
+	index_publishing(&fs->index, key, false);
 	kvc_meta_clear(&meta);
 	evict_if_needed(fs);
 	return 0;

@@ -212,12 +212,14 @@ def bench_listing(base):
     n = 2000 if QUICK else 10000
     root = os.path.join(base, "root")
     os.makedirs(root)
-    data = kvcache.build_slab(FP, "f16", CTX, [1], b"x" * 100, hostname=b"b")
     for i in range(n):
-        with open(os.path.join(root, "%064x.kvc" % i), "wb") as f:
-            f.write(data)  # names need not match content: ls and stat do not verify
+        tokens = [i, 77]
+        with open(os.path.join(root, kvcache.cache_key(FP, "f16", CTX, tokens) + ".kvc"), "wb") as f:
+            f.write(kvcache.build_slab(FP, "f16", CTX, tokens, b"x" * 100, hostname=b"b"))
     m = Mount(root, os.path.join(base, "mnt"), ["rescan=0"])
-    ls = lambda d: subprocess.run(["ls", "-l", d], check=True, stdout=subprocess.DEVNULL)
+    def ls(d):
+        out = subprocess.run(["ls", "-l", d], check=True, capture_output=True, text=True).stdout
+        assert out.count(".kvc") == n, "ls saw %d slabs" % out.count(".kvc")
     ls(m.mnt)
     record("ls -l of %d slabs" % n, [timed(lambda: ls(m.mnt)) for _ in range(ROUNDS)],
            [timed(lambda: ls(root)) for _ in range(ROUNDS)], 2.0, higher_is_better=False)

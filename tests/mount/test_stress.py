@@ -45,7 +45,10 @@ def test_stress(ws):
             for q in procs:
                 q.kill()
             raise AssertionError("a client made no progress for 60 s: the daemon stalled")
-        assert p.returncode == 0, "a client failed: %s" % out
+        if p.returncode != 0:
+            for q in procs:
+                q.kill()
+            raise AssertionError("a client failed: %s" % out)
         role, n = out.split()
         counts[role] = counts.get(role, 0) + int(n)
     assert not os.path.exists(os.path.join(logdir, "bad")), open(os.path.join(logdir, "bad")).read()

@@ -149,6 +149,7 @@ int main(int argc, char **argv)
 	cfg.root = fs.opts.backing_root;
 	cfg.host_id = fs.opts.host_id;
 	cfg.read_only = fs.opts.read_only;
+	cfg.recheck_delay_ms = fs.opts.recheck_delay_ms;
 	if (kvc_store_open(&cfg, &fs.store, &err) < 0) {
 		fprintf(stderr, "kvcfs: %s\n", err.detail);
 		goto out;

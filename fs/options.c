@@ -25,6 +25,7 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("threads=%u", max_threads, 0),
 	KVCFS_OPT("entry_timeout=%lf", entry_timeout, 0),
 	KVCFS_OPT("negative_timeout=%lf", negative_timeout, 0),
+	KVCFS_OPT("recheck_delay=%d", recheck_delay_ms, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
@@ -95,6 +96,7 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 	opts->hit_credit = 300;
 	opts->entry_timeout = 10.0;
 	opts->negative_timeout = 1.0;
+	opts->recheck_delay_ms = -1;
 	opts->rescan_interval = 60;
 	if (fuse_opt_parse(args, opts, kvcfs_opts, take_arg) < 0)
 		return -1;
@@ -124,6 +126,10 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 		fprintf(stderr, "kvcfs: entry_timeout and negative_timeout must be 0..86400 seconds\n");
 		return -1;
 	}
+	if (opts->recheck_delay_ms < -1 || opts->recheck_delay_ms > 600000) {
+		fprintf(stderr, "kvcfs: recheck_delay must be 0..600000 ms\n");
+		return -1;
+	}
 	if (opts->max_threads < 1 || opts->max_threads > 1024) {
 		fprintf(stderr, "kvcfs: threads must be 1..1024\n");
 		return -1;
@@ -145,6 +151,8 @@ void options_help(const char *progname)
 	       "    -o threads=N           most request threads (16)\n"
 	       "    -o entry_timeout=SECS  how long the kernel caches a slab's stat (10)\n"
 	       "    -o negative_timeout=SECS  how long it remembers a missing key (1)\n"
+	       "    -o recheck_delay=MS    wait before removing a slab that failed verification\n"
+	       "                           (default: 2000 on network/FUSE filesystems, else 0)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n\n",
 	       progname);

@@ -20,6 +20,7 @@ struct kvcfs_options {
 	unsigned max_threads;
 	double entry_timeout;     /* seconds the kernel may cache a slab's entry and stat */
 	double negative_timeout;  /* seconds it may remember that a key has no slab */
+	int recheck_delay_ms;     /* before removing an invalid file; -1: by filesystem */
 	int read_only;
 	int positional;           /* how many non-options were seen */
 	int has_fsname;           /* the user named the filesystem */

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "store_internal.h"
@@ -23,6 +24,27 @@ static void sanitise_host_id(const char *in, char out[65])
 	out[n] = '\0';
 	if (n == 0)
 		strcpy(out, "unknown");
+}
+
+/* Filesystems where another client's fresh file can look short for a
+ * moment: network filesystems, and FUSE ones (GlusterFS, CephFS-fuse). */
+static int default_recheck_delay(int dirfd)
+{
+	struct statfs sfs;
+
+	if (fstatfs(dirfd, &sfs) < 0)
+		return 0;
+	switch ((unsigned long)sfs.f_type) {
+	case 0x65735546: /* FUSE */
+	case 0x6969:     /* NFS */
+	case 0xFF534D42: /* CIFS */
+	case 0xFE534D42: /* SMB2 */
+	case 0x00C36400: /* Ceph */
+	case 0x0BD00BD0: /* Lustre */
+		return 2000;
+	default:
+		return 0;
+	}
 }
 
 int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
@@ -69,6 +91,8 @@ int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
 	sanitise_host_id(host, store->host_id);
 	store->dirfd = fd;
 	store->read_only = cfg->read_only;
+	store->recheck_delay_ms = cfg->recheck_delay_ms >= 0 ? cfg->recheck_delay_ms
+							      : default_recheck_delay(fd);
 	/* The coarse clock is the one filesystems stamp mtimes with; a finer one
 	 * could run ahead of a temp created just after us. */
 	clock_gettime(CLOCK_REALTIME_COARSE, &store->opened_at);
@@ -99,6 +123,11 @@ const char *kvc_store_host_id(const struct kvc_store *store)
 const char *kvc_store_root(const struct kvc_store *store)
 {
 	return store->root;
+}
+
+int kvc_store_recheck_delay_ms(const struct kvc_store *store)
+{
+	return store->recheck_delay_ms;
 }
 
 int store_fsync_dir(struct kvc_store *store, struct kvc_err *err)

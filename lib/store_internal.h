@@ -13,6 +13,7 @@ struct kvc_store {
 	char *root;
 	char host_id[65];
 	bool read_only;
+	int recheck_delay_ms;
 	struct timespec opened_at;  /* temps of our pid older than this are stale */
 	atomic_uint_fast64_t tmp_counter;
 };
@@ -31,6 +32,15 @@ int store_unlink_if_same(struct kvc_store *store, const char *name,
 /* Open name in the backing root read-only; fills st. */
 int store_open_ro(struct kvc_store *store, const char *name, int *fd,
 		  struct stat *st, struct kvc_err *err);
+
+/* Remove name if it still fails verification (against key, or its own key
+ * if NULL) after the recheck delay, and still is the file st describes.
+ * With a delay this happens on a helper thread; the caller does not wait. */
+void store_drop_if_still_invalid(struct kvc_store *store, const char *name,
+				 const struct kvc_key *key, const struct stat *st);
+/* Wait the recheck delay and verify name again: true if valid now. */
+bool store_valid_after_delay(struct kvc_store *store, const char *name,
+			     const struct kvc_key *key);
 
 int store_refuse_read_only(struct kvc_store *store, const char *what,
 			   struct kvc_err *err);

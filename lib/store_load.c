@@ -22,10 +22,8 @@ void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
 
-	if (store->read_only)
-		return;
 	kvc_key_slab_name(key, slab);
-	store_unlink_if_same(store, slab, st);
+	store_drop_if_still_invalid(store, slab, key, st);
 }
 
 int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,

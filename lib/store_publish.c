@@ -107,6 +107,11 @@ static int resolve_existing(struct kvc_store *store, struct kvc_tmp *tmp,
 			*err = verr;
 			return -1;
 		}
+		/* Possibly a stale view of another host's fresh slab. */
+		if (store_valid_after_delay(store, slab, key)) {
+			*outcome = KVC_PUBLISH_ADOPTED;
+			return 0;
+		}
 	} else if (verr.tag != KVC_E_NOT_FOUND) {
 		*err = verr;
 		return -1;

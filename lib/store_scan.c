@@ -26,8 +26,8 @@ static int republish(struct kvc_store *store, const char *name, int fd,
 	struct kvc_err err;
 
 	if (kvc_verify_fd(fd, 0, key, &full, &err) < 0) {
-		if (store_unlink_if_same(store, name, st) == 0)
-			stats->removed_corrupt++;
+		store_drop_if_still_invalid(store, name, NULL, st);
+		stats->removed_corrupt++;
 		return -1;
 	}
 	kvc_meta_clear(&full);
@@ -92,8 +92,10 @@ static void scan_one(struct kvc_store *store, const char *name, unsigned char d_
 		if (err.tag == KVC_E_UNSUPPORTED_VERSION)
 			stats->skipped_newer++;
 		else if (kvc_tag_is_format_error(err.tag) && !store->read_only &&
-			 fstat(fd, &st) == 0 && store_unlink_if_same(store, name, &st) == 0)
+			 fstat(fd, &st) == 0) {
+			store_drop_if_still_invalid(store, name, NULL, &st);
 			stats->removed_corrupt++;
+		}
 		close(fd);
 		return;
 	}

@@ -27,6 +27,14 @@ struct kvc_store_config {
 	const char *root;     /* backing directory; must exist */
 	const char *host_id;  /* NULL: gethostname(); sanitised for temp names */
 	bool read_only;
+	/*
+	 * Before removing a file that failed verification, wait this long and
+	 * check it again. On a shared filesystem another host's fresh slab can
+	 * look truncated for a moment (a stale attribute cache); removing it
+	 * would destroy a valid slab. -1: choose from the filesystem type
+	 * (2000 ms on network and FUSE filesystems, 0 on local ones).
+	 */
+	int recheck_delay_ms;
 };
 
 int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
@@ -35,6 +43,7 @@ void kvc_store_close(struct kvc_store *store);
 int kvc_store_dirfd(const struct kvc_store *store);
 const char *kvc_store_host_id(const struct kvc_store *store);
 const char *kvc_store_root(const struct kvc_store *store);
+int kvc_store_recheck_delay_ms(const struct kvc_store *store);
 
 /*
  * A writer-unique temp file in the backing root:

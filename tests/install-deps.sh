@@ -7,6 +7,7 @@ packages=(
   build-essential meson ninja-build pkg-config
   libfuse3-dev fuse3 libglib2.0-dev libcmocka-dev
   python3 attr rsync man-db clang
+  glusterfs-server glusterfs-client
 )
 
 missing=()

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""kvcfs on a shared backing root on GlusterFS: two "hosts" (two GlusterFS
+mounts, one kvcfs each, different host ids) on a single-brick volume and on
+a replica-2 volume, served on loopback. Needs root (mount, /etc/hosts) and
+glusterfs-server; without them it skips (77)."""
+import errno
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "mount"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "python"))
+import harness  # noqa: E402
+import kvcache  # noqa: E402
+from glusterlab import Lab  # noqa: E402
+
+FP, CTX = bytes(range(50, 82)), bytes(range(90, 122))
+KVC = os.environ.get("KVC_BIN")
+
+
+def slab(i, size=65536, hits=0):
+    tokens = [i, 4242]
+    payload = bytes([(i * 7 + j) % 256 for j in range(251)]) * (size // 251 + 1)
+    payload = payload[:size]
+    return (kvcache.cache_key(FP, "q8_0", CTX, tokens),
+            kvcache.build_slab(FP, "q8_0", CTX, tokens, payload, hits=hits, hostname=b"g"),
+            payload)
+
+
+def verify_root(root):
+    names = [n for n in os.listdir(root) if n.endswith(".kvc")]
+    if names:
+        harness.run([KVC, "verify"] + [os.path.join(root, n) for n in names])
+    return names
+
+
+def hosts(ws, lab, name, replica, options, a_opts=()):
+    bricks = lab.volume(name, 2 if replica else 1, replica=2 if replica else None,
+                        options=options)
+    ga = lab.mount(name, os.path.join(ws.dir, name + "-ga"))
+    gb = lab.mount(name, os.path.join(ws.dir, name + "-gb"))
+    allowed = [r"dropped corrupt slab", r"changed behind"]
+    a = harness.Mount(ga, os.path.join(ws.dir, name + "-a"), ["host_id=hostA"] + list(a_opts),
+                      allowed).start()
+    b = harness.Mount(gb, os.path.join(ws.dir, name + "-b"), ["host_id=hostB"], allowed).start()
+    return bricks, a, b
+
+
+def cross_host(a, b, report):
+    for i in range(5):
+        key, data, payload = slab(i, 65536 * (i + 1))
+        kvcache.save(a.mnt, key, data)
+        with open(os.path.join(b.mnt, "payload", key), "rb") as f:
+            assert f.read() == payload, "B reads what A published"
+    delays = []
+    for i in range(100, 110):
+        key, data, _ = slab(i)
+        kvcache.save(a.mnt, key, data)
+        t = time.perf_counter()
+        while not os.path.exists(os.path.join(b.mnt, key + ".kvc")):
+            assert time.perf_counter() - t < 10, "not visible on B after 10 s"
+            time.sleep(0.002)
+        delays.append(time.perf_counter() - t)
+    report["visibility_ms"] = statistics.median(delays) * 1000
+
+
+def races(a, b, rounds, report):
+    ok = 0
+    for r in range(rounds):
+        key, d1, _ = slab(1000 + r, 262144, hits=1)
+        _, d2, _ = slab(1000 + r, 262144, hits=2)  # same key, other header
+        errors = []
+
+        def pub(m, data):
+            try:
+                kvcache.save(m.mnt, key, data)
+            except OSError as e:
+                errors.append(e)
+        ts = [threading.Thread(target=pub, args=(a, d1)), threading.Thread(target=pub, args=(b, d2))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errors, "a racing publish failed: %s" % errors
+        names = [n for n in os.listdir(a.root) if n.startswith(key)]
+        assert names == [key + ".kvc"], names
+        harness.run([KVC, "verify", os.path.join(a.root, key + ".kvc")])
+        ok += 1
+    report["race_rounds"] = ok
+
+
+def corruption(a, b, bricks):
+    key, data, _ = slab(7, 300000)
+    kvcache.save(a.mnt, key, data)
+    for brick in bricks:
+        path = os.path.join(brick, key + ".kvc")
+        with open(path, "r+b") as f:
+            f.seek(len(data) - 5000)
+            byte = f.read(1)
+            f.seek(len(data) - 5000)
+            f.write(bytes([byte[0] ^ 0x55]))
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+    for m in (a, b):
+        harness.expect_errno(errno.EIO, open, os.path.join(m.mnt, "payload", key), "rb")
+
+
+def eviction_under_reader(a, b):
+    key, data, payload = slab(300, 1 << 20)
+    kvcache.save(a.mnt, key, data)
+    f = open(os.path.join(b.mnt, "payload", key), "rb", buffering=0)
+    try:
+        first = f.read(100000)
+        for i in range(301, 306):
+            kvcache.save(a.mnt, *slab(i, 1 << 20)[:2])
+        deadline = time.time() + 5
+        while os.path.exists(os.path.join(a.root, key + ".kvc")):
+            assert time.time() < deadline, "A did not evict the slab B holds"
+            time.sleep(0.05)
+        assert first + f.read() == payload, "B's open read survives A's eviction"
+    finally:
+        f.close()
+
+
+def sweep_own_temps(a):
+    a.stop()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mine = "x.kvc.hostA.%d.0.tmp" % dead.pid
+    theirs = "x.kvc.hostB.%d.0.tmp" % dead.pid
+    for n in (mine, theirs):
+        with open(os.path.join(a.root, n), "w") as f:
+            f.write("partial")
+    a.start()
+    names = os.listdir(a.root)
+    assert mine not in names, "a restarted host sweeps its own dead temps"
+    assert theirs in names, "and leaves another host's recent ones"
+    os.unlink(os.path.join(a.root, theirs))
+
+
+def throughput(m, report, prefix, size=32 << 20):
+    key, data, payload = slab(5000 + len(report), size)
+    src = os.path.join(os.path.dirname(m.mnt), "src-%d" % len(report))
+    with open(src, "wb") as f:
+        f.write(data)
+    t = time.perf_counter()
+    with open(src, "rb") as s, open(os.path.join(m.mnt, "in.part"), "wb") as d:
+        shutil.copyfileobj(s, d, 1 << 20)
+    os.rename(os.path.join(m.mnt, "in.part"), os.path.join(m.mnt, key + ".kvc"))
+    report[prefix + "publish_MBps"] = size / (time.perf_counter() - t) / 1e6
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+    t = time.perf_counter()
+    with open(os.path.join(m.mnt, "payload", key), "rb") as f:
+        assert f.read() == payload
+    report[prefix + "read_MBps"] = size / (time.perf_counter() - t) / 1e6
+    os.unlink(src)
+
+
+def scenario(ws, name, replica):
+    lab = Lab(os.path.join(ws.dir, "lab"))
+    report = {}
+    a = b = None
+    lab.start()
+    try:
+        bricks, a, b = hosts(ws, lab, name, replica, Lab.RECOMMENDED,
+                             a_opts=["max_size=3M", "low_watermark=2M"])
+        cross_host(a, b, report)
+        races(a, b, int(os.environ.get("KVC_GLUSTER_RACES", "20")), report)
+        corruption(a, b, bricks)
+        eviction_under_reader(a, b)
+        sweep_own_temps(a)
+        throughput(b, report, "")
+        verify_root(a.root)
+        # The same on a volume with default options, for the numbers.
+        _, da, db = hosts(ws, lab, name + "def", replica, {})
+        cross_host(da, db, report_default := {})
+        throughput(db, report_default, "")
+        for m in (da, db):
+            m.stop()
+        local = harness.Mount(ws.root("local"), os.path.join(ws.dir, "local-mnt")).start()
+        throughput(local, report_local := {}, "")
+        local.stop()
+    finally:
+        for m in (a, b):
+            if m is not None:
+                try:
+                    m.stop()
+                except AssertionError:
+                    pass
+        lab.stop()
+    print("    %s: %d racing rounds, 0 lost; visibility %.1f ms (default options %.1f ms); "
+          "publish %.0f MB/s, read %.0f MB/s (default options %.0f / %.0f; local disk %.0f / %.0f)"
+          % (name, report["race_rounds"], report["visibility_ms"], report_default["visibility_ms"],
+             report["publish_MBps"], report["read_MBps"], report_default["publish_MBps"],
+             report_default["read_MBps"], report_local["publish_MBps"], report_local["read_MBps"]))
+
+
+def test_single_brick(ws):
+    scenario(ws, "kvcone", replica=False)
+
+
+def test_replica_2(ws):
+    scenario(ws, "kvctwo", replica=True)
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0 or shutil.which("glusterd") is None:
+        print("SKIP: needs root and glusterfs-server")
+        sys.exit(77)
+    harness.main([test_single_brick, test_replica_2])

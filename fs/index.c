@@ -299,3 +299,20 @@ bool index_is_verified(struct kvcfs_index *idx, const struct kvc_key *key,
 	pthread_mutex_unlock(&idx->lock);
 	return same;
 }
+
+bool index_times(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t size,
+		 uint64_t *created, uint64_t *last_used)
+{
+	struct index_entry *e;
+	bool found;
+
+	pthread_mutex_lock(&idx->lock);
+	e = g_hash_table_lookup(idx->slabs, key);
+	found = e != NULL && e->size == size;
+	if (found) {
+		*created = e->created;
+		*last_used = e->last_used;
+	}
+	pthread_mutex_unlock(&idx->lock);
+	return found;
+}

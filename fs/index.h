@@ -77,6 +77,10 @@ bool index_is_pinned(struct kvcfs_index *idx, const struct kvc_key *key);
 struct eviction_candidate *index_eviction_order(struct kvcfs_index *idx, size_t *n);
 double index_score(const struct kvcfs_index *idx, uint32_t hits, uint64_t last_used);
 
+/* The header times of a slab of this size, if the index has it. */
+bool index_times(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t size,
+		 uint64_t *created, uint64_t *last_used);
+
 /* Remember that the file st describes was verified (st as of after our own
  * hit write), and ask whether a file is that one, unchanged. */
 void index_set_verified(struct kvcfs_index *idx, const struct kvc_key *key,

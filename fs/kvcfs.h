@@ -52,6 +52,7 @@ struct staging {
 	pthread_rwlock_t lock;
 	struct kvc_tmp tmp;
 	bool published;            /* the temp is now a slab: no more writes */
+	struct kvc_key published_key; /* the slab it became */
 	bool publish_on_close;     /* created as <key>.kvc: publish at close */
 	struct kvc_key target;     /* the key to publish to on close */
 	unsigned writers;          /* open handles with write access */
@@ -132,6 +133,7 @@ void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup,
 		unsigned opens);                               /* lock held */
 struct staging *staging_new(void);
 void staging_free(struct kvcfs *fs, struct staging *stage);
+bool staging_published(struct staging *stage);
 
 /* attr.c */
 int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st);

@@ -150,3 +150,13 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 	g_free(stage->error);
 	g_free(stage);
 }
+
+bool staging_published(struct staging *stage)
+{
+	bool published;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	published = stage->published;
+	pthread_rwlock_unlock(&stage->lock);
+	return published;
+}

@@ -86,6 +86,8 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 	}
 	pthread_mutex_lock(&fs->lock);
 	node = g_hash_table_lookup(fs->staging, name);
+	if (node != NULL && cls == NAME_SLAB && staging_published(node->stage))
+		node = NULL; /* its bytes are the slab now: look that up */
 	if (node != NULL)
 		node->nlookup++;
 	pthread_mutex_unlock(&fs->lock);
@@ -256,8 +258,13 @@ static int setattr_staging(struct kvcfs *fs, struct staging *stage,
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 		      FUSE_SET_ATTR_MTIME_NOW))
 		rc = set_staging_times(stage, attr, to_set);
+	if (rc == 0)
+		atomic_store(&stage->dirty, true);
+out:
+	pthread_rwlock_unlock(&stage->lock);
 	if (rc == 0) {
-		stage->tmp.synced = false;
+		/* Taken after the stage lock is released: the lock order is
+		 * always fs->lock, then a stage's lock. */
 		pthread_mutex_lock(&fs->lock);
 		if (to_set & FUSE_SET_ATTR_MODE)
 			stage->mode = attr->st_mode & 07777;
@@ -267,8 +274,6 @@ static int setattr_staging(struct kvcfs *fs, struct staging *stage,
 			stage->gid = attr->st_gid;
 		pthread_mutex_unlock(&fs->lock);
 	}
-out:
-	pthread_rwlock_unlock(&stage->lock);
 	return rc;
 }
 

@@ -136,6 +136,13 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
+	if (strncmp(name, "user.", 5) != 0) {
+		/* No security labels, no ACLs: say the namespace is not supported
+		 * (not merely empty), and ls, cp and others stop asking for every
+		 * file, which on a FUSE mount is a round trip each. */
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
 	if (node->kind == NODE_STAGING) {
 		char *copy = NULL;
 		pthread_rwlock_rdlock(&node->stage->lock);

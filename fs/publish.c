@@ -52,8 +52,10 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	g_free(stage->error);
 	stage->error = NULL;
 	stage->refused = rc < 0 && kvc_tag_is_format_error(err.tag);
-	if (rc == 0)
+	if (rc == 0) {
 		stage->published = true;
+		stage->published_key = *key;
+	}
 	else
 		stage->error = g_strdup_printf("%s: %s", kvc_tag_name(err.tag), err.detail);
 	pthread_rwlock_unlock(&stage->lock);

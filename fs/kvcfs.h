@@ -123,6 +123,9 @@ void nodes_init(struct kvcfs *fs);
 void nodes_destroy(struct kvcfs *fs);
 struct node *node_get(struct kvcfs *fs, fuse_ino_t ino);     /* lock held */
 struct node *node_new(struct kvcfs *fs, enum node_kind kind); /* lock held */
+/* The node of an inode the kernel is asking about: it holds a reference
+ * while it asks, so the node lives for the request. Takes the lock. */
+struct node *node_held(struct kvcfs *fs, fuse_ino_t ino);
 /* The node of a slab or payload view, made if needed; nlookup++. */
 struct node *node_for_key(struct kvcfs *fs, enum node_kind kind,
 			  const struct kvc_key *key);                /* lock held */

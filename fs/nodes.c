@@ -65,6 +65,16 @@ struct node *node_get(struct kvcfs *fs, fuse_ino_t ino)
 	return g_hash_table_lookup(fs->nodes, &ino);
 }
 
+struct node *node_held(struct kvcfs *fs, fuse_ino_t ino)
+{
+	struct node *node;
+
+	pthread_mutex_lock(&fs->lock);
+	node = node_get(fs, ino);
+	pthread_mutex_unlock(&fs->lock);
+	return node;
+}
+
 struct node *node_new(struct kvcfs *fs, enum node_kind kind)
 {
 	struct node *node = g_new0(struct node, 1);

@@ -193,21 +193,10 @@ void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 	fuse_reply_none(req);
 }
 
-/* The kernel holds a reference to ino while it asks, so the node lives. */
-static struct node *held_node(struct kvcfs *fs, fuse_ino_t ino)
-{
-	struct node *node;
-
-	pthread_mutex_lock(&fs->lock);
-	node = node_get(fs, ino);
-	pthread_mutex_unlock(&fs->lock);
-	return node;
-}
-
 void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = held_node(fs, ino);
+	struct node *node = node_held(fs, ino);
 	struct stat st;
 	int rc;
 
@@ -281,7 +270,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = held_node(fs, ino);
+	struct node *node = node_held(fs, ino);
 	int rc = 0;
 
 	(void)fi;

@@ -14,16 +14,6 @@ static struct handle *handle_of(struct fuse_file_info *fi)
 	return (struct handle *)(uintptr_t)fi->fh;
 }
 
-static struct node *held_node(struct kvcfs *fs, fuse_ino_t ino)
-{
-	struct node *node;
-
-	pthread_mutex_lock(&fs->lock);
-	node = node_get(fs, ino);
-	pthread_mutex_unlock(&fs->lock);
-	return node;
-}
-
 static void handle_release(struct kvcfs *fs, struct handle *h);
 
 static void reply_open_handle(fuse_req_t req, struct kvcfs *fs, struct node *node,
@@ -108,7 +98,7 @@ static int open_staging(struct kvcfs *fs, struct node *node, struct handle *h, i
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = held_node(fs, ino);
+	struct node *node = node_held(fs, ino);
 	struct handle *h;
 	int acc = fi->flags & O_ACCMODE, rc = 0;
 

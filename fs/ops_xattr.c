@@ -114,20 +114,10 @@ static void reply_value(fuse_req_t req, const char *data, size_t len, size_t siz
 		fuse_reply_buf(req, data, len);
 }
 
-static struct node *held_node(struct kvcfs *fs, fuse_ino_t ino)
-{
-	struct node *node;
-
-	pthread_mutex_lock(&fs->lock);
-	node = node_get(fs, ino);
-	pthread_mutex_unlock(&fs->lock);
-	return node;
-}
-
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = held_node(fs, ino);
+	struct node *node = node_held(fs, ino);
 	struct kvc_meta meta;
 	GString *v;
 	int rc;
@@ -179,7 +169,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = held_node(fs, ino);
+	struct node *node = node_held(fs, ino);
 	GString *list = g_string_new(NULL);
 	struct kvc_meta meta;
 

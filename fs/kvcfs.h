@@ -71,6 +71,7 @@ struct node {
 	enum node_kind kind;
 	uint64_t nlookup;          /* kernel references */
 	unsigned open_count;       /* open handles */
+	bool storing;              /* an open is filling its page cache */
 	struct kvc_key key;        /* NODE_SLAB, NODE_PAYLOAD */
 	char *name;                /* NODE_STAGING: name in the root, NULL once unlinked */
 	struct staging *stage;     /* NODE_STAGING */
@@ -200,7 +201,7 @@ enum forget_context {
 void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from);
 
 /* open_slab.c: open a slab or payload view for reading, verified */
-int open_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
+int open_slab(struct kvcfs *fs, struct node *node, bool payload_view,
 	      struct handle *h, struct fuse_file_info *fi);
 
 /* verified.c: reads of slabs that check the file is still as verified */

@@ -12,13 +12,80 @@
 
 #include "kvcfs.h"
 
-static int load(struct kvcfs *fs, const struct kvc_key *key, int *fd, struct kvc_meta *meta,
-		bool *reused, struct kvc_err *err)
+/*
+ * Verification reads the whole slab anyway; when this open is the node's
+ * only one, the bytes it reads go on into the kernel's page cache for the
+ * node (notify_store), so the reader that asked gets them from memory
+ * instead of through the daemon a second time. Nobody can read those pages
+ * before the open returns (no other handle exists), and if verification
+ * fails they are dropped before it does.
+ */
+struct store_ctx {
+	struct fuse_session *se;
+	fuse_ino_t ino;
+	uint64_t off;
+	bool ok;
+};
+
+static void store_chunk(void *arg, const void *data, size_t len)
 {
+	struct store_ctx *c = arg;
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
+
+	bv.buf[0].mem = (void *)data;
+	if (c->ok && fuse_lowlevel_notify_store(c->se, c->ino, (off_t)c->off, &bv, 0) != 0)
+		c->ok = false;
+	c->off += len;
+}
+
+/* The bytes before the payload, as they are after this open's hit write. */
+static void store_header(struct kvcfs *fs, struct node *node, int fd, uint64_t len)
+{
+	struct store_ctx c = { fs->notifier.se, node->ino, 0, true };
+	uint8_t *buf = g_malloc(len ? len : 1);
+
+	if (pread(fd, buf, len, 0) == (ssize_t)len)
+		store_chunk(&c, buf, len);
+	else
+		fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, 0, (off_t)len);
+	g_free(buf);
+}
+
+static int verify_storing(struct kvcfs *fs, struct node *node, bool payload_view, int fd,
+			  const struct stat *st, const struct kvc_key *key, struct kvc_meta *meta,
+			  struct kvc_err *err)
+{
+	struct store_ctx c = { fs->notifier.se, node->ino, 0, true };
+	struct kvc_fd_head head;
+	struct kvc_source src;
+	struct kvc_meta first;
+	int rc;
+
+	/* The payload now; the slab view's header after the hit is counted
+	 * in it (store_header). */
+	kvc_source_from_fd_head(&src, &head, fd, (uint64_t)st->st_size);
+	if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, &first, err) < 0)
+		return -1;
+	c.off = payload_view ? 0 : first.payload_offset;
+	kvc_meta_clear(&first);
+	kvc_source_from_fd(&src, &fd, (uint64_t)st->st_size);
+	rc = kvc_verify(&src, KVC_PARSE_LIGHT, key, meta, store_chunk, &c, err);
+	if (rc < 0 || !c.ok)
+		/* Unverified or partial pages must not stay cached. */
+		fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, 0, 0);
+	return rc;
+}
+
+static int load(struct kvcfs *fs, struct node *node, bool payload_view, int *fd,
+		struct kvc_meta *meta, bool *reused, bool *stored, struct kvc_err *err)
+{
+	const struct kvc_key *key = &node->key;
 	struct kvc_fd_head head;
 	struct kvc_source src;
 	struct stat st;
+	bool alone;
 
+	*stored = false;
 	if (kvc_store_open_slab(fs->store, key, fd, &st, err) < 0)
 		return -1;
 	*reused = index_is_verified(&fs->index, key, &st);
@@ -26,8 +93,23 @@ static int load(struct kvcfs *fs, const struct kvc_key *key, int *fd, struct kvc
 		kvc_source_from_fd_head(&src, &head, *fd, (uint64_t)st.st_size);
 		if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, meta, err) == 0)
 			return 0;
-	} else if (kvc_verify_fd(*fd, KVC_PARSE_LIGHT, key, meta, err) == 0) {
-		return 0;
+	} else {
+		pthread_mutex_lock(&fs->lock);
+		alone = node->open_count == 0 && !node->storing && fs->notifier.running;
+		if (alone)
+			node->storing = true;
+		pthread_mutex_unlock(&fs->lock);
+		if (alone) {
+			int rc = verify_storing(fs, node, payload_view, *fd, &st, key, meta, err);
+			pthread_mutex_lock(&fs->lock);
+			node->storing = false;
+			pthread_mutex_unlock(&fs->lock);
+			*stored = rc == 0;
+			if (rc == 0)
+				return 0;
+		} else if (kvc_verify_fd(*fd, KVC_PARSE_LIGHT, key, meta, err) == 0) {
+			return 0;
+		}
 	}
 	close(*fd);
 	/* A corrupt slab would fail every reader forever: drop it, but only
@@ -56,9 +138,11 @@ static int refuse(struct kvcfs *fs, const struct kvc_key *key, const struct kvc_
 	return -EIO;
 }
 
-int open_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
+int open_slab(struct kvcfs *fs, struct node *node, bool payload_view,
 	      struct handle *h, struct fuse_file_info *fi)
 {
+	const struct kvc_key *key = &node->key;
+	bool stored;
 	uint64_t started = metrics_now_ns();
 	uint64_t now = (uint64_t)time(NULL);
 	struct kvc_meta meta;
@@ -67,7 +151,7 @@ int open_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 	bool reused;
 	int fd, rc;
 
-	rc = load(fs, key, &fd, &meta, &reused, &err);
+	rc = load(fs, node, payload_view, &fd, &meta, &reused, &stored, &err);
 	atomic_fetch_add(&fs->metrics.load_ns, metrics_now_ns() - started);
 	atomic_fetch_add(&fs->metrics.load_count, 1);
 	if (rc < 0)
@@ -85,6 +169,8 @@ int open_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 	}
 	index_put(&fs->index, key, meta.file_size, meta.hit_count, meta.last_used_time,
 		  meta.creation_time);
+	if (stored && !payload_view)
+		store_header(fs, node, fd, meta.payload_offset);
 	if (fstat(fd, &st) == 0)
 		index_set_verified(&fs->index, key, &st);
 	index_opened(&fs->index, key);
@@ -95,7 +181,7 @@ int open_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 	h->length = payload_view ? meta.payload_length : meta.file_size;
 	kvc_meta_clear(&meta);
 	/* The kernel's cached pages are this file's only if we served this
-	 * very file before; otherwise let it drop them. */
-	fi->keep_cache = reused;
+	 * very file before or stored them just now; otherwise let it drop them. */
+	fi->keep_cache = reused || stored;
 	return verified_record(h);
 }

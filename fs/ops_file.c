@@ -134,14 +134,14 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		break;
 	case NODE_SLAB:
 		if (acc == O_RDONLY && !(fi->flags & O_TRUNC))
-			rc = open_slab(fs, &node->key, false, h, fi);
+			rc = open_slab(fs, node, false, h, fi);
 		else if (acc == O_WRONLY && (fi->flags & O_TRUNC) && !(fi->flags & O_APPEND))
 			rc = open_private_stage(fs, &node->key, h, req);
 		else
 			rc = -EPERM; /* published slabs are immutable */
 		break;
 	case NODE_PAYLOAD:
-		rc = acc == O_RDONLY ? open_slab(fs, &node->key, true, h, fi) : -EPERM;
+		rc = acc == O_RDONLY ? open_slab(fs, node, true, h, fi) : -EPERM;
 		break;
 	case NODE_STAGING:
 		if (node->stage->publish_on_close && acc != O_RDONLY)

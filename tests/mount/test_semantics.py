@@ -111,6 +111,12 @@ def test_corrupt_slab_is_refused_and_removed(ws):
     expect_errno(errno.EIO, open, m.path("payload", e["key"]), "rb")
     assert not os.path.exists(backing)
     assert metric(m, "corrupt_dropped_total") == 2
+    # The refused opens' pages never linger: a good slab reads back whole.
+    publish(m, e)
+    with open(m.path("payload", e["key"]), "rb") as f:
+        assert f.read() == payload_of(vector_bytes(e))
+    with open(m.path(e["key"] + ".kvc"), "rb") as f:
+        assert without_mutable_header(f.read()) == without_mutable_header(vector_bytes(e))
 
 
 def test_remount_keeps_everything(ws):

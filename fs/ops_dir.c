@@ -128,33 +128,6 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
-void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		struct fuse_file_info *fi)
-{
-	GPtrArray *list = (GPtrArray *)(uintptr_t)fi->fh;
-	char *buf, *p;
-	size_t left = size;
-
-	(void)ino;
-	if (off < 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	buf = g_malloc(size ? size : 1);
-	p = buf;
-	for (guint i = (guint)off; off < (off_t)list->len && i < list->len; i++) {
-		struct dir_entry *e = g_ptr_array_index(list, i);
-		struct stat st = { .st_ino = e->ino, .st_mode = e->type };
-		size_t need = fuse_add_direntry(req, p, left, e->name, &st, (off_t)i + 1);
-		if (need > left)
-			break;
-		p += need;
-		left -= need;
-	}
-	fuse_reply_buf(req, buf, size - left);
-	g_free(buf);
-}
-
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
@@ -204,13 +177,46 @@ static bool entry_param(struct kvcfs *fs, const struct dir_entry *d, fuse_ino_t 
 	return true;
 }
 
-void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
+/* Add one entry at offset i; false when the buffer is full. */
+static bool add_entry(fuse_req_t req, struct kvcfs *fs, fuse_ino_t dir, bool plus,
+		      const struct dir_entry *d, guint i, char **p, size_t *left)
+{
+	struct fuse_entry_param e;
+	bool counted = false;
+	size_t need;
+
+	if (plus)
+		counted = entry_param(fs, d, dir, &e);
+	if (!counted) {
+		memset(&e, 0, sizeof(e));
+		e.attr.st_ino = d->ino;
+		e.attr.st_mode = d->type;
+	}
+	need = plus ? fuse_add_direntry_plus(req, *p, *left, d->name, &e, (off_t)i + 1)
+		    : fuse_add_direntry(req, *p, *left, d->name, &e.attr, (off_t)i + 1);
+	if (need > *left) {
+		if (counted) { /* not sent: the kernel will not forget it */
+			struct node *node;
+			pthread_mutex_lock(&fs->lock);
+			node = node_get(fs, e.ino);
+			if (node != NULL)
+				node_unref(fs, node, 1, 0);
+			pthread_mutex_unlock(&fs->lock);
+		}
+		return false;
+	}
+	*p += need;
+	*left -= need;
+	return true;
+}
+
+static void reply_listing(fuse_req_t req, fuse_ino_t dir, size_t size, off_t off,
+			  struct fuse_file_info *fi, bool plus)
 {
 	struct kvcfs *fs = kvcfs_of(req);
 	GPtrArray *list = (GPtrArray *)(uintptr_t)fi->fh;
-	char *buf, *p;
 	size_t left = size;
+	char *buf, *p;
 
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
@@ -218,31 +224,21 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	buf = g_malloc(size ? size : 1);
 	p = buf;
-	for (guint i = (guint)off; off < (off_t)list->len && i < list->len; i++) {
-		struct dir_entry *d = g_ptr_array_index(list, i);
-		struct fuse_entry_param e;
-		bool counted = entry_param(fs, d, ino, &e);
-		size_t need;
-
-		if (!counted) {
-			e.attr.st_ino = d->ino;
-			e.attr.st_mode = d->type;
-		}
-		need = fuse_add_direntry_plus(req, p, left, d->name, &e, (off_t)i + 1);
-		if (need > left) {
-			if (counted) { /* not sent: the kernel will not forget it */
-				struct node *node;
-				pthread_mutex_lock(&fs->lock);
-				node = node_get(fs, e.ino);
-				if (node != NULL)
-					node_unref(fs, node, 1, 0);
-				pthread_mutex_unlock(&fs->lock);
-			}
+	for (guint i = (guint)off; off < (off_t)list->len && i < list->len; i++)
+		if (!add_entry(req, fs, dir, plus, g_ptr_array_index(list, i), i, &p, &left))
 			break;
-		}
-		p += need;
-		left -= need;
-	}
 	fuse_reply_buf(req, buf, size - left);
 	g_free(buf);
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi)
+{
+	reply_listing(req, ino, size, off, fi, false);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	reply_listing(req, ino, size, off, fi, true);
 }

@@ -8,14 +8,18 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 keep=${1:-}
 cd "$top"
 tests/install-deps.sh
-[ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build >/dev/null
-kvc=$top/build/cli/kvc
-kvcfs=$top/build/fs/kvcfs
+build=${KVCFS_BUILD_DIR:-$top/build}
+[ -f "$build/build.ninja" ] || meson setup "$build" >/dev/null
+ninja -C "$build" >/dev/null
+kvc=$build/cli/kvc
+kvcfs=$build/fs/kvcfs
 
 demo=${KVCFS_DEMO_DIR:-/tmp/kvcfs-demo}
+if mountpoint -q "$demo/mnt" 2>/dev/null; then fusermount3 -u "$demo/mnt"; fi
+# A fresh cache each time: an earlier run's slab of the same key would be
+# kept (first writer wins) and the restore would return its payload.
+rm -rf "$demo/root" "$demo/work"
 mkdir -p "$demo/root" "$demo/mnt" "$demo/work"
-if mountpoint -q "$demo/mnt"; then fusermount3 -u "$demo/mnt"; fi
 
 "$kvcfs" "$demo/root" "$demo/mnt" -o max_size=1G
 cleanup() { [ "$keep" = --keep ] || fusermount3 -u "$demo/mnt"; }

@@ -28,6 +28,16 @@ def built_slab(ws):
     return p.stdout.split()[0]
 
 
+def test_readme_demo(ws):
+    """The README's first command, against this build."""
+    p = run(["bash", os.path.join(EXAMPLES, "demo.sh")],
+            env=dict(os.environ, KVCFS_BUILD_DIR=BUILD, KVCFS_DEMO_DIR=os.path.join(ws.dir, "demo")))
+    assert "restored payload is identical" in p.stdout, p.stdout
+    assert "Bad message" in p.stderr + p.stdout, p.stderr
+    assert "publishes_total                    1" in p.stdout, p.stdout
+    assert not os.path.ismount(os.path.join(ws.dir, "demo", "mnt"))
+
+
 def test_shell_example(ws):
     m = ws.mount()
     slab = built_slab(ws)
@@ -123,5 +133,5 @@ def test_mount_t_fuse_kvcfs(ws):
 
 
 if __name__ == "__main__":
-    main([test_shell_example, test_python_example, test_c_example_against_installed_libkvc,
+    main([test_readme_demo, test_shell_example, test_python_example, test_c_example_against_installed_libkvc,
           test_mount_helper_with_fstab_options, test_mount_t_fuse_kvcfs])

@@ -212,14 +212,19 @@ def bench_small(base):
     shutil.rmtree(base)
 
 
+def fill_root(root, n, payload):
+    """n small valid slabs, each under its own key, straight into root."""
+    os.makedirs(root)
+    for i in range(n):
+        tokens = [i, len(payload)]
+        with open(os.path.join(root, kvcache.cache_key(FP, "f16", CTX, tokens) + ".kvc"), "wb") as f:
+            f.write(kvcache.build_slab(FP, "f16", CTX, tokens, payload, hostname=b"b"))
+
+
 def bench_listing(base):
     n = 2000 if QUICK else 10000
     root = os.path.join(base, "root")
-    os.makedirs(root)
-    for i in range(n):
-        tokens = [i, 77]
-        with open(os.path.join(root, kvcache.cache_key(FP, "f16", CTX, tokens) + ".kvc"), "wb") as f:
-            f.write(kvcache.build_slab(FP, "f16", CTX, tokens, b"x" * 100, hostname=b"b"))
+    fill_root(root, n, b"x" * 100)
     m = Mount(root, os.path.join(base, "mnt"), ["rescan=0"])
     def ls(d):
         out = subprocess.run(["ls", "-l", d], check=True, capture_output=True, text=True).stdout
@@ -245,12 +250,7 @@ def bench_listing(base):
 def bench_startup(base):
     n = 20000 if QUICK else 100000
     root = os.path.join(base, "root")
-    os.makedirs(root)
-    for i in range(n):
-        tokens = [i, 5]
-        key = kvcache.cache_key(FP, "f16", CTX, tokens)
-        with open(os.path.join(root, key + ".kvc"), "wb") as f:
-            f.write(kvcache.build_slab(FP, "f16", CTX, tokens, b"y" * 256, hostname=b"b"))
+    fill_root(root, n, b"y" * 256)
 
     def raw():
         for name in os.listdir(root):

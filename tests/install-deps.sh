@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config
   libfuse3-dev fuse3 libglib2.0-dev libcmocka-dev
+  libisal-dev libssl-dev
   python3 attr rsync man-db clang
   glusterfs-server glusterfs-client
 )

@@ -72,33 +72,6 @@ int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 	return 0;
 }
 
-static int attr_of_staging(struct kvcfs *fs, struct staging *stage, struct stat *st)
-{
-	struct stat real;
-	bool published;
-	struct kvc_key key;
-	int rc = 0;
-
-	pthread_rwlock_rdlock(&stage->lock);
-	published = stage->published;
-	key = stage->published_key;
-	if (!published && (stage->tmp.fd < 0 || fstat(stage->tmp.fd, &real) < 0))
-		rc = -EIO;
-	pthread_rwlock_unlock(&stage->lock);
-	/* Published a moment ago and about to become the slab's node: it
-	 * looks like the slab already. */
-	if (published)
-		return attr_of_slab(fs, &key, false, st);
-	if (rc < 0)
-		return rc;
-	*st = real;
-	st->st_mode = S_IFREG | (stage->mode & 07777);
-	st->st_nlink = 1;
-	st->st_uid = stage->uid;
-	st->st_gid = stage->gid;
-	return 0;
-}
-
 static void attr_of_dir(struct kvcfs *fs, mode_t perm, struct stat *st)
 {
 	struct stat root;
@@ -116,11 +89,34 @@ static void attr_of_dir(struct kvcfs *fs, mode_t perm, struct stat *st)
 	st->st_size = 4096;
 }
 
-int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st)
+static double timeout_of(const struct kvcfs *fs, enum node_kind kind)
 {
+	switch (kind) {
+	case NODE_SLAB:
+	case NODE_PAYLOAD:
+		/* Immutable content: only the hit count, the last use and other
+		 * mounts' deletes can make a cached stat stale. */
+		return fs->opts.entry_timeout;
+	case NODE_STAGING:
+	case NODE_METRICS:
+	case NODE_RESCAN:
+		return 0.0;
+	default:
+		return 1.0;
+	}
+}
+
+int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *timeout)
+{
+	struct node_view v;
 	int rc = 0;
 
-	switch (node->kind) {
+	pthread_mutex_lock(&fs->lock);
+	v.kind = node->kind;
+	v.key = node->key;
+	v.stage = node->stage;
+	pthread_mutex_unlock(&fs->lock);
+	switch (v.kind) {
 	case NODE_ROOT:
 		attr_of_dir(fs, fs->opts.read_only ? 0555 : 0755, st);
 		break;
@@ -144,33 +140,18 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st)
 		st->st_size = 0; /* made when read */
 		break;
 	case NODE_SLAB:
-		rc = attr_of_slab(fs, &node->key, false, st);
+		rc = attr_of_slab(fs, &v.key, false, st);
 		break;
 	case NODE_PAYLOAD:
-		rc = attr_of_slab(fs, &node->key, true, st);
+		rc = attr_of_slab(fs, &v.key, true, st);
 		break;
 	case NODE_STAGING:
-		rc = attr_of_staging(fs, node->stage, st);
+		rc = staging_attr(fs, v.stage, st);
 		break;
 	}
 	if (rc == 0)
 		st->st_ino = node->ino;
+	if (timeout != NULL)
+		*timeout = timeout_of(fs, v.kind);
 	return rc;
-}
-
-double attr_timeout(const struct kvcfs *fs, const struct node *node)
-{
-	switch (node->kind) {
-	case NODE_SLAB:
-	case NODE_PAYLOAD:
-		/* Immutable content: only the hit count, the last use and other
-		 * mounts' deletes can make a cached stat stale. */
-		return fs->opts.entry_timeout;
-	case NODE_STAGING:
-	case NODE_METRICS:
-	case NODE_RESCAN:
-		return 0.0;
-	default:
-		return 1.0;
-	}
 }

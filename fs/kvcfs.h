@@ -44,37 +44,72 @@ enum node_kind {
 };
 
 /*
+ * Locks, and the order they are taken in (outermost first):
+ *
+ *   staging.lock  (rwlock, one per staging file)
+ *     -> kvcfs_index.lock, hit_locks[]   (leaves)
+ *     -> kvcfs.lock                      (leaf)
+ *
+ * fs->lock is a leaf: nothing blocks while holding it, and no request ever
+ * waits for a staging file's lock (which a publish holds across fdatasync,
+ * link and a directory fsync) while holding it, so a slow publish stalls
+ * only requests on the file being published. handle.verify_lock is taken
+ * alone. The notifier's queue and the index lock are leaves of their own.
+ */
+
+/*
  * A file being written. Its bytes live in a writer-unique temp in the
  * backing root. The rwlock lets writes run in parallel while a publish,
  * which hands the temp's inode over to the slab name, excludes them.
+ * The lifecycle is in staging.c.
  */
 struct staging {
 	pthread_rwlock_t lock;
-	struct kvc_tmp tmp;
-	bool published;            /* the temp is now a slab: no more writes */
-	struct kvc_key published_key; /* the slab it became */
-	bool publish_on_close;     /* created as <key>.kvc: publish at close */
-	struct kvc_key target;     /* the key to publish to on close */
-	unsigned writers;          /* open handles with write access */
-	unsigned flushed_writers;  /* of those, how many were closed once */
-	atomic_bool dirty;         /* written since the temp was last checked */
+	/* Guarded by lock (shared for writes into the temp, exclusive for
+	 * publish and discard): */
+	struct kvc_tmp tmp;            /* fd -1 once discarded */
+	bool published;                /* the temp is now a slab: no more writes */
+	struct kvc_key published_key;  /* the slab it became */
+	char *error;                   /* why the last publish failed (xattr) */
+	bool refused;                  /* the last publish failed on the content */
+
+	/* Set before the stage is visible, never changed: */
+	struct kvc_key target;         /* the key to publish to on close */
+
+	/* Guarded by kvcfs.lock: */
+	bool publish_on_close;         /* created as <key>.kvc: publish at close */
+	unsigned writers;              /* open handles with write access */
+	unsigned flushed_writers;      /* of those, how many were closed once */
 	mode_t mode;
 	uid_t uid;
 	gid_t gid;
-	char *error;               /* why the last publish failed (xattr) */
-	bool refused;              /* the last publish failed on the content */
-	atomic_int write_error;    /* errno of a failed write, for close() */
+
+	/* Lock-free: */
+	atomic_bool dirty;             /* written since the temp was last checked */
+	atomic_int write_error;        /* errno of a failed write, for close() */
 };
 
+/* An inode the kernel knows. ino never changes; every other field is
+ * guarded by kvcfs.lock (read them through node_held's view). */
 struct node {
 	fuse_ino_t ino;
-	enum node_kind kind;
+	enum node_kind kind;       /* NODE_STAGING becomes NODE_SLAB on publish */
 	uint64_t nlookup;          /* kernel references */
 	unsigned open_count;       /* open handles */
 	bool storing;              /* an open is filling its page cache */
 	struct kvc_key key;        /* NODE_SLAB, NODE_PAYLOAD */
-	char *name;                /* NODE_STAGING: name in the root, NULL once unlinked */
-	struct staging *stage;     /* NODE_STAGING */
+	char *name;                /* NODE_STAGING: name in the root; NULL when
+				    * unnamed (unlinked, or created as
+				    * <key>.kvc: invisible until published) */
+	struct staging *stage;     /* NODE_STAGING, and a slab that was one;
+				    * lives as long as the node */
+};
+
+/* What a request needs of a node, read once under kvcfs.lock. */
+struct node_view {
+	enum node_kind kind;
+	struct kvc_key key;
+	struct staging *stage;
 };
 
 struct kvcfs {
@@ -86,15 +121,22 @@ struct kvcfs {
 	struct kvcfs_notifier notifier;
 	struct kvcfs_rescanner rescanner;
 
-	pthread_mutex_t lock;      /* guards the tables below and node counts */
+	/* Guards the tables below, struct node and the fs->lock fields of
+	 * struct staging; see the lock order above. */
+	pthread_mutex_t lock;
 	GHashTable *nodes;         /* ino → node */
-	GHashTable *staging;       /* name → node, this mount's staging files */
+	GHashTable *staging;       /* name → node, this mount's named staging files */
 	GHashTable *slab_nodes;    /* key → NODE_SLAB node, so a key keeps its inode */
 	GHashTable *payload_nodes; /* key → NODE_PAYLOAD node */
 	fuse_ino_t next_ino;
+
+	/* Serialise a key's hit count read-modify-write (hits.c); by key hash. */
+	pthread_mutex_t hit_locks[64];
 };
 
-/* An open file. */
+/* An open file. Owned by the request thread that serves it: the kernel
+ * sends no two requests for one handle that change these fields at once,
+ * except reads, which share the verified state under verify_lock. */
 struct handle {
 	struct node *node;
 	int fd;                    /* slab or payload view: the verified file */
@@ -106,10 +148,10 @@ struct handle {
 	bool flushed;              /* close() was seen once for this handle */
 	bool pins;                 /* holds an index pin on key (open slab) */
 	struct kvc_key key;
-	off_t verified_size;       /* the backing file as it was verified */
-	struct timespec verified_ctime;
 	pthread_mutex_t verify_lock;
 	bool verify_lock_live;
+	struct stat verified;      /* guarded by verify_lock: the backing file
+				    * as it was when its bytes were verified */
 	char *text;                /* metrics, rescan: text made at open */
 	size_t text_len;
 };
@@ -125,8 +167,9 @@ void nodes_destroy(struct kvcfs *fs);
 struct node *node_get(struct kvcfs *fs, fuse_ino_t ino);     /* lock held */
 struct node *node_new(struct kvcfs *fs, enum node_kind kind); /* lock held */
 /* The node of an inode the kernel is asking about: it holds a reference
- * while it asks, so the node lives for the request. Takes the lock. */
-struct node *node_held(struct kvcfs *fs, fuse_ino_t ino);
+ * while it asks, so the node lives for the request. Takes the lock and
+ * fills view (if non-NULL) with what may change meanwhile. */
+struct node *node_held(struct kvcfs *fs, fuse_ino_t ino, struct node_view *view);
 /* The node of a slab or payload view, made if needed; nlookup++. */
 struct node *node_for_key(struct kvcfs *fs, enum node_kind kind,
 			  const struct kvc_key *key);                /* lock held */
@@ -135,15 +178,39 @@ void node_became_slab(struct kvcfs *fs, struct node *node,
 		      const struct kvc_key *key);                  /* lock held */
 void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup,
 		unsigned opens);                               /* lock held */
+
+/* staging.c: the lifecycle of a file being written, from create to
+ * publish or discard (the state diagram is at the top of the file). */
 struct staging *staging_new(void);
 void staging_free(struct kvcfs *fs, struct staging *stage);
-bool staging_published(struct staging *stage);
+void staging_create(fuse_req_t req, const char *name, mode_t mode,
+		    struct fuse_file_info *fi);
+/* Open of a staging node (v->kind == NODE_STAGING) for any access. */
+int staging_open(struct kvcfs *fs, fuse_req_t req, const struct node_view *v,
+		 struct handle *h, int flags);
+/* A writer of its own for a slab's key (O_TRUNC over a published slab). */
+int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key *key,
+			 struct handle *h);
+ssize_t staging_read(struct handle *h, void *buf, size_t size, off_t off);
+ssize_t staging_write(struct handle *h, const void *buf, size_t size, off_t off);
+int staging_flush(struct kvcfs *fs, struct handle *h);
+int staging_fsync(struct handle *h, int datasync);
+/* Release of a handle that has a stage; before the node's open count
+ * drops. */
+void staging_release(struct kvcfs *fs, struct handle *h);
+int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *attr,
+		    int to_set);
+int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st);
+/* rename/unlink of name when it is a staging file: -ENOENT when it is not. */
+int staging_rename(struct kvcfs *fs, const char *name, const char *newname,
+		   unsigned flags);
+int staging_unlink(struct kvcfs *fs, const char *name);
 
 /* attr.c */
-int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st);
+/* What stat shows for node, and how long the kernel may cache it. */
+int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *timeout);
 int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 		 struct stat *st);
-double attr_timeout(const struct kvcfs *fs, const struct node *node);
 
 /* names.c */
 enum name_class {
@@ -192,7 +259,8 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		 size_t size, int flags);
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
-/* Forget the kernel's cached entries for a slab that is gone. */
+/* forget.c: forget the kernel's cached entries for a slab that is gone,
+ * or (after a publish) negative entries for one that appeared. */
 enum forget_context {
 	FORGET_FROM_ROOT_REQUEST,  /* answering unlink in the root */
 	FORGET_FROM_FILE_REQUEST,  /* answering open: no directory is locked */
@@ -200,12 +268,19 @@ enum forget_context {
 };
 void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from);
 
+/* hits.c: count one hit of a slab, persisted in its header; exact among
+ * the opens of this mount. fd is the open slab; *count gets the new count. */
+void hits_init(struct kvcfs *fs);
+void hits_destroy(struct kvcfs *fs);
+int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t now,
+		   uint32_t *count);
+
 /* open_slab.c: open a slab or payload view for reading, verified */
-int open_slab(struct kvcfs *fs, struct node *node, bool payload_view,
-	      struct handle *h, struct fuse_file_info *fi);
+int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
+	      bool payload_view, struct handle *h, struct fuse_file_info *fi);
 
 /* verified.c: reads of slabs that check the file is still as verified */
-int verified_record(struct handle *h);
+void verified_record(struct handle *h, const struct stat *st);
 void reply_verified_read(fuse_req_t req, struct handle *h, size_t size, off_t off);
 void verified_release(struct handle *h);
 

@@ -65,12 +65,17 @@ struct node *node_get(struct kvcfs *fs, fuse_ino_t ino)
 	return g_hash_table_lookup(fs->nodes, &ino);
 }
 
-struct node *node_held(struct kvcfs *fs, fuse_ino_t ino)
+struct node *node_held(struct kvcfs *fs, fuse_ino_t ino, struct node_view *view)
 {
 	struct node *node;
 
 	pthread_mutex_lock(&fs->lock);
 	node = node_get(fs, ino);
+	if (node != NULL && view != NULL) {
+		view->kind = node->kind;
+		view->key = node->key;
+		view->stage = node->stage;
+	}
 	pthread_mutex_unlock(&fs->lock);
 	return node;
 }
@@ -137,36 +142,4 @@ void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup, unsigned 
 	    g_hash_table_lookup(key_table(fs, node->kind), &node->key) == node)
 		g_hash_table_remove(key_table(fs, node->kind), &node->key);
 	g_hash_table_remove(fs->nodes, &node->ino);
-}
-
-struct staging *staging_new(void)
-{
-	struct staging *stage = g_new0(struct staging, 1);
-
-	pthread_rwlock_init(&stage->lock, NULL);
-	stage->tmp.fd = -1;
-	return stage;
-}
-
-void staging_free(struct kvcfs *fs, struct staging *stage)
-{
-	if (stage == NULL)
-		return;
-	if (!stage->published)
-		kvc_store_abort_tmp(fs->store, &stage->tmp);
-	else if (stage->tmp.fd >= 0)
-		close(stage->tmp.fd);
-	pthread_rwlock_destroy(&stage->lock);
-	g_free(stage->error);
-	g_free(stage);
-}
-
-bool staging_published(struct staging *stage)
-{
-	bool published;
-
-	pthread_rwlock_rdlock(&stage->lock);
-	published = stage->published;
-	pthread_rwlock_unlock(&stage->lock);
-	return published;
 }

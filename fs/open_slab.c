@@ -5,8 +5,18 @@
  * the very file this mount verified before, unchanged since (same inode and
  * size, and the ctime our own hit write left), only re-reads its header;
  * and its pages in the kernel's cache stay valid (keep_cache).
+ *
+ * What is verified is exactly what is served: the open counts its hit (a
+ * write to the header) first, then takes the file's identity, size, ctime
+ * and mtime, verifies, and takes them again. Any difference means someone
+ * wrote the file while it was being read: the bytes read may not be the
+ * file's, so it is verified once more, and if it changes again the open
+ * fails with EIO (and nothing is dropped: it is being written, not rotten).
+ * The state after verification is what later reads and re-opens compare
+ * against.
  */
 #include <errno.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,24 +48,33 @@ static void store_chunk(void *arg, const void *data, size_t len)
 	c->off += len;
 }
 
-/* The bytes before the payload, as they are after this open's hit write. */
-static void store_header(struct kvcfs *fs, struct node *node, int fd, uint64_t len)
-{
-	struct store_ctx c = { fs->notifier.se, node->ino, 0, true };
-	uint8_t *buf = g_malloc(len ? len : 1);
+/* Header bytes pushed into the kernel's cache at most: the fixed header and
+ * the TLVs (token ids) of any realistic prompt. */
+#define MAX_STORED_HEADER (4u << 20)
 
+/* The bytes before the payload, as they are after this open's hit write. */
+static void store_header(struct kvcfs *fs, fuse_ino_t ino, int fd, uint64_t len)
+{
+	struct store_ctx c = { fs->notifier.se, ino, 0, true };
+	uint8_t *buf;
+
+	if (len > MAX_STORED_HEADER) {
+		fuse_lowlevel_notify_inval_inode(fs->notifier.se, ino, 0, 0);
+		return;
+	}
+	buf = g_malloc(len ? len : 1);
 	if (pread(fd, buf, len, 0) == (ssize_t)len)
 		store_chunk(&c, buf, len);
 	else
-		fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, 0, (off_t)len);
+		fuse_lowlevel_notify_inval_inode(fs->notifier.se, ino, 0, (off_t)len);
 	g_free(buf);
 }
 
-static int verify_storing(struct kvcfs *fs, struct node *node, bool payload_view, int fd,
+static int verify_storing(struct kvcfs *fs, fuse_ino_t ino, bool payload_view, int fd,
 			  const struct stat *st, const struct kvc_key *key, struct kvc_meta *meta,
 			  struct kvc_err *err)
 {
-	struct store_ctx c = { fs->notifier.se, node->ino, 0, true };
+	struct store_ctx c = { fs->notifier.se, ino, 0, true };
 	struct kvc_fd_head head;
 	struct kvc_source src;
 	struct kvc_meta first;
@@ -72,50 +91,116 @@ static int verify_storing(struct kvcfs *fs, struct node *node, bool payload_view
 	rc = kvc_verify(&src, KVC_PARSE_LIGHT, key, meta, store_chunk, &c, err);
 	if (rc < 0 || !c.ok)
 		/* Unverified or partial pages must not stay cached. */
-		fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, 0, 0);
+		fuse_lowlevel_notify_inval_inode(fs->notifier.se, ino, 0, 0);
 	return rc;
 }
 
-static int load(struct kvcfs *fs, struct node *node, bool payload_view, int *fd,
-		struct kvc_meta *meta, bool *reused, bool *stored, struct kvc_err *err)
+static bool same_file_state(const struct stat *a, const struct stat *b)
 {
-	const struct kvc_key *key = &node->key;
-	struct kvc_fd_head head;
-	struct kvc_source src;
-	struct stat st;
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Verify fd fully; on success *after is the file's state that the bytes
+ * read belong to. 1: changed while being read. */
+static int verify_once(struct kvcfs *fs, struct node *node, bool payload_view, int fd,
+		       const struct kvc_key *key, struct kvc_meta *meta, bool *stored,
+		       struct stat *after, struct kvc_err *err)
+{
+	struct stat before;
 	bool alone;
+	int rc;
 
 	*stored = false;
-	if (kvc_store_open_slab(fs->store, key, fd, &st, err) < 0)
-		return -1;
-	*reused = index_is_verified(&fs->index, key, &st);
-	if (*reused) {
-		kvc_source_from_fd_head(&src, &head, *fd, (uint64_t)st.st_size);
-		if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, meta, err) == 0)
-			return 0;
-	} else {
+	if (fstat(fd, &before) < 0)
+		return kvc_err_sys(err, errno, "fstat");
+	pthread_mutex_lock(&fs->lock);
+	alone = node->open_count == 0 && !node->storing && fs->notifier.running;
+	if (alone)
+		node->storing = true;
+	pthread_mutex_unlock(&fs->lock);
+	if (alone) {
+		rc = verify_storing(fs, node->ino, payload_view, fd, &before, key, meta, err);
 		pthread_mutex_lock(&fs->lock);
-		alone = node->open_count == 0 && !node->storing && fs->notifier.running;
-		if (alone)
-			node->storing = true;
+		node->storing = false;
 		pthread_mutex_unlock(&fs->lock);
-		if (alone) {
-			int rc = verify_storing(fs, node, payload_view, *fd, &st, key, meta, err);
-			pthread_mutex_lock(&fs->lock);
-			node->storing = false;
-			pthread_mutex_unlock(&fs->lock);
-			*stored = rc == 0;
-			if (rc == 0)
-				return 0;
-		} else if (kvc_verify_fd(*fd, KVC_PARSE_LIGHT, key, meta, err) == 0) {
-			return 0;
-		}
+		*stored = rc == 0;
+	} else {
+		rc = kvc_verify_fd(fd, KVC_PARSE_LIGHT, key, meta, err);
 	}
-	close(*fd);
+	if (rc < 0)
+		return -1;
+	if (fstat(fd, after) < 0) {
+		kvc_meta_clear(meta);
+		return kvc_err_sys(err, errno, "fstat");
+	}
+	if (same_file_state(&before, after))
+		return 0;
+	kvc_meta_clear(meta);
+	if (*stored)
+		fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, 0, 0);
+	*stored = false;
+	return 1;
+}
+
+struct loaded {
+	int fd;
+	struct stat st;          /* the file as verified (after our hit write) */
+	struct kvc_meta meta;
+	bool reused;             /* verified before by this mount, unchanged */
+	bool stored;             /* its bytes went into the kernel's cache */
+	bool counted;            /* the hit is in the header (meta has it) */
+};
+
+/* Count the hit in the header before anything is verified, so that the
+ * state verification sees already includes our own write. */
+static void count_hit(struct kvcfs *fs, const struct kvc_key *key, struct loaded *l)
+{
+	uint32_t hits;
+
+	l->counted = false;
+	if (fs->opts.read_only)
+		return;
+	/* Best effort: a failed hit write costs a hit count, not a read. */
+	l->counted = hits_count_one(fs, key, l->fd, (uint64_t)time(NULL), &hits) == 0;
+}
+
+static int load(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
+		bool payload_view, struct loaded *l, struct kvc_err *err)
+{
+	struct kvc_fd_head head;
+	struct kvc_source src;
+	struct stat opened;
+	int rc = -1;
+
+	if (kvc_store_open_slab(fs->store, key, &l->fd, &opened, err) < 0)
+		return -1;
+	l->reused = index_is_verified(&fs->index, key, &opened);
+	count_hit(fs, key, l);
+	if (l->reused) {
+		l->stored = false;
+		if (fstat(l->fd, &l->st) == 0 && l->st.st_size == opened.st_size) {
+			kvc_source_from_fd_head(&src, &head, l->fd, (uint64_t)l->st.st_size);
+			if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, &l->meta, err) == 0)
+				return 0;
+		}
+		l->reused = false; /* look at it properly */
+	}
+	for (int attempt = 0; attempt < 2 && rc != 0; attempt++)
+		rc = verify_once(fs, node, payload_view, l->fd, key, &l->meta, &l->stored, &l->st,
+				 err);
+	if (rc == 0)
+		return 0;
+	close(l->fd);
+	if (rc > 0) {
+		kvc_err_sys(err, EIO, "slab changed while it was being verified");
+		return -1;
+	}
 	/* A corrupt slab would fail every reader forever: drop it, but only
 	 * the file judged, and never one of a newer format. */
 	if (kvc_tag_is_format_error(err->tag) && err->tag != KVC_E_UNSUPPORTED_VERSION)
-		kvc_store_drop_corrupt(fs->store, key, &st);
+		kvc_store_drop_corrupt(fs->store, key, &opened);
 	return -1;
 }
 
@@ -125,10 +210,14 @@ static int refuse(struct kvcfs *fs, const struct kvc_key *key, const struct kvc_
 
 	if (err->tag == KVC_E_NOT_FOUND)
 		return -ENOENT;
-	if (!kvc_tag_is_format_error(err->tag))
+	kvc_key_to_hex(key, hex);
+	if (!kvc_tag_is_format_error(err->tag)) {
+		if (err->tag == KVC_E_IO)
+			fuse_log(FUSE_LOG_WARNING, "kvcfs: open of slab %s refused: %s\n", hex,
+				 err->detail);
 		return -kvc_err_to_errno(err);
+	}
 	if (err->tag != KVC_E_UNSUPPORTED_VERSION) {
-		kvc_key_to_hex(key, hex);
 		atomic_fetch_add(&fs->metrics.corrupt_dropped, 1);
 		index_remove(&fs->index, key);
 		forget_slab_entries(fs, key, FORGET_FROM_FILE_REQUEST);
@@ -138,50 +227,39 @@ static int refuse(struct kvcfs *fs, const struct kvc_key *key, const struct kvc_
 	return -EIO;
 }
 
-int open_slab(struct kvcfs *fs, struct node *node, bool payload_view,
-	      struct handle *h, struct fuse_file_info *fi)
+int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
+	      bool payload_view, struct handle *h, struct fuse_file_info *fi)
 {
-	const struct kvc_key *key = &node->key;
-	bool stored;
 	uint64_t started = metrics_now_ns();
-	uint64_t now = (uint64_t)time(NULL);
-	struct kvc_meta meta;
+	struct loaded l;
 	struct kvc_err err;
-	struct stat st;
-	bool reused;
-	int fd, rc;
+	int rc;
 
-	rc = load(fs, node, payload_view, &fd, &meta, &reused, &stored, &err);
+	memset(&l, 0, sizeof(l));
+	rc = load(fs, node, key, payload_view, &l, &err);
 	atomic_fetch_add(&fs->metrics.load_ns, metrics_now_ns() - started);
 	atomic_fetch_add(&fs->metrics.load_count, 1);
 	if (rc < 0)
 		return refuse(fs, key, &err);
 	atomic_fetch_add(&fs->metrics.hits, 1);
-	if (reused)
+	if (l.reused)
 		atomic_fetch_add(&fs->metrics.reopens_unverified, 1);
-	if (!fs->opts.read_only) {
-		uint32_t hits = meta.hit_count == UINT32_MAX ? UINT32_MAX : meta.hit_count + 1;
-		/* Best effort: a failed hit write costs a hit count, not a read. */
-		if (kvc_store_touch(fs->store, key, hits, now, &err) == 0) {
-			meta.hit_count = hits;
-			meta.last_used_time = now;
-		}
-	}
-	index_put(&fs->index, key, meta.file_size, meta.hit_count, meta.last_used_time,
-		  meta.creation_time);
-	if (stored && !payload_view)
-		store_header(fs, node, fd, meta.payload_offset);
-	if (fstat(fd, &st) == 0)
-		index_set_verified(&fs->index, key, &st);
+	index_put(&fs->index, key, l.meta.file_size, l.meta.hit_count, l.meta.last_used_time,
+		  l.meta.creation_time);
+	/* The kernel's cached pages are this file's only if we served this
+	 * very file before or stored them just now; otherwise let it drop
+	 * them. Kept pages get the header as it is now, hit count and all. */
+	fi->keep_cache = l.reused || l.stored;
+	if (fi->keep_cache && !payload_view && fs->notifier.running)
+		store_header(fs, node->ino, l.fd, l.meta.payload_offset);
+	index_set_verified(&fs->index, key, &l.st);
 	index_opened(&fs->index, key);
 	h->pins = true;
 	h->key = *key;
-	h->fd = fd;
-	h->base = payload_view ? meta.payload_offset : 0;
-	h->length = payload_view ? meta.payload_length : meta.file_size;
-	kvc_meta_clear(&meta);
-	/* The kernel's cached pages are this file's only if we served this
-	 * very file before or stored them just now; otherwise let it drop them. */
-	fi->keep_cache = reused || stored;
-	return verified_record(h);
+	h->fd = l.fd;
+	h->base = payload_view ? l.meta.payload_offset : 0;
+	h->length = payload_view ? l.meta.payload_length : l.meta.file_size;
+	kvc_meta_clear(&l.meta);
+	verified_record(h, &l.st);
+	return 0;
 }

@@ -165,15 +165,14 @@ static bool entry_param(struct kvcfs *fs, const struct dir_entry *d, fuse_ino_t 
 	pthread_mutex_unlock(&fs->lock);
 	if (node == NULL)
 		return false;
-	if (attr_of_node(fs, node, &e->attr) < 0) {
+	if (attr_of_node(fs, node, &e->attr, &e->attr_timeout) < 0) {
 		pthread_mutex_lock(&fs->lock);
 		node_unref(fs, node, 1, 0);
 		pthread_mutex_unlock(&fs->lock);
 		return false;
 	}
 	e->ino = node->ino;
-	e->attr_timeout = attr_timeout(fs, node);
-	e->entry_timeout = attr_timeout(fs, node);
+	e->entry_timeout = e->attr_timeout;
 	return true;
 }
 

@@ -13,7 +13,7 @@ static void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node
 	int rc;
 
 	memset(&e, 0, sizeof(e));
-	rc = attr_of_node(fs, node, &e.attr);
+	rc = attr_of_node(fs, node, &e.attr, &e.attr_timeout);
 	if (rc < 0) {
 		pthread_mutex_lock(&fs->lock);
 		node_unref(fs, node, 1, 0);
@@ -22,8 +22,7 @@ static void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node
 		return;
 	}
 	e.ino = node->ino;
-	e.attr_timeout = attr_timeout(fs, node);
-	e.entry_timeout = attr_timeout(fs, node);
+	e.entry_timeout = e.attr_timeout;
 	fuse_reply_entry(req, &e);
 }
 
@@ -84,10 +83,10 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 							  ? INO_PAYLOAD_DIR : INO_META_DIR));
 		return;
 	}
+	/* Only staging names are in the table: a <key>.kvc being written is
+	 * not found by name until it is published (staging.c). */
 	pthread_mutex_lock(&fs->lock);
-	node = g_hash_table_lookup(fs->staging, name);
-	if (node != NULL && cls == NAME_SLAB && staging_published(node->stage))
-		node = NULL; /* its bytes are the slab now: look that up */
+	node = cls == NAME_STAGING ? g_hash_table_lookup(fs->staging, name) : NULL;
 	if (node != NULL)
 		node->nlookup++;
 	pthread_mutex_unlock(&fs->lock);
@@ -196,8 +195,9 @@ void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = node_held(fs, ino);
+	struct node *node = node_held(fs, ino, NULL);
 	struct stat st;
+	double timeout;
 	int rc;
 
 	(void)fi;
@@ -205,72 +205,19 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	rc = attr_of_node(fs, node, &st);
+	rc = attr_of_node(fs, node, &st, &timeout);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, attr_timeout(fs, node));
-}
-
-static int set_staging_times(struct staging *stage, const struct stat *attr, int to_set)
-{
-	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
-
-	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
-		ts[0].tv_nsec = UTIME_NOW;
-	else if (to_set & FUSE_SET_ATTR_ATIME)
-		ts[0] = attr->st_atim;
-	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
-		ts[1].tv_nsec = UTIME_NOW;
-	else if (to_set & FUSE_SET_ATTR_MTIME)
-		ts[1] = attr->st_mtim;
-	return futimens(stage->tmp.fd, ts) < 0 ? -errno : 0;
-}
-
-static int setattr_staging(struct kvcfs *fs, struct staging *stage,
-			   const struct stat *attr, int to_set)
-{
-	int rc = 0;
-
-	pthread_rwlock_rdlock(&stage->lock);
-	if (stage->published || stage->tmp.fd < 0) {
-		rc = -EPERM;
-		goto out;
-	}
-	if (to_set & FUSE_SET_ATTR_SIZE) {
-		if (ftruncate(stage->tmp.fd, attr->st_size) < 0) {
-			rc = -errno;
-			goto out;
-		}
-		kvc_tmp_note_truncate(&stage->tmp, (uint64_t)attr->st_size);
-	}
-	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-		      FUSE_SET_ATTR_MTIME_NOW))
-		rc = set_staging_times(stage, attr, to_set);
-	if (rc == 0)
-		atomic_store(&stage->dirty, true);
-out:
-	pthread_rwlock_unlock(&stage->lock);
-	if (rc == 0) {
-		/* Taken after the stage lock is released: the lock order is
-		 * always fs->lock, then a stage's lock. */
-		pthread_mutex_lock(&fs->lock);
-		if (to_set & FUSE_SET_ATTR_MODE)
-			stage->mode = attr->st_mode & 07777;
-		if (to_set & FUSE_SET_ATTR_UID)
-			stage->uid = attr->st_uid;
-		if (to_set & FUSE_SET_ATTR_GID)
-			stage->gid = attr->st_gid;
-		pthread_mutex_unlock(&fs->lock);
-	}
-	return rc;
+		fuse_reply_attr(req, &st, timeout);
 }
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = node_held(fs, ino);
+	struct node_view v;
+	struct node *node = node_held(fs, ino, &v);
 	int rc = 0;
 
 	(void)fi;
@@ -278,12 +225,12 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (node->kind == NODE_STAGING) {
-		rc = setattr_staging(fs, node->stage, attr, to_set);
+	if (v.kind == NODE_STAGING) {
+		rc = staging_setattr(fs, v.stage, attr, to_set);
 	} else if (to_set & FUSE_SET_ATTR_SIZE) {
 		/* Published slabs are immutable; directories have no size. */
-		rc = node->kind == NODE_ROOT || node->kind == NODE_PAYLOAD_DIR ||
-			     node->kind == NODE_META_DIR ? -EISDIR : -EPERM;
+		rc = v.kind == NODE_ROOT || v.kind == NODE_PAYLOAD_DIR ||
+			     v.kind == NODE_META_DIR ? -EISDIR : -EPERM;
 	}
 	/* chmod, chown and utimes on anything else succeed and change
 	 * nothing, so cp -a and rsync -a can copy into and out of a mount. */

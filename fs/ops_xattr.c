@@ -117,7 +117,8 @@ static void reply_value(fuse_req_t req, const char *data, size_t len, size_t siz
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = node_held(fs, ino);
+	struct node_view nv;
+	struct node *node = node_held(fs, ino, &nv);
 	struct kvc_meta meta;
 	GString *v;
 	int rc;
@@ -133,12 +134,12 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 		fuse_reply_err(req, ENOTSUP);
 		return;
 	}
-	if (node->kind == NODE_STAGING) {
+	if (nv.kind == NODE_STAGING) {
 		char *copy = NULL;
-		pthread_rwlock_rdlock(&node->stage->lock);
-		if (strcmp(name, ERROR_XATTR) == 0 && node->stage->error != NULL)
-			copy = g_strdup(node->stage->error);
-		pthread_rwlock_unlock(&node->stage->lock);
+		pthread_rwlock_rdlock(&nv.stage->lock);
+		if (strcmp(name, ERROR_XATTR) == 0 && nv.stage->error != NULL)
+			copy = g_strdup(nv.stage->error);
+		pthread_rwlock_unlock(&nv.stage->lock);
 		if (copy == NULL)
 			fuse_reply_err(req, ENODATA);
 		else
@@ -146,17 +147,17 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 		g_free(copy);
 		return;
 	}
-	if ((node->kind != NODE_SLAB && node->kind != NODE_PAYLOAD) ||
+	if ((nv.kind != NODE_SLAB && nv.kind != NODE_PAYLOAD) ||
 	    strncmp(name, "user.kvc.", 9) != 0) {
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	rc = read_meta(fs, &node->key, &meta);
+	rc = read_meta(fs, &nv.key, &meta);
 	if (rc < 0) {
 		fuse_reply_err(req, rc == -EBADMSG ? EIO : -rc);
 		return;
 	}
-	v = slab_xattr_value(&meta, &node->key, name);
+	v = slab_xattr_value(&meta, &nv.key, name);
 	if (v == NULL)
 		fuse_reply_err(req, ENODATA);
 	else
@@ -169,7 +170,8 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = node_held(fs, ino);
+	struct node_view nv;
+	struct node *node = node_held(fs, ino, &nv);
 	GString *list = g_string_new(NULL);
 	struct kvc_meta meta;
 
@@ -178,15 +180,15 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (node->kind == NODE_STAGING) {
-		pthread_rwlock_rdlock(&node->stage->lock);
-		if (node->stage->error != NULL)
+	if (nv.kind == NODE_STAGING) {
+		pthread_rwlock_rdlock(&nv.stage->lock);
+		if (nv.stage->error != NULL)
 			g_string_append_len(list, ERROR_XATTR, sizeof(ERROR_XATTR));
-		pthread_rwlock_unlock(&node->stage->lock);
-	} else if ((node->kind == NODE_SLAB || node->kind == NODE_PAYLOAD) &&
-		   read_meta(fs, &node->key, &meta) == 0) {
+		pthread_rwlock_unlock(&nv.stage->lock);
+	} else if ((nv.kind == NODE_SLAB || nv.kind == NODE_PAYLOAD) &&
+		   read_meta(fs, &nv.key, &meta) == 0) {
 		for (size_t i = 0; i < G_N_ELEMENTS(slab_xattrs); i++) {
-			GString *v = slab_xattr_value(&meta, &node->key, slab_xattrs[i]);
+			GString *v = slab_xattr_value(&meta, &nv.key, slab_xattrs[i]);
 			if (v == NULL)
 				continue; /* optional TLV not present */
 			g_string_free(v, TRUE);

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""Only validated bytes, always: what a reader can see while others write,
+what a refused publish leaves behind, and hit counts under concurrency.
+Each test here reproduces a defect that once let unvalidated bytes out,
+leaked disk, or lost counts."""
+import errno
+import multiprocessing
+import os
+import struct
+import subprocess
+import threading
+import time
+
+from harness import expect_errno, main, payload_of, vector_bytes, vectors
+import workers
+
+
+def valid():
+    return [v for v in vectors() if v["valid"]]
+
+
+def metric(m, name):
+    for line in open(m.path(".kvcfs", "metrics")):
+        if line.startswith("kvcfs_" + name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric " + name)
+
+
+def leftovers(root, wait=2.0):
+    """Everything in the backing root that is not a published slab. The
+    kernel sends RELEASE right after the last close() returns, not before:
+    allow it a moment to arrive."""
+    deadline = time.time() + wait
+    while True:
+        left = sorted(n for n in os.listdir(root) if not n.endswith(".kvc"))
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.01)
+
+
+def publish_by_rename(m, key, data, staging="incoming.part"):
+    with open(m.path(staging), "wb") as f:
+        f.write(data)
+    os.rename(m.path(staging), m.path(key + ".kvc"))
+
+
+def test_reader_never_sees_a_direct_create_in_flight(ws):
+    m = ws.mount()
+    e = valid()[0]
+    name = m.path(e["key"] + ".kvc")
+    writer = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    try:
+        os.write(writer, b"\xa5" * 200)
+        # Another process polling for the key: nothing is there yet.
+        expect_errno(errno.ENOENT, os.open, name, os.O_RDONLY)
+        assert not os.path.exists(name), "a key being written must not exist yet"
+        assert e["key"] + ".kvc" not in os.listdir(m.mnt)
+        # A valid publish of the same key by rename wins for new readers.
+        publish_by_rename(m, e["key"], vector_bytes(e))
+        with open(name, "rb") as f:
+            got = f.read()
+        assert payload_of(got) == payload_of(vector_bytes(e)), "new readers get the valid slab"
+    finally:
+        # The writer's garbage is refused at close and changes nothing.
+        expect_errno(errno.EBADMSG, os.close, writer)
+    with open(name, "rb") as f:
+        assert payload_of(f.read()) == payload_of(vector_bytes(e))
+    assert leftovers(ws.root()) == [], leftovers(ws.root())
+
+
+def test_direct_create_is_visible_once_published(ws):
+    """The other side of hiding: a reader who was told ENOENT while the
+    slab was written sees it as soon as the writer's close publishes it
+    (no negative entry left behind in the kernel)."""
+    m = ws.mount(options=["negative_timeout=30"])
+    e = valid()[1]
+    name = m.path(e["key"] + ".kvc")
+    fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, vector_bytes(e))
+    expect_errno(errno.ENOENT, os.stat, name)
+    os.close(fd)
+    with open(name, "rb") as f:
+        assert payload_of(f.read()) == payload_of(vector_bytes(e))
+
+
+def test_refused_direct_creates_leave_no_temp(ws):
+    root = ws.root()
+    m = ws.mount(root, options=["max_size=10M"])
+    garbage = os.urandom(1 << 20)
+    for i in range(50):
+        key = "%064x" % (i + 1)
+        fd = os.open(m.path(key + ".kvc"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        os.write(fd, garbage)
+        expect_errno(errno.EBADMSG, os.close, fd)
+        assert leftovers(root) == [], "after refused create %d: %s" % (i, leftovers(root))
+    assert metric(m, "rejected_total") == 50
+
+
+def test_failed_write_frees_its_space(ws):
+    """ENOSPC during a direct create: close reports it, and the temp is gone
+    at once, so the next publish has the space back."""
+    small = ws.root("small")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small],
+                      capture_output=True).returncode != 0:
+        print("SKIP part: cannot mount a tmpfs (not root?)")
+        return
+    try:
+        m = ws.mount(small, name="mnt-small")
+        key = "%064x" % 7
+        fd = os.open(m.path(key + ".kvc"), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        try:
+            for _ in range(8):
+                os.write(fd, b"\0" * (1 << 20))
+            raise AssertionError("8 MiB fit in a 4 MiB tmpfs")
+        except OSError as err:
+            assert err.errno == errno.ENOSPC, err
+        expect_errno(errno.ENOSPC, os.close, fd)
+        assert leftovers(small) == [], leftovers(small)
+        key2, data, _ = workers.slab_for(11, 3 << 20)
+        publish_by_rename(m, key2, data)
+        assert os.path.exists(os.path.join(small, key2 + ".kvc"))
+    finally:
+        ws.mounts[-1].stop()
+        subprocess.run(["umount", small], capture_output=True)
+
+
+def _flip_during_open(m, root, key, payload_offset, delay):
+    """Open the slab on a fresh mount; flip one payload byte in the backing
+    file after delay seconds (while the open verifies, for some delays).
+    Returns what a reader of payload/<key> got afterwards, or None."""
+    backing = os.path.join(root, key + ".kvc")
+    result = {}
+
+    def opener():
+        try:
+            fd = os.open(m.path(key + ".kvc"), os.O_RDONLY)
+            result["open"] = "ok"
+            os.close(fd)
+        except OSError as err:
+            result["open"] = err.errno
+
+    t = threading.Thread(target=opener)
+    t.start()
+    time.sleep(delay)
+    fd = os.open(backing, os.O_WRONLY)
+    try:
+        old = os.pread(os.open(backing, os.O_RDONLY), 1, payload_offset + 4096)
+        os.pwrite(fd, bytes([old[0] ^ 0xFF]), payload_offset + 4096)
+    finally:
+        os.close(fd)
+    t.join()
+    try:
+        with open(m.path("payload", key), "rb") as f:
+            return result["open"], f.read()
+    except OSError as err:
+        return result["open"], err.errno
+
+
+def test_change_during_verification_is_never_blessed(ws):
+    key, data, payload = workers.slab_for(21, 192 << 20)
+    payload_offset = struct.unpack_from("<Q", data, 48)[0]
+    root = ws.root()
+    # How long an open's verification takes here, to aim the flips.
+    with open(os.path.join(root, key + ".kvc"), "wb") as f:
+        f.write(data)
+    m = ws.mount(root, options=["recheck_delay=0"])
+    started = time.time()
+    with open(m.path(key + ".kvc"), "rb"):
+        pass
+    took = time.time() - started
+    m.stop()
+    served_bad = []
+    for i in range(8):
+        with open(os.path.join(root, key + ".kvc"), "wb") as f:
+            f.write(data)
+        m = ws.mount(root, name="mnt%d" % i, options=["recheck_delay=0"])
+        opened, got = _flip_during_open(m, root, key, payload_offset, took * (i + 0.5) / 8)
+        if isinstance(got, bytes) and got != payload:
+            served_bad.append((i, opened))
+        m.stop()
+    assert served_bad == [], "flipped bytes served after rounds %s (open took %.3fs)" % (
+        served_bad, took)
+
+
+def _open_many(path, n):
+    for _ in range(n):
+        os.close(os.open(path, os.O_RDONLY))
+
+
+def test_hit_counts_exact_under_concurrent_opens(ws):
+    root = ws.root()
+    m = ws.mount(root)
+    e = valid()[0]
+    publish_by_rename(m, e["key"], vector_bytes(e))
+    hits_before = metric(m, "hits_total")
+    with open(os.path.join(root, e["key"] + ".kvc"), "rb") as f:
+        persisted_before = struct.unpack_from("<I", f.read(16), 12)[0]
+    procs = [multiprocessing.Process(target=_open_many, args=(m.path(e["key"] + ".kvc"), 500))
+             for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    assert metric(m, "hits_total") - hits_before == 2000
+    with open(os.path.join(root, e["key"] + ".kvc"), "rb") as f:
+        persisted = struct.unpack_from("<I", f.read(16), 12)[0]
+    assert persisted - persisted_before == 2000, "persisted %d new hits of 2000" % (
+        persisted - persisted_before)
+
+
+if __name__ == "__main__":
+    main([test_reader_never_sees_a_direct_create_in_flight,
+          test_direct_create_is_visible_once_published,
+          test_refused_direct_creates_leave_no_temp,
+          test_failed_write_frees_its_space,
+          test_change_during_verification_is_never_blessed,
+          test_hit_counts_exact_under_concurrent_opens])

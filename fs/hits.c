@@ -1,57 +1,114 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Counting hits. Every successful open of a slab adds one to the hit count
- * in its header (offset 12), and eviction orders slabs by it. The count is
- * a read-modify-write of the file, so two opens of one key at once would
- * each read n and write n + 1: one lock per key (striped by the key's hash)
- * makes the opens of this mount count exactly. Mounts on other hosts that
- * share the root are not serialised with ours: their counts can still
- * overlap (documented in docs/guide.md).
+ * Counting hits, and keeping them apart from verification.
+ *
+ * Every successful open of a slab adds one to the hit count in its header
+ * (offset 12), and eviction orders slabs by it. The count is a
+ * read-modify-write of the file, so two opens of one key at once would each
+ * read n and write n + 1: a lock per key makes the opens of this mount
+ * count exactly. Mounts on other hosts that share the root are not
+ * serialised with ours: their counts can still overlap (docs/guide.md).
+ *
+ * The same lock, shared, is held while a slab of the key is verified: a
+ * verification compares the file's ctime before and after it reads, and a
+ * hit write of this mount in between would look like someone rewriting the
+ * file. Writers are preferred, so a stream of verifications cannot starve
+ * a hit.
  */
 #include <errno.h>
 #include <unistd.h>
 
 #include "kvcfs.h"
 
-static pthread_mutex_t *hit_lock(struct kvcfs *fs, const struct kvc_key *key)
-{
-	return &fs->hit_locks[index_key_hash(key) % G_N_ELEMENTS(fs->hit_locks)];
-}
+struct key_lock {
+	struct kvc_key key;
+	pthread_rwlock_t lock;
+	unsigned refs;             /* guarded by fs->key_locks_lock */
+};
 
 void hits_init(struct kvcfs *fs)
 {
-	for (size_t i = 0; i < G_N_ELEMENTS(fs->hit_locks); i++)
-		pthread_mutex_init(&fs->hit_locks[i], NULL);
+	pthread_mutex_init(&fs->key_locks_lock, NULL);
+	fs->key_locks = g_hash_table_new(index_key_hash, index_key_equal);
 }
 
 void hits_destroy(struct kvcfs *fs)
 {
-	for (size_t i = 0; i < G_N_ELEMENTS(fs->hit_locks); i++)
-		pthread_mutex_destroy(&fs->hit_locks[i]);
+	g_hash_table_destroy(fs->key_locks);
+	pthread_mutex_destroy(&fs->key_locks_lock);
+}
+
+static struct key_lock *key_lock_get(struct kvcfs *fs, const struct kvc_key *key)
+{
+	struct key_lock *kl;
+
+	pthread_mutex_lock(&fs->key_locks_lock);
+	kl = g_hash_table_lookup(fs->key_locks, key);
+	if (kl == NULL) {
+		pthread_rwlockattr_t attr;
+
+		kl = g_new0(struct key_lock, 1);
+		kl->key = *key;
+		pthread_rwlockattr_init(&attr);
+		pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		pthread_rwlock_init(&kl->lock, &attr);
+		pthread_rwlockattr_destroy(&attr);
+		g_hash_table_insert(fs->key_locks, &kl->key, kl);
+	}
+	kl->refs++;
+	pthread_mutex_unlock(&fs->key_locks_lock);
+	return kl;
+}
+
+static void key_lock_put(struct kvcfs *fs, struct key_lock *kl)
+{
+	pthread_mutex_lock(&fs->key_locks_lock);
+	if (--kl->refs == 0) {
+		g_hash_table_remove(fs->key_locks, &kl->key);
+		pthread_rwlock_destroy(&kl->lock);
+		g_free(kl);
+	}
+	pthread_mutex_unlock(&fs->key_locks_lock);
+}
+
+struct key_lock *hits_hold_off(struct kvcfs *fs, const struct kvc_key *key)
+{
+	struct key_lock *kl = key_lock_get(fs, key);
+
+	pthread_rwlock_rdlock(&kl->lock);
+	return kl;
+}
+
+void hits_resume(struct kvcfs *fs, struct key_lock *kl)
+{
+	pthread_rwlock_unlock(&kl->lock);
+	key_lock_put(fs, kl);
 }
 
 int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t now,
 		   uint32_t *count)
 {
-	pthread_mutex_t *lock = hit_lock(fs, key);
+	struct key_lock *kl = key_lock_get(fs, key);
 	uint8_t raw[4];
 	uint32_t hits;
 	struct kvc_err err;
-	int rc;
+	int rc = 0;
 
-	pthread_mutex_lock(lock);
+	pthread_rwlock_wrlock(&kl->lock);
 	if (pread(fd, raw, sizeof(raw), KVC_OFF_HIT_COUNT) != (ssize_t)sizeof(raw)) {
-		pthread_mutex_unlock(lock);
-		return -EIO;
+		rc = -EIO;
+		goto out;
 	}
 	hits = (uint32_t)raw[0] | (uint32_t)raw[1] << 8 | (uint32_t)raw[2] << 16 |
 	       (uint32_t)raw[3] << 24;
 	if (hits < UINT32_MAX)
 		hits++;
-	rc = kvc_store_touch(fs->store, key, hits, now, &err);
-	pthread_mutex_unlock(lock);
-	if (rc < 0)
-		return -kvc_err_to_errno(&err);
-	*count = hits;
-	return 0;
+	if (kvc_store_touch(fs->store, key, hits, now, &err) < 0)
+		rc = -kvc_err_to_errno(&err);
+	else
+		*count = hits;
+out:
+	pthread_rwlock_unlock(&kl->lock);
+	key_lock_put(fs, kl);
+	return rc;
 }

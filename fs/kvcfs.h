@@ -47,8 +47,10 @@ enum node_kind {
  * Locks, and the order they are taken in (outermost first):
  *
  *   staging.lock  (rwlock, one per staging file)
- *     -> kvcfs_index.lock, hit_locks[]   (leaves)
- *     -> kvcfs.lock                      (leaf)
+ *     -> kvcfs_index.lock, key_locks_lock (leaves)
+ *     -> kvcfs.lock                       (leaf)
+ *   handle.verify_lock -> key_lock.lock (rwlock, one per key in use)
+ *     -> kvcfs_index.lock
  *
  * fs->lock is a leaf: nothing blocks while holding it, and no request ever
  * waits for a staging file's lock (which a publish holds across fdatasync,
@@ -130,8 +132,10 @@ struct kvcfs {
 	GHashTable *payload_nodes; /* key → NODE_PAYLOAD node */
 	fuse_ino_t next_ino;
 
-	/* Serialise a key's hit count read-modify-write (hits.c); by key hash. */
-	pthread_mutex_t hit_locks[64];
+	/* Per-key locks that keep hit writes apart from each other and from
+	 * verifications (hits.c): key → struct key_lock. A leaf lock. */
+	pthread_mutex_t key_locks_lock;
+	GHashTable *key_locks;
 };
 
 /* An open file. Owned by the request thread that serves it: the kernel
@@ -269,9 +273,14 @@ enum forget_context {
 void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from);
 
 /* hits.c: count one hit of a slab, persisted in its header; exact among
- * the opens of this mount. fd is the open slab; *count gets the new count. */
+ * the opens of this mount. fd is the open slab; *count gets the new count.
+ * hits_hold_off/hits_resume bracket a verification of key: no hit write of
+ * this mount changes the file meanwhile. */
+struct key_lock;
 void hits_init(struct kvcfs *fs);
 void hits_destroy(struct kvcfs *fs);
+struct key_lock *hits_hold_off(struct kvcfs *fs, const struct kvc_key *key);
+void hits_resume(struct kvcfs *fs, struct key_lock *kl);
 int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t now,
 		   uint32_t *count);
 

@@ -102,18 +102,15 @@ static bool same_file_state(const struct stat *a, const struct stat *b)
 	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
-/* Verify fd fully; on success *after is the file's state that the bytes
- * read belong to. 1: changed while being read. */
-static int verify_once(struct kvcfs *fs, struct node *node, bool payload_view, int fd,
-		       const struct kvc_key *key, struct kvc_meta *meta, bool *stored,
-		       struct stat *after, struct kvc_err *err)
+/* One verification of fd, with the file's state taken before and after. */
+static int verify_between_stats(struct kvcfs *fs, struct node *node, bool payload_view, int fd,
+				const struct kvc_key *key, struct kvc_meta *meta, bool *stored,
+				struct stat *before, struct stat *after, struct kvc_err *err)
 {
-	struct stat before;
 	bool alone;
 	int rc;
 
-	*stored = false;
-	if (fstat(fd, &before) < 0)
+	if (fstat(fd, before) < 0)
 		return kvc_err_sys(err, errno, "fstat");
 	pthread_mutex_lock(&fs->lock);
 	alone = node->open_count == 0 && !node->storing && fs->notifier.running;
@@ -121,7 +118,7 @@ static int verify_once(struct kvcfs *fs, struct node *node, bool payload_view, i
 		node->storing = true;
 	pthread_mutex_unlock(&fs->lock);
 	if (alone) {
-		rc = verify_storing(fs, node->ino, payload_view, fd, &before, key, meta, err);
+		rc = verify_storing(fs, node->ino, payload_view, fd, before, key, meta, err);
 		pthread_mutex_lock(&fs->lock);
 		node->storing = false;
 		pthread_mutex_unlock(&fs->lock);
@@ -135,6 +132,27 @@ static int verify_once(struct kvcfs *fs, struct node *node, bool payload_view, i
 		kvc_meta_clear(meta);
 		return kvc_err_sys(err, errno, "fstat");
 	}
+	return 0;
+}
+
+/* Verify fd fully; on success *after is the file's state that the bytes
+ * read belong to. 1: changed while being read (by someone else: this
+ * mount's hit writes wait). */
+static int verify_once(struct kvcfs *fs, struct node *node, bool payload_view, int fd,
+		       const struct kvc_key *key, struct kvc_meta *meta, bool *stored,
+		       struct stat *after, struct kvc_err *err)
+{
+	struct key_lock *no_hits;
+	struct stat before;
+	int rc;
+
+	*stored = false;
+	no_hits = hits_hold_off(fs, key);
+	rc = verify_between_stats(fs, node, payload_view, fd, key, meta, stored, &before, after,
+				  err);
+	hits_resume(fs, no_hits);
+	if (rc != 0)
+		return rc;
 	if (same_file_state(&before, after))
 		return 0;
 	kvc_meta_clear(meta);

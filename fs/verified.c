@@ -48,14 +48,19 @@ static int still_verified(struct kvcfs *fs, struct handle *h, struct stat *now)
 	} else if (!same_time(&now->st_ctim, &h->verified.st_ctim)) {
 		/* Our own hit write on another open changes only the header's
 		 * counters: no need to read the payload again for that. */
-		if (index_is_verified(&fs->index, &h->key, now))
+		if (index_is_verified(&fs->index, &h->key, now)) {
 			h->verified = *now;
-		else if (kvc_verify_fd(h->fd, 0, &h->key, &meta, &err) < 0 ||
-			 (kvc_meta_clear(&meta), fstat(h->fd, &after) < 0) ||
-			 after.st_size != now->st_size || !same_time(&after.st_ctim, &now->st_ctim))
-			rc = -EIO; /* invalid, or written while being verified */
-		else
-			h->verified = *now;
+		} else {
+			struct key_lock *no_hits = hits_hold_off(fs, &h->key);
+			if (fstat(h->fd, now) < 0 ||
+			    kvc_verify_fd(h->fd, 0, &h->key, &meta, &err) < 0 ||
+			    (kvc_meta_clear(&meta), fstat(h->fd, &after) < 0) ||
+			    after.st_size != now->st_size || !same_time(&after.st_ctim, &now->st_ctim))
+				rc = -EIO; /* invalid, or written while being verified */
+			else
+				h->verified = *now;
+			hits_resume(fs, no_hits);
+		}
 	}
 	pthread_mutex_unlock(&h->verify_lock);
 	return rc;

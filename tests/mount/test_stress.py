@@ -33,6 +33,11 @@ def test_stress(ws):
         procs.append(subprocess.Popen([sys.executable, os.path.join(HERE, "workers.py"),
                                        "reader", m.mnt, logdir, str(seconds)],
                                       stdout=subprocess.PIPE, text=True))
+    for _ in range(2):
+        # Readers of keys that writers are creating directly right now.
+        procs.append(subprocess.Popen([sys.executable, os.path.join(HERE, "workers.py"),
+                                       "eager", m.mnt, logdir, str(seconds), shared, sizes],
+                                      stdout=subprocess.PIPE, text=True))
     procs.append(subprocess.Popen([sys.executable, os.path.join(HERE, "workers.py"),
                                    "unlinker", m.mnt, logdir, str(seconds)],
                                   stdout=subprocess.PIPE, text=True))
@@ -57,10 +62,11 @@ def test_stress(ws):
         run([KVC, "verify"] + [os.path.join(m.root, n) for n in names])
     metrics = {l.split()[0]: float(l.split()[1]) for l in open(m.path(".kvcfs", "metrics"))
                if not l.startswith("#")}
-    assert counts["reader"] > 0 and counts["writer"] > 0, counts
+    assert counts["reader"] > 0 and counts["writer"] > 0 and counts["eager"] > 0, counts
     assert metrics["kvcfs_bytes"] <= 24 << 20 or metrics["kvcfs_slabs"] <= 2, metrics
-    print("    %.0f s: %d publishes, %d verified reads, %d unlinks; %d adopted, %d evicted"
-          % (seconds, counts["writer"], counts["reader"], counts["unlinker"],
+    print("    %.0f s: %d publishes, %d verified reads, %d reads of keys in flight, %d unlinks; "
+          "%d adopted, %d evicted"
+          % (seconds, counts["writer"], counts["reader"], counts["eager"], counts["unlinker"],
              metrics["kvcfs_adopted_total"], metrics["kvcfs_evictions_total"]))
 
 

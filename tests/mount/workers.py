@@ -163,6 +163,36 @@ def reader(mount, logdir, until, badlog):
     return checked
 
 
+def eager_reader(mount, seeds, sizes, until, badlog):
+    """Open <key>.kvc for keys that writers may be creating directly at this
+    very moment, as a model server polling for a prefix would: whatever an
+    open returns must be the whole published slab, never a writer's bytes
+    in flight. ENOENT (not there yet) and EIO are fine."""
+    rng = random.Random(os.getpid())
+    m = Mounted(mount)
+    wanted = [(kvcache.cache_key(FP, "q4_0", CTX, [s & 0xFFFFFFFF, (s >> 32) & 0xFFFFFFFF, z]),
+               s, z) for s in seeds for z in sizes]
+    checked = 0
+    while time.time() < until:
+        key, seed, size = rng.choice(wanted)
+        try:
+            with m.open(key + ".kvc", "rb") as f:
+                got = f.read()
+        except OSError as e:
+            if e.errno in GONE:
+                return checked
+            continue
+        if len(got) < 56 or got[:4] != b"KVC\x01":
+            append_line(badlog, "BAD %s.kvc: not a slab (%d bytes)" % (key, len(got)))
+            return checked
+        offset = int.from_bytes(got[48:56], "little")
+        if got[offset:] != payload_for(seed, size):
+            append_line(badlog, "BAD %s.kvc: %d bytes, not the published slab" % (key, len(got)))
+            return checked
+        checked += 1
+    return checked
+
+
 def unlinker(mount, logdir, until):
     rng = random.Random(os.getpid())
     m = Mounted(mount)
@@ -195,6 +225,10 @@ if __name__ == "__main__":
         n = writer(mount, os.path.join(logdir, "published-" + tag), seeds, sizes, until, tag)
     elif role == "reader":
         n = reader(mount, logdir, until, os.path.join(logdir, "bad"))
+    elif role == "eager":
+        seeds = [int(s) for s in sys.argv[5].split(",")]
+        sizes = [int(s) for s in sys.argv[6].split(",")]
+        n = eager_reader(mount, seeds, sizes, until, os.path.join(logdir, "bad"))
     else:
         n = unlinker(mount, logdir, until)
     print("%s %d" % (role, n))

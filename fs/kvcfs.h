@@ -79,7 +79,8 @@ struct staging {
 	struct kvc_key target;         /* the key to publish to on close */
 
 	/* Guarded by kvcfs.lock: */
-	bool publish_on_close;         /* created as <key>.kvc: publish at close */
+	bool publish_on_close;         /* created as <key>.kvc: publish at close
+					* (counted in kvcfs.creating meanwhile) */
 	unsigned writers;              /* open handles with write access */
 	unsigned flushed_writers;      /* of those, how many were closed once */
 	mode_t mode;
@@ -99,6 +100,12 @@ struct node {
 	uint64_t nlookup;          /* kernel references */
 	unsigned open_count;       /* open handles */
 	bool storing;              /* an open is filling its page cache */
+	unsigned private_writers;  /* O_TRUNC writers of the key open on this
+				    * inode (their bytes go elsewhere, but the
+				    * kernel truncated its idea of this inode) */
+	bool cache_suspect;        /* the kernel's size and pages of this inode
+				    * may not be the slab's: a writer
+				    * truncated it, or it was a staging file */
 	struct kvc_key key;        /* NODE_SLAB, NODE_PAYLOAD */
 	char *name;                /* NODE_STAGING: name in the root; NULL when
 				    * unnamed (unlinked, or created as
@@ -130,6 +137,9 @@ struct kvcfs {
 	GHashTable *staging;       /* name → node, this mount's named staging files */
 	GHashTable *slab_nodes;    /* key → NODE_SLAB node, so a key keeps its inode */
 	GHashTable *payload_nodes; /* key → NODE_PAYLOAD node */
+	GHashTable *creating;      /* key → count of this mount's writers of
+				    * <key>.kvc that will publish at close:
+				    * a miss of such a key is not cached */
 	fuse_ino_t next_ino;
 
 	/* Per-key locks that keep hit writes apart from each other and from
@@ -190,11 +200,11 @@ void staging_free(struct kvcfs *fs, struct staging *stage);
 void staging_create(fuse_req_t req, const char *name, mode_t mode,
 		    struct fuse_file_info *fi);
 /* Open of a staging node (v->kind == NODE_STAGING) for any access. */
-int staging_open(struct kvcfs *fs, fuse_req_t req, const struct node_view *v,
-		 struct handle *h, int flags);
+int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
+		 const struct node_view *v, struct handle *h, struct fuse_file_info *fi);
 /* A writer of its own for a slab's key (O_TRUNC over a published slab). */
 int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key *key,
-			 struct handle *h);
+			 struct node *over, struct handle *h, struct fuse_file_info *fi);
 ssize_t staging_read(struct handle *h, void *buf, size_t size, off_t off);
 ssize_t staging_write(struct handle *h, const void *buf, size_t size, off_t off);
 int staging_flush(struct kvcfs *fs, struct handle *h);
@@ -209,6 +219,8 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st);
 int staging_rename(struct kvcfs *fs, const char *name, const char *newname,
 		   unsigned flags);
 int staging_unlink(struct kvcfs *fs, const char *name);
+/* Is a writer of this mount creating <key>.kvc right now? fs->lock held. */
+bool staging_creating(struct kvcfs *fs, const struct kvc_key *key);
 
 /* attr.c */
 /* What stat shows for node, and how long the kernel may cache it. */

@@ -28,6 +28,7 @@ void nodes_init(struct kvcfs *fs)
 	fs->staging = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->slab_nodes = g_hash_table_new(index_key_hash, index_key_equal);
 	fs->payload_nodes = g_hash_table_new(index_key_hash, index_key_equal);
+	fs->creating = g_hash_table_new_full(index_key_hash, index_key_equal, g_free, NULL);
 	fs->next_ino = INO_FIRST_DYNAMIC;
 	for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++) {
 		struct node *node = g_new0(struct node, 1);
@@ -56,6 +57,7 @@ void nodes_destroy(struct kvcfs *fs)
 	g_hash_table_destroy(fs->staging);
 	g_hash_table_destroy(fs->slab_nodes);
 	g_hash_table_destroy(fs->payload_nodes);
+	g_hash_table_destroy(fs->creating);
 	g_hash_table_destroy(fs->nodes);
 	pthread_mutex_destroy(&fs->lock);
 }

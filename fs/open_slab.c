@@ -238,11 +238,37 @@ static int refuse(struct kvcfs *fs, const struct kvc_key *key, const struct kvc_
 	if (err->tag != KVC_E_UNSUPPORTED_VERSION) {
 		atomic_fetch_add(&fs->metrics.corrupt_dropped, 1);
 		index_remove(&fs->index, key);
-		forget_slab_entries(fs, key, FORGET_FROM_FILE_REQUEST);
+		forget_slab_entries(fs, key, FORGET_LATER);
 		fuse_log(FUSE_LOG_WARNING, "kvcfs: dropped corrupt slab %s: %s: %s\n", hex,
 			 kvc_tag_name(err->tag), err->detail);
 	}
 	return -EIO;
+}
+
+/*
+ * A writer over the slab (cp onto it) made the kernel truncate this inode,
+ * and a staging file that became the slab left the writer's view cached:
+ * the kernel's size may be wrong. While such a writer is open, reads go
+ * around the kernel's cache and size (direct_io); afterwards the first
+ * open drops the kernel's size (attributes only: no page lock is taken, so
+ * this cannot wait for a read in flight) and its pages.
+ */
+static bool distrust_kernel_view(struct kvcfs *fs, struct node *node,
+				 struct fuse_file_info *fi)
+{
+	bool suspect, writing;
+
+	pthread_mutex_lock(&fs->lock);
+	suspect = node->cache_suspect;
+	writing = node->private_writers > 0;
+	if (suspect && !writing)
+		node->cache_suspect = false;
+	pthread_mutex_unlock(&fs->lock);
+	if (writing)
+		fi->direct_io = 1;
+	else if (suspect && fs->notifier.running)
+		fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, -1, 0);
+	return suspect;
 }
 
 int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
@@ -267,7 +293,7 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	/* The kernel's cached pages are this file's only if we served this
 	 * very file before or stored them just now; otherwise let it drop
 	 * them. Kept pages get the header as it is now, hit count and all. */
-	fi->keep_cache = l.reused || l.stored;
+	fi->keep_cache = (l.reused || l.stored) && !distrust_kernel_view(fs, node, fi);
 	if (fi->keep_cache && !payload_view && fs->notifier.running)
 		store_header(fs, node->ino, l.fd, l.meta.payload_offset);
 	index_set_verified(&fs->index, key, &l.st);

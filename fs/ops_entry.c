@@ -34,17 +34,24 @@ static void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node
  * another mount publishes shows within negative_timeout.
  */
 static void reply_miss(fuse_req_t req, struct kvcfs *fs, const struct kvc_err *err,
-		       bool is_key)
+		       const struct kvc_key *key)
 {
 	struct fuse_entry_param e;
+	bool creating = false;
 
 	if (err->tag != KVC_E_NOT_FOUND) {
 		fuse_reply_err(req, kvc_err_to_errno(err));
 		return;
 	}
-	if (is_key)
+	if (key != NULL) {
 		atomic_fetch_add(&fs->metrics.misses, 1);
-	if (fs->opts.negative_timeout <= 0) {
+		/* Being written in this mount: it appears at the writer's
+		 * close, and the miss must not outlive that. */
+		pthread_mutex_lock(&fs->lock);
+		creating = staging_creating(fs, key);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	if (fs->opts.negative_timeout <= 0 || creating) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -99,11 +106,11 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 		 * them goes through this kernel: a miss can be cached as long as
 		 * a slab's. */
 		struct kvc_err missing = { .tag = KVC_E_NOT_FOUND };
-		reply_miss(req, fs, &missing, false);
+		reply_miss(req, fs, &missing, NULL);
 		return;
 	}
 	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
-		reply_miss(req, fs, &err, true);
+		reply_miss(req, fs, &err, &key);
 		return;
 	}
 	if (info.header_ok)
@@ -132,7 +139,7 @@ static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *
 		return;
 	}
 	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
-		reply_miss(req, fs, &err, true);
+		reply_miss(req, fs, &err, &key);
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);

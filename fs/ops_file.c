@@ -86,7 +86,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (acc == O_RDONLY && !(fi->flags & O_TRUNC))
 			rc = open_slab(fs, node, &v.key, false, h, fi);
 		else if (acc == O_WRONLY && (fi->flags & O_TRUNC) && !(fi->flags & O_APPEND))
-			rc = staging_open_private(fs, req, &v.key, h);
+			rc = staging_open_private(fs, req, &v.key, node, h, fi);
 		else
 			rc = -EPERM; /* published slabs are immutable */
 		break;
@@ -94,7 +94,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = acc == O_RDONLY ? open_slab(fs, node, &v.key, true, h, fi) : -EPERM;
 		break;
 	case NODE_STAGING:
-		rc = staging_open(fs, req, &v, h, fi->flags);
+		rc = staging_open(fs, req, node, &v, h, fi);
 		break;
 	default:
 		rc = -EISDIR;

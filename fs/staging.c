@@ -67,6 +67,28 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 	g_free(stage);
 }
 
+/* A writer of <key>.kvc starts (+1) or stops (-1) waiting for its close:
+ * meanwhile a lookup's miss of the key is answered uncached, so that the
+ * reader sees the slab as soon as the close publishes it. fs->lock held. */
+static void count_creating(struct kvcfs *fs, const struct kvc_key *key, int delta)
+{
+	guint n = GPOINTER_TO_UINT(g_hash_table_lookup(fs->creating, key));
+
+	if (delta > 0)
+		g_hash_table_replace(fs->creating, g_memdup2(key, sizeof(*key)),
+				     GUINT_TO_POINTER(n + 1));
+	else if (n <= 1)
+		g_hash_table_remove(fs->creating, key);
+	else
+		g_hash_table_replace(fs->creating, g_memdup2(key, sizeof(*key)),
+				     GUINT_TO_POINTER(n - 1));
+}
+
+bool staging_creating(struct kvcfs *fs, const struct kvc_key *key)
+{
+	return g_hash_table_contains(fs->creating, key);
+}
+
 /* No name and no handle: the bytes can never be published; give their
  * space back now rather than when the kernel forgets the inode. */
 static void staging_discard(struct kvcfs *fs, struct staging *stage)
@@ -102,7 +124,7 @@ static struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t
  * servers saving the same prefix at once must not interleave their bytes.
  */
 int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key *key,
-			 struct handle *h)
+			 struct node *over, struct handle *h, struct fuse_file_info *fi)
 {
 	struct staging *stage;
 	struct kvc_err err;
@@ -115,6 +137,16 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 	stage->publish_on_close = true;
 	stage->target = *key;
 	stage->writers = 1;
+	/* The kernel opens the slab's inode for this writer and, with
+	 * O_TRUNC, sets its size to 0; the writer's bytes must not land in
+	 * that inode's page cache (direct_io), and readers meanwhile must not
+	 * trust what the kernel thinks of it (open_slab). */
+	pthread_mutex_lock(&fs->lock);
+	count_creating(fs, key, +1);
+	over->private_writers++;
+	over->cache_suspect = true;
+	pthread_mutex_unlock(&fs->lock);
+	fi->direct_io = 1;
 	h->stage = stage;
 	h->owns_stage = true;
 	h->writable = true;
@@ -137,28 +169,34 @@ static int truncate_for_open(struct staging *stage)
 	return rc;
 }
 
-int staging_open(struct kvcfs *fs, fuse_req_t req, const struct node_view *v,
-		 struct handle *h, int flags)
+int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
+		 const struct node_view *v, struct handle *h, struct fuse_file_info *fi)
 {
+	int flags = fi->flags;
 	struct staging *stage = v->stage;
 	struct kvc_key target;
 	bool private_writer;
 	int rc = 0;
 
-	if ((flags & O_ACCMODE) == O_RDONLY) {
-		h->stage = stage;
-		return 0;
-	}
-	if (fs->opts.read_only)
+	if (fs->opts.read_only && (flags & O_ACCMODE) != O_RDONLY)
 		return -EROFS;
 	pthread_mutex_lock(&fs->lock);
 	private_writer = stage->publish_on_close;
+	if ((flags & O_ACCMODE) == O_RDONLY) {
+		pthread_mutex_unlock(&fs->lock);
+		/* A <key>.kvc in flight is nobody's to read: the kernel may
+		 * still resolve its name to it for a moment after the create. */
+		if (private_writer)
+			return -ENOENT;
+		h->stage = stage;
+		return 0;
+	}
 	target = stage->target;
 	if (!private_writer)
 		stage->writers++;
 	pthread_mutex_unlock(&fs->lock);
 	if (private_writer)
-		return staging_open_private(fs, req, &target, h);
+		return staging_open_private(fs, req, &target, node, h, fi);
 	h->stage = stage;
 	h->writable = true;
 	if (flags & O_TRUNC)
@@ -231,6 +269,8 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	node->stage = stage;
 	node->nlookup = 1;
 	node->open_count = 1;
+	if (stage->publish_on_close)
+		count_creating(fs, &key, +1);
 	if (cls == NAME_STAGING) {
 		node->name = g_strdup(name);
 		g_hash_table_insert(fs->staging, node->name, node);
@@ -306,20 +346,18 @@ ssize_t staging_write(struct handle *h, const void *buf, size_t size, off_t off)
  * looked the key up while it was written may hold a negative entry for
  * it. Or, refused for good: nothing appears, and the publish is over.
  */
-static void settle_close_publish(struct kvcfs *fs, struct handle *h, int rc, bool final,
-				 enum forget_context from)
+static void settle_close_publish(struct kvcfs *fs, struct handle *h, int rc, bool final)
 {
 	pthread_mutex_lock(&fs->lock);
-	if (rc == 0) {
+	if ((rc == 0 || final) && h->stage->publish_on_close) {
 		h->stage->publish_on_close = false;
-		if (!h->owns_stage)
-			node_became_slab(fs, h->node, &h->stage->target);
-	} else if (final) {
-		h->stage->publish_on_close = false;
+		count_creating(fs, &h->stage->target, -1);
+	}
+	if (rc == 0 && !h->owns_stage) {
+		node_became_slab(fs, h->node, &h->stage->target);
+		h->node->cache_suspect = true; /* it cached the writer's view */
 	}
 	pthread_mutex_unlock(&fs->lock);
-	if (rc == 0)
-		forget_slab_entries(fs, &h->stage->target, from);
 }
 
 /*
@@ -350,12 +388,10 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 		/* A write failed: close() says so, as a filesystem that writes
 		 * back at close would, and the incomplete bytes never publish. */
 		rc = -atomic_load(&stage->write_error);
-		settle_close_publish(fs, h, rc, true, FORGET_FROM_FILE_REQUEST);
+		settle_close_publish(fs, h, rc, true);
 	} else if (publish) {
 		rc = publish_stage(fs, stage, &stage->target, false);
-		/* close() holds no directory lock: a reader's cached miss of
-		 * the key goes before close returns. */
-		settle_close_publish(fs, h, rc, false, FORGET_FROM_FILE_REQUEST);
+		settle_close_publish(fs, h, rc, false);
 	}
 	return rc;
 }
@@ -393,9 +429,12 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 						       : -EBADMSG;
 		if (rc < 0 && stage->refused)
 			atomic_fetch_add(&fs->metrics.rejected, 1);
-		settle_close_publish(fs, h, rc, true, FORGET_LATER);
+		settle_close_publish(fs, h, rc, true);
 	}
 	if (h->owns_stage) {
+		pthread_mutex_lock(&fs->lock);
+		h->node->private_writers--;
+		pthread_mutex_unlock(&fs->lock);
 		staging_free(fs, stage);
 		h->stage = NULL;
 		return;
@@ -497,7 +536,6 @@ static void drop_name(struct kvcfs *fs, struct node *node)
 	g_hash_table_remove(fs->staging, node->name);
 	g_free(node->name);
 	node->name = NULL;
-	node->stage->publish_on_close = false;
 	node_unref(fs, node, 0, 0);
 }
 
@@ -515,12 +553,9 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&fs->lock);
-	src->stage->publish_on_close = false;
 	node_became_slab(fs, src, key);
+	src->cache_suspect = true; /* the staged bytes, or someone else's slab */
 	pthread_mutex_unlock(&fs->lock);
-	/* The kernel moves the root's entry itself; payload/<key> may be a
-	 * cached miss. */
-	forget_slab_entries(fs, key, FORGET_FROM_ROOT_REQUEST);
 	return 0;
 }
 
@@ -543,7 +578,6 @@ static int rename_to_staging(struct kvcfs *fs, struct node *src, const char *new
 	g_hash_table_remove(fs->staging, src->name);
 	g_free(src->name);
 	src->name = g_strdup(newname);
-	src->stage->publish_on_close = false;
 	g_hash_table_insert(fs->staging, src->name, src);
 out:
 	pthread_mutex_unlock(&fs->lock);

@@ -71,7 +71,7 @@ int kvc_build_prefix(const struct kvc_meta *meta, uint64_t payload_length,
 	if (kvc_quant_name(meta->quant_byte) == NULL)
 		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT,
 				   "quant byte %u is not in the quant table", meta->quant_byte);
-	if (meta->n_tokens > KVC_MAX_TLV_SECTION / 4 - 64)
+	if (meta->n_tokens > KVC_MAX_TOKENS)
 		return kvc_err_set(err, KVC_E_TOO_LARGE, "%u tokens is too many",
 				   meta->n_tokens);
 	prompt_len = meta->prompt.present ? meta->prompt.len : 0;

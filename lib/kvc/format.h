@@ -29,6 +29,10 @@ extern "C" {
  */
 #define KVC_MAX_TLV_SECTION (256u << 20)
 #define KVC_MAX_PROMPT (64u << 20)
+/* The most token ids a slab may carry: the token_ids TLV and the required
+ * TLVs around it must fit in KVC_MAX_TLV_SECTION. A token file for the kvc
+ * tool is refused above KVC_MAX_TOKENS * 4 bytes. */
+#define KVC_MAX_TOKENS (KVC_MAX_TLV_SECTION / 4 - 64)
 
 enum kvc_save_reason {
 	KVC_SAVE_UNKNOWN = 0,

@@ -53,3 +53,16 @@ uint32_t kvc_crc32c_portable(uint32_t crc, const void *data, size_t len)
 		reg = (reg >> 8) ^ slice_table[0][(reg ^ *p++) & 0xff];
 	return ~reg;
 }
+
+/* ISA-L when libkvc was built with it (chosen at configure time). */
+uint32_t kvc_crc32c(uint32_t crc, const void *data, size_t len)
+{
+	kvc_crc32c_fn isal = kvc_crc32c_isal();
+
+	return isal != NULL ? isal(crc, data, len) : kvc_crc32c_portable(crc, data, len);
+}
+
+const char *kvc_crc32c_impl_name(void)
+{
+	return kvc_crc32c_isal() != NULL ? "isa-l" : "portable";
+}

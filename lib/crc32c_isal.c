@@ -32,17 +32,7 @@ static uint32_t crc32c_isal(uint32_t crc, const void *data, size_t len)
 	return ~reg;
 }
 
-uint32_t kvc_crc32c(uint32_t crc, const void *data, size_t len)
-{
-	return crc32c_isal(crc, data, len);
-}
-
 kvc_crc32c_fn kvc_crc32c_isal(void)
 {
 	return crc32c_isal;
-}
-
-const char *kvc_crc32c_impl_name(void)
-{
-	return "isa-l";
 }

@@ -14,7 +14,7 @@
 
 #include "bytes.h"
 #include "format_tlv.h"
-#include "sha256.h"
+#include "key_internal.h"
 
 struct seen {
 	bool fingerprint, fingerprint_mode, quant_type, ctx_params_hash, tokens;
@@ -275,14 +275,8 @@ static int parse_prompt(const struct kvc_source *src, unsigned flags,
  * the u32 LE encoding the key hashes, so nothing is converted. */
 static void derive_key(struct kvc_meta *meta, const struct seen *seen)
 {
-	struct kvc_sha256 sum;
-
-	kvc_sha256_init(&sum);
-	kvc_sha256_update(&sum, meta->fingerprint, 32);
-	kvc_sha256_update(&sum, &meta->quant_byte, 1);
-	kvc_sha256_update(&sum, meta->ctx_params_hash, 32);
-	kvc_sha256_update(&sum, seen->token_bytes, seen->token_len);
-	kvc_sha256_final(&sum, meta->key.bytes);
+	kvc_key_of_le_tokens(meta->fingerprint, meta->quant_byte, meta->ctx_params_hash,
+			     seen->token_bytes, seen->token_len, &meta->key);
 	meta->has_key = true;
 }
 

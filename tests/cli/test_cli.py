@@ -236,6 +236,16 @@ def test_help_plain_ascii():
           "build --help lists the required options first (%r)" % where)
 
 
+def test_version():
+    """kvc --version says the version meson.build's project() declares."""
+    top = os.path.join(VECTORS, "..", "..", "..", "meson.build")
+    with open(top, encoding="utf-8") as f:
+        text = f.read()
+    declared = text.split("version", 1)[1].split("'")[1]
+    check(kvc("--version").stdout.strip() == "kvc " + declared,
+          "kvc --version is the project version %s" % declared)
+
+
 def main():
     entries = load_manifest()
     test_verify(entries)
@@ -245,6 +255,7 @@ def main():
     test_hostile_files()
     test_token_file_cap()
     test_help_plain_ascii()
+    test_version()
     print("%d passed, %d failed" % (passed, len(failures)))
     sys.exit(1 if failures else 0)
 

@@ -80,6 +80,7 @@ size_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
 		       size_t min_len, size_t *lens, struct kvc_key *keys)
 {
 	struct kvc_sha256 sum;
+	uint8_t unused[32];
 	size_t done = 0, filled = 0;
 
 	if (stride == 0)
@@ -93,14 +94,15 @@ size_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
 		feed_tokens(&sum, in->tokens + done, next - done);
 		done = next;
 		if (done >= min_len && (done % stride == 0 || done == in->n_tokens)) {
-			/* final works on a copy of the state, so the walk goes
+			/* peek works on a copy of the state, so the walk goes
 			 * on from here: one pass for every prefix. */
-			kvc_sha256_final(&sum, keys[filled].bytes);
+			kvc_sha256_peek(&sum, keys[filled].bytes);
 			lens[filled++] = done;
 		}
 		if (done == in->n_tokens)
 			break;
 	}
+	kvc_sha256_final(&sum, unused); /* frees the walk's context */
 	return filled;
 }
 

@@ -223,6 +223,13 @@ static int check_consistency(const struct kvc_meta *meta, uint64_t tlv_end,
 				   "payload_offset %llu lies inside the metadata (ends at %llu)",
 				   (unsigned long long)meta->payload_offset,
 				   (unsigned long long)tlv_end);
+	/* Bytes between metadata and payload are covered by no check, so
+	 * their amount is bounded: they cannot hide a second file. */
+	if (meta->payload_offset - tlv_end > KVC_MAX_PAYLOAD_GAP)
+		return kvc_err_set(err, KVC_E_BAD_TRAILER,
+				   "%llu bytes between the metadata (ends at %llu) and the payload; at most %u",
+				   (unsigned long long)(meta->payload_offset - tlv_end),
+				   (unsigned long long)tlv_end, KVC_MAX_PAYLOAD_GAP);
 	return 0;
 }
 

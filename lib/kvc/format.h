@@ -34,6 +34,14 @@ extern "C" {
  * tool is refused above KVC_MAX_TOKENS * 4 bytes. */
 #define KVC_MAX_TOKENS (KVC_MAX_TLV_SECTION / 4 - 64)
 
+/*
+ * The most bytes a file may hold between the end of its TLV section and
+ * payload_offset. The reference writer leaves none, its parser takes any;
+ * we take up to one 4 KiB page (room to align the payload) and refuse more
+ * (bad_trailer). No CRC covers these bytes.
+ */
+#define KVC_MAX_PAYLOAD_GAP 4096u
+
 enum kvc_save_reason {
 	KVC_SAVE_UNKNOWN = 0,
 	KVC_SAVE_COLD,

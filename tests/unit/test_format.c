@@ -243,6 +243,66 @@ static void test_payload_flip_detected(void **state)
 	g_free(path);
 }
 
+/* A valid vector with gap bytes put between its TLVs and its payload
+ * (payload_offset moved to match). g_malloc'd. */
+static uint8_t *with_gap(const uint8_t *data, size_t len, size_t tlv_end, size_t gap,
+			 uint8_t fill, size_t *out_len)
+{
+	uint8_t *out = g_malloc(len + gap);
+	uint64_t offset = tlv_end + gap;
+
+	memcpy(out, data, tlv_end);
+	memset(out + tlv_end, fill, gap);
+	memcpy(out + tlv_end + gap, data + tlv_end, len - tlv_end);
+	for (int i = 0; i < 8; i++)
+		out[48 + i] = (uint8_t)(offset >> (8 * i));
+	*out_len = len + gap;
+	return out;
+}
+
+/* Bytes between the TLVs and the payload: accepted up to
+ * KVC_MAX_PAYLOAD_GAP whatever they hold (no CRC covers them), refused
+ * beyond it with bad_trailer. */
+static void test_payload_gap(void **state)
+{
+	static const size_t gaps[] = { 1, 7, KVC_MAX_PAYLOAD_GAP - 1, KVC_MAX_PAYLOAD_GAP };
+	char *path = vector_path("valid/2b5b02a7d60b48cda8bfb2a5e1f83f29d24d7adcce1f8dfe74c9752239e8e69f.kvc");
+	size_t len, glen;
+	uint8_t *data = read_whole(path, &len), *g;
+	struct kvc_meta meta;
+	struct kvc_err err;
+	struct kvc_key key;
+	size_t tlv_end;
+
+	(void)state;
+	assert_int_equal(parse_buf(data, len, &meta, &err), 0);
+	tlv_end = (size_t)meta.payload_offset; /* the reference leaves no gap */
+	kvc_meta_key(&meta, &key);
+	kvc_meta_clear(&meta);
+	for (size_t i = 0; i < sizeof(gaps) / sizeof(gaps[0]); i++) {
+		for (int fill = 0; fill < 256; fill += 255) {
+			g = with_gap(data, len, tlv_end, gaps[i], (uint8_t)fill, &glen);
+			if (verify_buf(g, glen, &key, 0, &meta, &err) != 0)
+				fail_msg("gap %zu: %s: %s", gaps[i], kvc_tag_name(err.tag), err.detail);
+			assert_true(meta.payload_offset == tlv_end + gaps[i]);
+			kvc_meta_clear(&meta);
+			g_free(g);
+		}
+	}
+	g = with_gap(data, len, tlv_end, KVC_MAX_PAYLOAD_GAP + 1, 0, &glen);
+	assert_int_equal(parse_buf(g, glen, &meta, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "bad_trailer");
+	g_free(g);
+	/* A gap as large as a whole second slab: refused the same way. */
+	g = with_gap(data, len, tlv_end, len, 0, &glen);
+	memcpy(g + tlv_end, data, len);
+	assert_int_equal(verify_buf(g, glen, &key, 0, &meta, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "bad_trailer");
+	g_free(g);
+	g_free(data);
+	g_free(path);
+}
+
 static void test_build_rejects_bad_enums(void **state)
 {
 	struct kvc_meta m = { 0 };
@@ -334,6 +394,7 @@ int main(void)
 		cmocka_unit_test(test_build_round_trip),
 		cmocka_unit_test(test_hostile_mutations),
 		cmocka_unit_test(test_payload_flip_detected),
+		cmocka_unit_test(test_payload_gap),
 		cmocka_unit_test(test_build_rejects_bad_enums),
 		cmocka_unit_test(test_key_names_and_quants),
 		cmocka_unit_test(test_prefix_keys),

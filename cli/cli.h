@@ -26,16 +26,20 @@ struct key_options {
 	char *ctx_hex;
 	char *tokens;
 	char *tokens_file;
+	char *tokens_file_help; /* --help text with the size limit */
 };
 
-GOptionGroup *key_options_group(struct key_options *ko);
+/* The key options, required by every command that takes them, are added
+ * first to the main group so that --help lists them first. */
+void key_options_add(GOptionContext *ctx, struct key_options *ko);
 /* Turn the parsed options into a key input; tokens are g_malloc'd into
  * *tokens_out. Prints a one-line error and returns -1 on bad input. */
 int key_options_resolve(const struct key_options *ko, struct kvc_key_input *in,
 			uint32_t **tokens_out);
 void key_options_free(struct key_options *ko);
 
-/* Parse a subcommand's options; prints the error and returns -1. */
+/* Parse a subcommand's options. Returns 0 to go on, 1 when --help was
+ * printed (exit CLI_OK), -1 after printing an error (exit CLI_USAGE). */
 int cli_parse(GOptionContext *ctx, int *argc, char ***argv);
 
 /* JSON output helpers. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "input.h"
 
 struct build_options {
 	char *payload;
@@ -144,8 +145,14 @@ static int build(struct build_options *bo, struct key_options *ko)
 		set_blob(&m.writer_version, (char *)"kvcfs " KVC_VERSION_STRING);
 
 	if (bo->payload != NULL) {
-		payload_fd = open(bo->payload, O_RDONLY | O_CLOEXEC);
-		if (payload_fd < 0 || crc_of_file(payload_fd, &payload_len, &crc) < 0) {
+		struct stat st;
+
+		payload_fd = input_open_regular(bo->payload, &st, &err);
+		if (payload_fd < 0) {
+			fprintf(stderr, "kvc build: --payload: %s\n", err.detail);
+			goto out;
+		}
+		if (crc_of_file(payload_fd, &payload_len, &crc) < 0) {
 			fprintf(stderr, "kvc build: %s: %s\n", bo->payload, strerror(errno));
 			goto out;
 		}
@@ -185,7 +192,7 @@ int cmd_build(int argc, char **argv)
 	struct key_options ko = { 0 };
 	struct build_options bo = { .quant_bits = 16, .created = -1, .last_used = -1 };
 	GOptionEntry entries[] = {
-		{ "payload", 0, 0, G_OPTION_ARG_FILENAME, &bo.payload, "payload bytes (default: empty)", "FILE" },
+		{ "payload", 0, 0, G_OPTION_ARG_FILENAME, &bo.payload, "payload bytes, a regular file (default: empty)", "FILE" },
 		{ "save-reason", 0, 0, G_OPTION_ARG_STRING, &bo.save_reason, "unknown|cold|continued|evict|shutdown|finish (cold)", "NAME" },
 		{ "quant-bits", 0, 0, G_OPTION_ARG_INT64, &bo.quant_bits, "header quant_bits (16)", "N" },
 		{ "context-size", 0, 0, G_OPTION_ARG_INT64, &bo.context_size, "context size in tokens (0)", "N" },
@@ -197,15 +204,22 @@ int cmd_build(int argc, char **argv)
 		{ "last-used", 0, 0, G_OPTION_ARG_INT64, &bo.last_used, "last_used_time (= created)", "SECS" },
 		{ "hits", 0, 0, G_OPTION_ARG_INT64, &bo.hits, "hit_count (0)", "N" },
 		{ "detail", 0, 0, G_OPTION_ARG_STRING, &bo.detail, "save_reason_detail TLV", "TEXT" },
-		{ "output", 'o', 0, G_OPTION_ARG_FILENAME, &bo.output, "directory (→ DIR/<key>.kvc) or file path (default: .)", "PATH" },
+		{ "output", 'o', 0, G_OPTION_ARG_FILENAME, &bo.output, "directory (gets DIR/<key>.kvc) or file path (default: .)", "PATH" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("- write a KVC v1 slab");
-	int rc = CLI_USAGE;
+	int rc = CLI_USAGE, parsed;
 
+	g_option_context_set_summary(ctx,
+		"Required: --fingerprint, --quant, --ctx, and one of --tokens or\n"
+		"--tokens-file. The slab is written to a temp, synced, verified, then\n"
+		"linked as DIR/<key>.kvc or renamed to the given file path.");
+	key_options_add(ctx, &ko);
 	g_option_context_add_main_entries(ctx, entries, NULL);
-	g_option_context_add_group(ctx, key_options_group(&ko));
-	if (cli_parse(ctx, &argc, &argv) == 0) {
+	parsed = cli_parse(ctx, &argc, &argv);
+	if (parsed > 0) {
+		rc = CLI_OK;
+	} else if (parsed == 0) {
 		if (argc > 1)
 			fprintf(stderr, "kvc build: unexpected argument '%s'\n", argv[1]);
 		else

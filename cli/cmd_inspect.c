@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "input.h"
 
 struct inspected {
 	struct kvc_meta meta;
@@ -46,14 +47,9 @@ static int inspect_file(const char *path, struct inspected *r, struct kvc_err *e
 	struct stat st;
 	int fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = input_open_regular(path, &st, err);
 	if (fd < 0)
-		return kvc_err_sys(err, errno, "open %s", path);
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-		close(fd);
-		return kvc_err_sys(err, e, "fstat %s", path);
-	}
+		return -1;
 	kvc_source_from_fd(&src, &fd, (uint64_t)st.st_size);
 	sum = g_checksum_new(G_CHECKSUM_SHA256);
 	rc = kvc_verify(&src, KVC_PARSE_PROMPT, has_name_key ? &named : NULL, &r->meta,
@@ -192,12 +188,13 @@ int cmd_inspect(int argc, char **argv)
 		{ "json", 0, 0, G_OPTION_ARG_NONE, &json, "one JSON object per file, one per line", NULL },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
-	g_autoptr(GOptionContext) ctx = g_option_context_new("FILE… - print every field");
-	int rc = CLI_OK;
+	g_autoptr(GOptionContext) ctx = g_option_context_new("FILE... - print every field");
+	int rc = CLI_OK, parsed;
 
 	g_option_context_add_main_entries(ctx, entries, NULL);
-	if (cli_parse(ctx, &argc, &argv) < 0)
-		return CLI_USAGE;
+	parsed = cli_parse(ctx, &argc, &argv);
+	if (parsed != 0)
+		return parsed > 0 ? CLI_OK : CLI_USAGE;
 	if (argc < 2) {
 		fprintf(stderr, "kvc inspect: no FILE given\n");
 		return CLI_USAGE;

@@ -12,11 +12,14 @@ int cmd_key(int argc, char **argv)
 	struct kvc_key_input in;
 	struct kvc_key key;
 	char hex[KVC_KEY_HEX_LEN + 1];
-	int rc = CLI_USAGE;
+	int rc = CLI_USAGE, parsed;
 
-	g_option_context_set_main_group(ctx, key_options_group(&ko));
-	if (cli_parse(ctx, &argc, &argv) < 0)
+	key_options_add(ctx, &ko);
+	parsed = cli_parse(ctx, &argc, &argv);
+	if (parsed != 0) {
+		rc = parsed > 0 ? CLI_OK : CLI_USAGE;
 		goto out;
+	}
 	if (argc > 1) {
 		fprintf(stderr, "kvc key: unexpected argument '%s'\n", argv[1]);
 		goto out;

@@ -20,16 +20,19 @@ int cmd_lookup(int argc, char **argv)
 	g_autofree struct kvc_key *keys = NULL;
 	struct kvc_key_input in;
 	size_t count;
-	int rc = CLI_USAGE;
+	int rc = CLI_USAGE, parsed;
 
 	g_option_context_set_description(ctx,
 		"Probes DIR/<key>.kvc for the whole token list, then for each\n"
 		"stride-aligned prefix from the longest down. Prints 'LENGTH KEY' and\n"
 		"exits 0 on a hit; exits 1 on a miss.");
+	key_options_add(ctx, &ko);
 	g_option_context_add_main_entries(ctx, entries, NULL);
-	g_option_context_add_group(ctx, key_options_group(&ko));
-	if (cli_parse(ctx, &argc, &argv) < 0)
+	parsed = cli_parse(ctx, &argc, &argv);
+	if (parsed != 0) {
+		rc = parsed > 0 ? CLI_OK : CLI_USAGE;
 		goto out;
+	}
 	if (argc != 2) {
 		fprintf(stderr, "kvc lookup: give exactly one DIR\n");
 		goto out;

@@ -4,23 +4,31 @@
 #include <string.h>
 
 #include "cli.h"
+#include "input.h"
+
+/* The counters are a few kilobytes of text; anything much larger is not
+ * a kvcfs metrics file. */
+#define METRICS_MAX_BYTES (1u << 20)
 
 int cmd_stats(int argc, char **argv)
 {
 	g_autoptr(GOptionContext) ctx = g_option_context_new("MOUNT - print a mount's counters");
-	g_autoptr(GError) gerr = NULL;
+	struct kvc_err err;
+	size_t len;
 	g_autofree char *path = NULL, *text = NULL;
 	g_auto(GStrv) lines = NULL;
 
-	if (cli_parse(ctx, &argc, &argv) < 0)
-		return CLI_USAGE;
+	int parsed = cli_parse(ctx, &argc, &argv);
+
+	if (parsed != 0)
+		return parsed > 0 ? CLI_OK : CLI_USAGE;
 	if (argc != 2) {
 		fprintf(stderr, "kvc stats: give exactly one MOUNT\n");
 		return CLI_USAGE;
 	}
 	path = g_build_filename(argv[1], ".kvcfs", "metrics", NULL);
-	if (!g_file_get_contents(path, &text, NULL, &gerr)) {
-		fprintf(stderr, "kvc stats: %s (is %s a kvcfs mount?)\n", gerr->message, argv[1]);
+	if (input_read_capped(path, METRICS_MAX_BYTES, &text, &len, &err) < 0) {
+		fprintf(stderr, "kvc stats: %s (is %s a kvcfs mount?)\n", err.detail, argv[1]);
 		return CLI_USAGE;
 	}
 	lines = g_strsplit(text, "\n", -1);

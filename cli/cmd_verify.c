@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "input.h"
 
 static int verify_path(const char *path, struct kvc_err *err)
 {
@@ -13,11 +14,12 @@ static int verify_path(const char *path, struct kvc_err *err)
 	struct kvc_key named;
 	struct kvc_meta meta;
 	bool keyed = kvc_key_from_slab_name(base, &named);
+	struct stat st;
 	int fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = input_open_regular(path, &st, err);
 	if (fd < 0)
-		return kvc_err_sys(err, errno, "open");
+		return -1;
 	rc = kvc_verify_fd(fd, 0, keyed ? &named : NULL, &meta, err);
 	close(fd);
 	if (rc == 0)
@@ -27,15 +29,17 @@ static int verify_path(const char *path, struct kvc_err *err)
 
 int cmd_verify(int argc, char **argv)
 {
-	g_autoptr(GOptionContext) ctx = g_option_context_new("FILE… - check files fully");
-	int rc = CLI_OK;
+	g_autoptr(GOptionContext) ctx = g_option_context_new("FILE... - check files fully");
+	int rc = CLI_OK, parsed;
 
 	g_option_context_set_description(ctx,
 		"Prints 'FILE: ok' or 'FILE: TAG: DETAIL' per file. When a file is\n"
 		"named <64 hex>.kvc its content must also derive to that key.\n"
+		"Only regular files are read (a FIFO or device is refused).\n"
 		"Exit status 0 only if every file is valid.");
-	if (cli_parse(ctx, &argc, &argv) < 0)
-		return CLI_USAGE;
+	parsed = cli_parse(ctx, &argc, &argv);
+	if (parsed != 0)
+		return parsed > 0 ? CLI_OK : CLI_USAGE;
 	if (argc < 2) {
 		fprintf(stderr, "kvc verify: no FILE given\n");
 		return CLI_USAGE;

@@ -8,26 +8,29 @@
 #include "cli.h"
 #include "tokens.h"
 
-GOptionGroup *key_options_group(struct key_options *ko)
+void key_options_add(GOptionContext *ctx, struct key_options *ko)
 {
 	GOptionEntry entries[] = {
 		{ "fingerprint", 0, 0, G_OPTION_ARG_STRING, &ko->fingerprint_hex,
-		  "model fingerprint, 64 hex digits", "HEX" },
+		  "(required) model fingerprint, 64 hex digits", "HEX" },
 		{ "quant", 0, 0, G_OPTION_ARG_STRING, &ko->quant,
-		  "quant type name (f16, q4_k_m, …)", "NAME" },
+		  "(required) quant type name (f16, q4_k_m, ...)", "NAME" },
 		{ "ctx", 0, 0, G_OPTION_ARG_STRING, &ko->ctx_hex,
-		  "ctx_params_hash, 64 hex digits", "HEX" },
+		  "(required) ctx_params_hash, 64 hex digits", "HEX" },
 		{ "tokens", 0, 0, G_OPTION_ARG_STRING, &ko->tokens,
-		  "token ids, comma-separated", "1,2,3" },
+		  "(required: this or --tokens-file) token ids, comma-separated", "1,2,3" },
 		{ "tokens-file", 0, 0, G_OPTION_ARG_FILENAME, &ko->tokens_file,
-		  "file of token ids as u32 little-endian", "FILE" },
+		  NULL, "FILE" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
-	GOptionGroup *group = g_option_group_new("key", "Key options:",
-						 "Show key options", NULL, NULL);
 
-	g_option_group_add_entries(group, entries);
-	return group;
+	/* The limit is computed, so the text is made here; GOption keeps
+	 * the pointer, key_options_free() frees it. */
+	ko->tokens_file_help = g_strdup_printf(
+		"(required: this or --tokens) u32 little-endian ids; a regular file of at most %zu bytes",
+		TOKENS_FILE_MAX_BYTES);
+	entries[4].description = ko->tokens_file_help;
+	g_option_context_add_main_entries(ctx, entries, NULL);
 }
 
 static int parse_hash(const char *what, const char *hex, uint8_t out[32])
@@ -80,15 +83,44 @@ void key_options_free(struct key_options *ko)
 	g_free(ko->ctx_hex);
 	g_free(ko->tokens);
 	g_free(ko->tokens_file);
+	g_free(ko->tokens_file_help);
+}
+
+/* GOption's help text, in plain ASCII whatever the locale: glib writes
+ * "[OPTION\u2026]" and g_print() turns it into "[OPTION?]" in a C locale. */
+static void print_help(GOptionContext *ctx)
+{
+	static const char ellipsis[] = "\u2026";
+	g_autofree char *help = g_option_context_get_help(ctx, FALSE, NULL);
+
+	for (const char *p = help; *p != '\0'; p++) {
+		if (strncmp(p, ellipsis, sizeof(ellipsis) - 1) == 0) {
+			fputs("...", stdout);
+			p += sizeof(ellipsis) - 2;
+		} else {
+			putchar(*p);
+		}
+	}
 }
 
 int cli_parse(GOptionContext *ctx, int *argc, char ***argv)
 {
 	g_autoptr(GError) gerr = NULL;
+	gboolean help = FALSE;
+	GOptionEntry help_entry[] = {
+		{ "help", 'h', 0, G_OPTION_ARG_NONE, &help, "show this help", NULL },
+		{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	};
 
+	g_option_context_set_help_enabled(ctx, FALSE);
+	g_option_context_add_main_entries(ctx, help_entry, NULL);
 	if (!g_option_context_parse(ctx, argc, argv, &gerr)) {
 		fprintf(stderr, "kvc: %s\n", gerr->message);
 		return -1;
+	}
+	if (help) {
+		print_help(ctx);
+		return 1;
 	}
 	return 0;
 }

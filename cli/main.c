@@ -43,9 +43,14 @@ int main(int argc, char **argv)
 		printf("kvc %s\n", KVC_VERSION_STRING);
 		return CLI_OK;
 	}
-	for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
-		if (strcmp(argv[1], commands[i].name) == 0)
+	for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
+		if (strcmp(argv[1], commands[i].name) == 0) {
+			g_autofree char *prgname = g_strconcat("kvc ", commands[i].name, NULL);
+			/* "Usage: kvc build ..." rather than "Usage: build ...". */
+			g_set_prgname(prgname);
 			return commands[i].run(argc - 1, argv + 1);
+		}
+	}
 	fprintf(stderr, "kvc: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return CLI_USAGE;

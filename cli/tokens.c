@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "input.h"
 #include "tokens.h"
 
 int tokens_parse_list(const char *text, uint32_t **out, size_t *n_out)
@@ -60,16 +61,16 @@ int tokens_decode_le32(const uint8_t *data, size_t len, uint32_t **out, size_t *
 int tokens_read_file(const char *path, uint32_t **out, size_t *n_out)
 {
 	g_autofree char *data = NULL;
-	g_autoptr(GError) gerr = NULL;
-	gsize len;
+	struct kvc_err err;
+	size_t len;
 
-	if (!g_file_get_contents(path, &data, &len, &gerr)) {
-		fprintf(stderr, "kvc: %s\n", gerr->message);
+	if (input_read_capped(path, TOKENS_FILE_MAX_BYTES, &data, &len, &err) < 0) {
+		fprintf(stderr, "kvc: --tokens-file: %s\n", err.detail);
 		return -1;
 	}
 	if (tokens_decode_le32((const uint8_t *)data, len, out, n_out) < 0) {
 		fprintf(stderr, "kvc: %s: %zu bytes is not a whole number of u32 token ids\n",
-			path, (size_t)len);
+			path, len);
 		return -1;
 	}
 	return 0;

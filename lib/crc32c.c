@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* CRC-32C: portable slicing-by-8 and the run-time choice of implementation. */
+/* CRC-32C, portable slicing-by-8: the reference for tests, and the whole
+ * implementation when ISA-L was not found at configure time. */
 #include <pthread.h>
 #include <string.h>
 
@@ -53,28 +54,15 @@ uint32_t kvc_crc32c_portable(uint32_t crc, const void *data, size_t len)
 	return ~reg;
 }
 
-static kvc_crc32c_fn chosen = kvc_crc32c_portable;
-static const char *chosen_name = "portable";
-static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
-
-static void choose(void)
-{
-	kvc_crc32c_fn hw = kvc_crc32c_hw();
-
-	if (hw != NULL) {
-		chosen = hw;
-		chosen_name = "sse4.2";
-	}
-}
-
+/* ISA-L when libkvc was built with it (chosen at configure time). */
 uint32_t kvc_crc32c(uint32_t crc, const void *data, size_t len)
 {
-	pthread_once(&choose_once, choose);
-	return chosen(crc, data, len);
+	kvc_crc32c_fn isal = kvc_crc32c_isal();
+
+	return isal != NULL ? isal(crc, data, len) : kvc_crc32c_portable(crc, data, len);
 }
 
 const char *kvc_crc32c_impl_name(void)
 {
-	pthread_once(&choose_once, choose);
-	return chosen_name;
+	return kvc_crc32c_isal() != NULL ? "isa-l" : "portable";
 }

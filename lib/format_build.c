@@ -6,8 +6,7 @@
 #include <kvc/format.h>
 
 #include "bytes.h"
-
-#define TLV_RECORD_OVERHEAD 5
+#include "format_tlv.h"
 
 struct cursor {
 	uint8_t *p;
@@ -44,20 +43,21 @@ static void put_tlv(struct cursor *c, uint8_t tag, const void *v, uint32_t len)
 	put_bytes(c, v, len);
 }
 
-static bool optional_present(const struct kvc_blob *b)
+static const struct kvc_blob *text_of(const struct kvc_meta *meta, size_t i)
+{
+	return (const struct kvc_blob *)((const char *)meta + tlv_texts[i].meta_offset);
+}
+
+static bool text_present(const struct kvc_meta *meta, size_t i)
 {
 	/* The reference omits these TLVs when the value is empty. */
-	return b->present && b->len > 0;
+	return text_of(meta, i)->present && text_of(meta, i)->len > 0;
 }
 
 int kvc_build_prefix(const struct kvc_meta *meta, uint64_t payload_length,
 		     uint32_t payload_crc32c, uint8_t **out, size_t *out_len,
 		     struct kvc_err *err)
 {
-	const struct kvc_blob *optional[3] = {
-		&meta->hostname, &meta->writer_version, &meta->save_reason_detail,
-	};
-	static const uint8_t optional_tags[3] = { 0x05, 0x06, 0x07 };
 	uint64_t tlv_len, prompt_len, total;
 	struct cursor c;
 	uint8_t *buf;
@@ -71,7 +71,7 @@ int kvc_build_prefix(const struct kvc_meta *meta, uint64_t payload_length,
 	if (kvc_quant_name(meta->quant_byte) == NULL)
 		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT,
 				   "quant byte %u is not in the quant table", meta->quant_byte);
-	if (meta->n_tokens > KVC_MAX_TLV_SECTION / 4 - 64)
+	if (meta->n_tokens > KVC_MAX_TOKENS)
 		return kvc_err_set(err, KVC_E_TOO_LARGE, "%u tokens is too many",
 				   meta->n_tokens);
 	prompt_len = meta->prompt.present ? meta->prompt.len : 0;
@@ -81,9 +81,9 @@ int kvc_build_prefix(const struct kvc_meta *meta, uint64_t payload_length,
 
 	tlv_len = (TLV_RECORD_OVERHEAD + 32) * 2 + (TLV_RECORD_OVERHEAD + 1) * 2 +
 		  (TLV_RECORD_OVERHEAD + 4) + TLV_RECORD_OVERHEAD + 4ull * meta->n_tokens;
-	for (int i = 0; i < 3; i++)
-		if (optional_present(optional[i]))
-			tlv_len += TLV_RECORD_OVERHEAD + (uint64_t)optional[i]->len;
+	for (size_t i = 0; i < TLV_TEXT_COUNT; i++)
+		if (text_present(meta, i))
+			tlv_len += TLV_RECORD_OVERHEAD + (uint64_t)text_of(meta, i)->len;
 	if (tlv_len > KVC_MAX_TLV_SECTION)
 		return kvc_err_set(err, KVC_E_TOO_LARGE, "TLV section of %llu bytes is too long",
 				   (unsigned long long)tlv_len);
@@ -118,20 +118,21 @@ int kvc_build_prefix(const struct kvc_meta *meta, uint64_t payload_length,
 	put_bytes(&c, meta->prompt.data, prompt_len);
 
 	put_u32(&c, (uint32_t)tlv_len);
-	put_tlv(&c, 0x01, meta->fingerprint, 32);
-	put_tlv(&c, 0x02, &meta->fingerprint_mode, 1);
-	put_tlv(&c, 0x03, &meta->quant_byte, 1);
-	put_tlv(&c, 0x04, meta->ctx_params_hash, 32);
-	put_u8(&c, 0x08);
+	put_tlv(&c, TLV_FINGERPRINT, meta->fingerprint, 32);
+	put_tlv(&c, TLV_FINGERPRINT_MODE, &meta->fingerprint_mode, 1);
+	put_tlv(&c, TLV_QUANT_TYPE, &meta->quant_byte, 1);
+	put_tlv(&c, TLV_CTX_PARAMS_HASH, meta->ctx_params_hash, 32);
+	put_u8(&c, TLV_TOKEN_ID_COUNT);
 	put_u32(&c, 4);
 	put_u32(&c, meta->n_tokens);
-	put_u8(&c, 0x09);
+	put_u8(&c, TLV_TOKEN_IDS);
 	put_u32(&c, 4 * meta->n_tokens);
 	for (uint32_t i = 0; i < meta->n_tokens; i++)
 		put_u32(&c, meta->tokens[i]);
-	for (int i = 0; i < 3; i++)
-		if (optional_present(optional[i]))
-			put_tlv(&c, optional_tags[i], optional[i]->data, optional[i]->len);
+	for (size_t i = 0; i < TLV_TEXT_COUNT; i++)
+		if (text_present(meta, i))
+			put_tlv(&c, (uint8_t)tlv_texts[i].tag, text_of(meta, i)->data,
+				text_of(meta, i)->len);
 
 	*out = buf;
 	*out_len = (size_t)total;

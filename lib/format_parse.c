@@ -13,17 +13,8 @@
 #include <kvc/format.h>
 
 #include "bytes.h"
-#include "sha256.h"
-
-#define TAG_FINGERPRINT 0x01
-#define TAG_FINGERPRINT_MODE 0x02
-#define TAG_QUANT_TYPE 0x03
-#define TAG_CTX_PARAMS_HASH 0x04
-#define TAG_HOSTNAME 0x05
-#define TAG_WRITER_VERSION 0x06
-#define TAG_SAVE_REASON_DETAIL 0x07
-#define TAG_TOKEN_ID_COUNT 0x08
-#define TAG_TOKEN_IDS 0x09
+#include "format_tlv.h"
+#include "key_internal.h"
 
 struct seen {
 	bool fingerprint, fingerprint_mode, quant_type, ctx_params_hash, tokens;
@@ -105,19 +96,29 @@ static int store_tokens(struct kvc_meta *meta, const uint8_t *v, uint32_t len,
 	return 0;
 }
 
+static int store_text(uint8_t tag, const uint8_t *v, uint32_t len,
+		      struct kvc_meta *meta, struct kvc_err *err)
+{
+	for (size_t i = 0; i < TLV_TEXT_COUNT; i++)
+		if (tlv_texts[i].tag == tag)
+			return blob_set((struct kvc_blob *)((char *)meta + tlv_texts[i].meta_offset),
+					v, len, err);
+	return 0;
+}
+
 /* One record. Known tags with the wrong length are ignored like unknown
  * ones (the reference does the same), so the file later fails missing_tlv. */
 static int store_tlv(uint8_t tag, const uint8_t *v, uint32_t len,
 		     struct kvc_meta *meta, struct seen *seen, struct kvc_err *err)
 {
 	switch (tag) {
-	case TAG_FINGERPRINT:
+	case TLV_FINGERPRINT:
 		if (len == 32) {
 			memcpy(meta->fingerprint, v, 32);
 			seen->fingerprint = true;
 		}
 		return 0;
-	case TAG_FINGERPRINT_MODE:
+	case TLV_FINGERPRINT_MODE:
 		if (len == 1) {
 			if (kvc_fingerprint_mode_name(v[0]) == NULL)
 				return byte_error(err, KVC_E_UNKNOWN_FINGERPRINT_MODE,
@@ -126,7 +127,7 @@ static int store_tlv(uint8_t tag, const uint8_t *v, uint32_t len,
 			seen->fingerprint_mode = true;
 		}
 		return 0;
-	case TAG_QUANT_TYPE:
+	case TLV_QUANT_TYPE:
 		if (len == 1) {
 			if (kvc_quant_name(v[0]) == NULL)
 				return byte_error(err, KVC_E_UNKNOWN_QUANT_BYTE, "quant",
@@ -135,19 +136,17 @@ static int store_tlv(uint8_t tag, const uint8_t *v, uint32_t len,
 			seen->quant_type = true;
 		}
 		return 0;
-	case TAG_CTX_PARAMS_HASH:
+	case TLV_CTX_PARAMS_HASH:
 		if (len == 32) {
 			memcpy(meta->ctx_params_hash, v, 32);
 			seen->ctx_params_hash = true;
 		}
 		return 0;
-	case TAG_HOSTNAME:
-		return seen->flags & KVC_PARSE_LIGHT ? 0 : blob_set(&meta->hostname, v, len, err);
-	case TAG_WRITER_VERSION:
-		return seen->flags & KVC_PARSE_LIGHT ? 0 : blob_set(&meta->writer_version, v, len, err);
-	case TAG_SAVE_REASON_DETAIL:
-		return seen->flags & KVC_PARSE_LIGHT ? 0 : blob_set(&meta->save_reason_detail, v, len, err);
-	case TAG_TOKEN_IDS:
+	case TLV_HOSTNAME:
+	case TLV_WRITER_VERSION:
+	case TLV_SAVE_REASON_DETAIL:
+		return seen->flags & KVC_PARSE_LIGHT ? 0 : store_text(tag, v, len, meta, err);
+	case TLV_TOKEN_IDS:
 		if (len % 4 == 0) {
 			if (!(seen->flags & KVC_PARSE_LIGHT) && store_tokens(meta, v, len, err) < 0)
 				return -1;
@@ -157,7 +156,7 @@ static int store_tlv(uint8_t tag, const uint8_t *v, uint32_t len,
 			seen->token_len = len;
 		}
 		return 0;
-	case TAG_TOKEN_ID_COUNT: /* informational; the ids are canonical */
+	case TLV_TOKEN_ID_COUNT: /* informational; the ids are canonical */
 	default:                 /* forward compatible: skip unknown tags */
 		return 0;
 	}
@@ -170,17 +169,17 @@ static int decode_tlvs(const uint8_t *tlv, uint32_t len, struct kvc_meta *meta,
 
 	while (pos < len) {
 		uint32_t vlen;
-		if (len - pos < 5)
+		if (len - pos < TLV_RECORD_OVERHEAD)
 			return kvc_err_set(err, KVC_E_BAD_TLV,
 					   "TLV record header cut at offset %u of %u", pos, len);
 		vlen = get_le32(tlv + pos + 1);
-		if (vlen > len - pos - 5)
+		if (vlen > len - pos - TLV_RECORD_OVERHEAD)
 			return kvc_err_set(err, KVC_E_BAD_TLV,
 					   "TLV tag 0x%02x length %u runs past the section end",
 					   tlv[pos], vlen);
-		if (store_tlv(tlv[pos], tlv + pos + 5, vlen, meta, seen, err) < 0)
+		if (store_tlv(tlv[pos], tlv + pos + TLV_RECORD_OVERHEAD, vlen, meta, seen, err) < 0)
 			return -1;
-		pos += 5 + vlen;
+		pos += TLV_RECORD_OVERHEAD + vlen;
 	}
 	return 0;
 }
@@ -224,6 +223,13 @@ static int check_consistency(const struct kvc_meta *meta, uint64_t tlv_end,
 				   "payload_offset %llu lies inside the metadata (ends at %llu)",
 				   (unsigned long long)meta->payload_offset,
 				   (unsigned long long)tlv_end);
+	/* Bytes between metadata and payload are covered by no check, so
+	 * their amount is bounded: they cannot hide a second file. */
+	if (meta->payload_offset - tlv_end > KVC_MAX_PAYLOAD_GAP)
+		return kvc_err_set(err, KVC_E_BAD_TRAILER,
+				   "%llu bytes between the metadata (ends at %llu) and the payload; at most %u",
+				   (unsigned long long)(meta->payload_offset - tlv_end),
+				   (unsigned long long)tlv_end, KVC_MAX_PAYLOAD_GAP);
 	return 0;
 }
 
@@ -276,14 +282,8 @@ static int parse_prompt(const struct kvc_source *src, unsigned flags,
  * the u32 LE encoding the key hashes, so nothing is converted. */
 static void derive_key(struct kvc_meta *meta, const struct seen *seen)
 {
-	struct kvc_sha256 sum;
-
-	kvc_sha256_init(&sum);
-	kvc_sha256_update(&sum, meta->fingerprint, 32);
-	kvc_sha256_update(&sum, &meta->quant_byte, 1);
-	kvc_sha256_update(&sum, meta->ctx_params_hash, 32);
-	kvc_sha256_update(&sum, seen->token_bytes, seen->token_len);
-	kvc_sha256_final(&sum, meta->key.bytes);
+	kvc_key_of_le_tokens(meta->fingerprint, meta->quant_byte, meta->ctx_params_hash,
+			     seen->token_bytes, seen->token_len, &meta->key);
 	meta->has_key = true;
 }
 

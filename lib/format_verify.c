@@ -13,9 +13,9 @@
  * small enough that verifying a 4 GiB slab costs 1 MiB of memory. */
 #define VERIFY_CHUNK (1u << 20)
 
-static int check_payload_crc(const struct kvc_source *src, const struct kvc_meta *meta,
-			     kvc_payload_observer observer, void *observer_ctx,
-			     struct kvc_err *err)
+int kvc_payload_crc(const struct kvc_source *src, const struct kvc_meta *meta,
+		    kvc_payload_observer observer, void *observer_ctx, uint32_t *crc_out,
+		    struct kvc_err *err)
 {
 	uint64_t off = meta->payload_offset, left = meta->payload_length;
 	uint32_t crc = 0;
@@ -37,7 +37,8 @@ static int check_payload_crc(const struct kvc_source *src, const struct kvc_meta
 		left -= n;
 	}
 	free(buf);
-	return kvc_check_crc_and_key(meta, NULL, crc, err);
+	*crc_out = crc;
+	return 0;
 }
 
 int kvc_check_crc_and_key(const struct kvc_meta *meta, const struct kvc_key *expected_key,
@@ -72,10 +73,12 @@ int kvc_verify(const struct kvc_source *src, unsigned flags,
 	       kvc_payload_observer observer, void *observer_ctx,
 	       struct kvc_err *err)
 {
+	uint32_t crc;
+
 	if (kvc_parse_meta(src, flags, meta, err) < 0)
 		return -1;
-	if (check_payload_crc(src, meta, observer, observer_ctx, err) < 0 ||
-	    kvc_check_crc_and_key(meta, expected_key, meta->payload_crc32c, err) < 0)
+	if (kvc_payload_crc(src, meta, observer, observer_ctx, &crc, err) < 0 ||
+	    kvc_check_crc_and_key(meta, expected_key, crc, err) < 0)
 		goto fail;
 	return 0;
 fail:

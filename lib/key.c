@@ -6,13 +6,17 @@
 
 #include <kvc/key.h>
 
+#include "key_internal.h"
 #include "sha256.h"
 
-static void feed_header(struct kvc_sha256 *sum, const struct kvc_key_input *in)
+/* What a key is: SHA-256(fingerprint || quant_byte || ctx_params_hash ||
+ * tokens as u32 LE). This and feed_tokens are its only definition. */
+static void feed_header(struct kvc_sha256 *sum, const uint8_t fingerprint[32],
+			uint8_t quant_byte, const uint8_t ctx_params_hash[32])
 {
-	kvc_sha256_update(sum, in->fingerprint, 32);
-	kvc_sha256_update(sum, &in->quant_byte, 1);
-	kvc_sha256_update(sum, in->ctx_params_hash, 32);
+	kvc_sha256_update(sum, fingerprint, 32);
+	kvc_sha256_update(sum, &quant_byte, 1);
+	kvc_sha256_update(sum, ctx_params_hash, 32);
 }
 
 /* Tokens are hashed as u32 LE; encode in chunks so no copy of the whole
@@ -41,8 +45,20 @@ void kvc_key_compute(const struct kvc_key_input *in, struct kvc_key *out)
 	struct kvc_sha256 sum;
 
 	kvc_sha256_init(&sum);
-	feed_header(&sum, in);
+	feed_header(&sum, in->fingerprint, in->quant_byte, in->ctx_params_hash);
 	feed_tokens(&sum, in->tokens, in->n_tokens);
+	kvc_sha256_final(&sum, out->bytes);
+}
+
+void kvc_key_of_le_tokens(const uint8_t fingerprint[32], uint8_t quant_byte,
+			  const uint8_t ctx_params_hash[32], const uint8_t *tokens_le,
+			  size_t tokens_le_len, struct kvc_key *out)
+{
+	struct kvc_sha256 sum;
+
+	kvc_sha256_init(&sum);
+	feed_header(&sum, fingerprint, quant_byte, ctx_params_hash);
+	kvc_sha256_update(&sum, tokens_le, tokens_le_len);
 	kvc_sha256_final(&sum, out->bytes);
 }
 
@@ -64,12 +80,13 @@ size_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
 		       size_t min_len, size_t *lens, struct kvc_key *keys)
 {
 	struct kvc_sha256 sum;
+	uint8_t unused[32];
 	size_t done = 0, filled = 0;
 
 	if (stride == 0)
 		stride = 1;
 	kvc_sha256_init(&sum);
-	feed_header(&sum, in);
+	feed_header(&sum, in->fingerprint, in->quant_byte, in->ctx_params_hash);
 	for (;;) {
 		size_t next = done + stride;
 		if (next > in->n_tokens)
@@ -77,14 +94,15 @@ size_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
 		feed_tokens(&sum, in->tokens + done, next - done);
 		done = next;
 		if (done >= min_len && (done % stride == 0 || done == in->n_tokens)) {
-			/* final works on a copy of the state, so the walk goes
+			/* peek works on a copy of the state, so the walk goes
 			 * on from here: one pass for every prefix. */
-			kvc_sha256_final(&sum, keys[filled].bytes);
+			kvc_sha256_peek(&sum, keys[filled].bytes);
 			lens[filled++] = done;
 		}
 		if (done == in->n_tokens)
 			break;
 	}
+	kvc_sha256_final(&sum, unused); /* frees the walk's context */
 	return filled;
 }
 

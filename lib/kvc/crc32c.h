@@ -12,22 +12,22 @@ extern "C" {
 /*
  * CRC-32C (Castagnoli). kvc_crc32c(0, "123456789", 9) == 0xE3069283.
  * Incremental: pass the previous result as crc to continue a stream.
- * The implementation (SSE4.2 three-lane or portable slicing-by-8) is
- * chosen once, at first use, from what the CPU supports.
+ * The implementation is ISA-L's crc32_iscsi() when libkvc was built with
+ * ISA-L (libisal), else a portable slicing-by-8.
  */
 uint32_t kvc_crc32c(uint32_t crc, const void *data, size_t len);
 
 /* The portable path, always available; for tests and benchmarks. */
 uint32_t kvc_crc32c_portable(uint32_t crc, const void *data, size_t len);
 
-/* The hardware path, or NULL when this CPU/build has none. */
+/* The ISA-L path, or NULL when libkvc was built without ISA-L. */
 typedef uint32_t (*kvc_crc32c_fn)(uint32_t crc, const void *data, size_t len);
-kvc_crc32c_fn kvc_crc32c_hw(void);
+kvc_crc32c_fn kvc_crc32c_isal(void);
 
 /* The CRC of A || B from crc(A), crc(B) and the length of B. */
 uint32_t kvc_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
-/* "sse4.2" or "portable": what kvc_crc32c() uses. */
+/* "isa-l" or "portable": what kvc_crc32c() uses. */
 const char *kvc_crc32c_impl_name(void);
 
 #ifdef __cplusplus

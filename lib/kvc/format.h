@@ -20,6 +20,7 @@ extern "C" {
 #define KVC_VERSION 1
 #define KVC_OFF_HIT_COUNT 12
 #define KVC_OFF_LAST_USED 32
+#define KVC_OFF_PAYLOAD_CRC32C 64
 
 /*
  * Upper bounds on what a parser allocates for the variable sections. Both
@@ -29,6 +30,18 @@ extern "C" {
  */
 #define KVC_MAX_TLV_SECTION (256u << 20)
 #define KVC_MAX_PROMPT (64u << 20)
+/* The most token ids a slab may carry: the token_ids TLV and the required
+ * TLVs around it must fit in KVC_MAX_TLV_SECTION. A token file for the kvc
+ * tool is refused above KVC_MAX_TOKENS * 4 bytes. */
+#define KVC_MAX_TOKENS (KVC_MAX_TLV_SECTION / 4 - 64)
+
+/*
+ * The most bytes a file may hold between the end of its TLV section and
+ * payload_offset. The reference writer leaves none, its parser takes any;
+ * we take up to one 4 KiB page (room to align the payload) and refuse more
+ * (bad_trailer). No CRC covers these bytes.
+ */
+#define KVC_MAX_PAYLOAD_GAP 4096u
 
 enum kvc_save_reason {
 	KVC_SAVE_UNKNOWN = 0,
@@ -175,6 +188,18 @@ int kvc_verify(const struct kvc_source *src, unsigned flags,
 /* kvc_verify on an open file (size from fstat). */
 int kvc_verify_fd(int fd, unsigned flags, const struct kvc_key *expected_key,
 		  struct kvc_meta *meta, struct kvc_err *err);
+
+/*
+ * Seal a slab whose writer did not compute its CRC: parse the metadata
+ * (kvc_parse_meta, so the prefix must be well formed and the payload must
+ * end exactly at the end of the file), compute the CRC-32C of the payload
+ * from fd in bounded memory, and pwrite it into the trailer's
+ * payload_crc32c field. Nothing else is changed or vouched for: the key and
+ * everything else are still checked by kvc_verify later. fd must be a
+ * regular file open for reading and writing. Not durable by itself: the
+ * caller fdatasyncs when it needs to.
+ */
+int kvc_seal_fd(int fd, struct kvc_err *err);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,6 @@
 #include <kvc/format.h>
 #include <kvc/key.h>
 #include <kvc/store.h>
-
-#define KVC_VERSION_STRING "0.1.0"
+#include <kvc/version.h> /* KVC_VERSION_STRING */
 
 #endif

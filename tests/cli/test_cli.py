@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 KVC, VECTORS = sys.argv[1], sys.argv[2]
 failures = []
@@ -150,12 +151,111 @@ def test_bad_input():
         check(p.returncode == 0 and "Usage" in p.stdout, cmd + " --help")
 
 
+KEY_OPTS = ["--fingerprint", "00" * 32, "--quant", "f16", "--ctx", "00" * 32]
+
+
+def run_bounded(args, timeout=10):
+    """Run kvc with a deadline; returns (exit code or None if it had to be
+    killed, stdout, stderr, peak RSS in KiB)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen([KVC, *args], stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid != 0:
+                code = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                p.kill()
+                pid, status, usage = os.wait4(p.pid, 0)
+                code = None
+                break
+            time.sleep(0.01)
+        p.returncode = code if code is not None else -9  # reaped here
+        out.seek(0)
+        err.seek(0)
+        return code, out.read().decode(), err.read().decode(), usage.ru_maxrss
+
+
+def test_hostile_files():
+    """Every file the tool reads: a FIFO must be refused at once, not block."""
+    with tempfile.TemporaryDirectory() as d:
+        fifo = os.path.join(d, "fifo")
+        os.mkfifo(fifo)
+        mnt = os.path.join(d, "mnt")
+        os.makedirs(os.path.join(mnt, ".kvcfs"))
+        os.mkfifo(os.path.join(mnt, ".kvcfs", "metrics"))
+        out = os.path.join(d, "out")
+        os.mkdir(out)
+        for args in (["verify", fifo], ["inspect", fifo], ["inspect", "--json", fifo],
+                     ["build", *KEY_OPTS, "--tokens", "1", "--payload", fifo, "-o", out],
+                     ["key", *KEY_OPTS, "--tokens-file", fifo],
+                     ["build", *KEY_OPTS, "--tokens-file", fifo, "-o", out],
+                     ["lookup", *KEY_OPTS, "--tokens-file", fifo, out],
+                     ["stats", mnt]):
+            code, so, se, _ = run_bounded(args, timeout=5)
+            text = so + se
+            check(code is not None and code != 0 and "FIFO" in text and "regular file" in text
+                  and text.count("\n") == 1,
+                  "%s refuses a FIFO in one line, without blocking (exit %r, %r)"
+                  % (args[0], code, text))
+        check(os.listdir(out) == [], "no slab built from a FIFO")
+
+
+def test_token_file_cap():
+    """Token files are read whole, so they are capped; the cap is in --help."""
+    help_text = kvc("key", "--help").stdout
+    limit = next((int(w) for w in help_text.split() if w.isdigit() and int(w) > 1 << 20), None)
+    check(limit == 67108800 * 4, "key --help states the token file cap (%r)" % limit)
+    code, so, se, rss = run_bounded(["key", *KEY_OPTS, "--tokens-file", "/dev/zero"])
+    check(code == 2 and "character device" in se and so == "",
+          "/dev/zero as --tokens-file is refused at once (exit %r, %r)" % (code, se))
+    check(rss < 200 * 1024, "/dev/zero as --tokens-file costs bounded memory (%d KiB)" % rss)
+    with tempfile.TemporaryDirectory() as d:
+        big = os.path.join(d, "big.tok")
+        with open(big, "wb") as f:
+            f.truncate((limit or 67108800 * 4) + 4)  # sparse: no disk used
+        code, so, se, rss = run_bounded(["key", *KEY_OPTS, "--tokens-file", big])
+        check(code == 2 and "larger than the limit of %s bytes" % limit in se and so == "",
+              "a token file over the cap is refused with the cap error (exit %r, %r)" % (code, se))
+        check(rss < 200 * 1024, "an oversized token file costs bounded memory (%d KiB)" % rss)
+
+
+def test_help_plain_ascii():
+    """Help must read right in any locale: no '?' stand-ins for UTF-8."""
+    env = dict(os.environ, LC_ALL="C", LANG="C")
+    for cmd in ("key", "build", "inspect", "verify", "lookup", "stats"):
+        p = subprocess.run([KVC, cmd, "--help"], capture_output=True, env=env)
+        check(p.returncode == 0 and p.stdout.isascii() and b"?" not in p.stdout
+              and b"Usage" in p.stdout,
+              "%s --help is plain ASCII under LC_ALL=C (%r)" % (cmd, p.stdout[:80]))
+    out = subprocess.run([KVC, "build", "--help"], capture_output=True, env=env).stdout.decode()
+    where = [out.find(o + "=") for o in
+             ("--fingerprint", "--quant", "--ctx", "--tokens", "--tokens-file", "--payload")]
+    check(all(w >= 0 for w in where) and where[:5] == sorted(where[:5]) and max(where[:5]) < where[5],
+          "build --help lists the required options first (%r)" % where)
+
+
+def test_version():
+    """kvc --version says the version meson.build's project() declares."""
+    top = os.path.join(VECTORS, "..", "..", "..", "meson.build")
+    with open(top, encoding="utf-8") as f:
+        text = f.read()
+    declared = text.split("version", 1)[1].split("'")[1]
+    check(kvc("--version").stdout.strip() == "kvc " + declared,
+          "kvc --version is the project version %s" % declared)
+
+
 def main():
     entries = load_manifest()
     test_verify(entries)
     test_inspect_json(entries)
     test_key_build_lookup(entries)
     test_bad_input()
+    test_hostile_files()
+    test_token_file_cap()
+    test_help_plain_ascii()
+    test_version()
     print("%d passed, %d failed" % (passed, len(failures)))
     sys.exit(1 if failures else 0)
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <glib.h>
@@ -243,6 +244,222 @@ static void test_payload_flip_detected(void **state)
 	g_free(path);
 }
 
+/* A valid vector with gap bytes put between its TLVs and its payload
+ * (payload_offset moved to match). g_malloc'd. */
+static uint8_t *with_gap(const uint8_t *data, size_t len, size_t tlv_end, size_t gap,
+			 uint8_t fill, size_t *out_len)
+{
+	uint8_t *out = g_malloc(len + gap);
+	uint64_t offset = tlv_end + gap;
+
+	memcpy(out, data, tlv_end);
+	memset(out + tlv_end, fill, gap);
+	memcpy(out + tlv_end + gap, data + tlv_end, len - tlv_end);
+	for (int i = 0; i < 8; i++)
+		out[48 + i] = (uint8_t)(offset >> (8 * i));
+	*out_len = len + gap;
+	return out;
+}
+
+/* Bytes between the TLVs and the payload: accepted up to
+ * KVC_MAX_PAYLOAD_GAP whatever they hold (no CRC covers them), refused
+ * beyond it with bad_trailer. */
+static void test_payload_gap(void **state)
+{
+	static const size_t gaps[] = { 1, 7, KVC_MAX_PAYLOAD_GAP - 1, KVC_MAX_PAYLOAD_GAP };
+	char *path = vector_path("valid/2b5b02a7d60b48cda8bfb2a5e1f83f29d24d7adcce1f8dfe74c9752239e8e69f.kvc");
+	size_t len, glen;
+	uint8_t *data = read_whole(path, &len), *g;
+	struct kvc_meta meta;
+	struct kvc_err err;
+	struct kvc_key key;
+	size_t tlv_end;
+
+	(void)state;
+	assert_int_equal(parse_buf(data, len, &meta, &err), 0);
+	tlv_end = (size_t)meta.payload_offset; /* the reference leaves no gap */
+	kvc_meta_key(&meta, &key);
+	kvc_meta_clear(&meta);
+	for (size_t i = 0; i < sizeof(gaps) / sizeof(gaps[0]); i++) {
+		for (int fill = 0; fill < 256; fill += 255) {
+			g = with_gap(data, len, tlv_end, gaps[i], (uint8_t)fill, &glen);
+			if (verify_buf(g, glen, &key, 0, &meta, &err) != 0)
+				fail_msg("gap %zu: %s: %s", gaps[i], kvc_tag_name(err.tag), err.detail);
+			assert_true(meta.payload_offset == tlv_end + gaps[i]);
+			kvc_meta_clear(&meta);
+			g_free(g);
+		}
+	}
+	g = with_gap(data, len, tlv_end, KVC_MAX_PAYLOAD_GAP + 1, 0, &glen);
+	assert_int_equal(parse_buf(g, glen, &meta, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "bad_trailer");
+	g_free(g);
+	/* A gap as large as a whole second slab: refused the same way. */
+	g = with_gap(data, len, tlv_end, len, 0, &glen);
+	memcpy(g + tlv_end, data, len);
+	assert_int_equal(verify_buf(g, glen, &key, 0, &meta, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "bad_trailer");
+	g_free(g);
+	g_free(data);
+	g_free(path);
+}
+
+#define LARGE_VECTOR "valid/2b5b02a7d60b48cda8bfb2a5e1f83f29d24d7adcce1f8dfe74c9752239e8e69f.kvc"
+
+/* A temp file holding data (unlinked at once: only the fd names it). */
+static int temp_file_with(const uint8_t *data, size_t len)
+{
+	char path[] = "/tmp/kvc-seal-XXXXXX";
+	int fd = mkstemp(path);
+
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_true(pwrite(fd, data, len, 0) == (ssize_t)len);
+	return fd;
+}
+
+static int verify_file(int fd, const struct kvc_key *key, struct kvc_err *err)
+{
+	struct kvc_meta meta;
+
+	if (kvc_verify_fd(fd, 0, key, &meta, err) < 0)
+		return -1;
+	kvc_meta_clear(&meta);
+	return 0;
+}
+
+/* A slab written without its CRC (here: zeroed), sealed, verifies and is
+ * byte for byte the reference's file; the payload spans two CRC chunks. */
+static void test_seal_fills_crc(void **state)
+{
+	char *path = vector_path(LARGE_VECTOR);
+	size_t len;
+	uint8_t *data = read_whole(path, &len), *back = g_malloc(len);
+	struct kvc_key key;
+	struct kvc_err err;
+	int fd;
+
+	(void)state;
+	assert_true(kvc_key_from_slab_name(strrchr(path, '/') + 1, &key));
+	memset(data + KVC_OFF_PAYLOAD_CRC32C, 0, 4);
+	fd = temp_file_with(data, len);
+	assert_int_equal(verify_file(fd, &key, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "crc_mismatch");
+	assert_int_equal(kvc_seal_fd(fd, &err), 0);
+	assert_int_equal(verify_file(fd, &key, &err), 0);
+	g_free(data);
+	data = read_whole(path, &len);
+	assert_true(pread(fd, back, len, 0) == (ssize_t)len);
+	assert_memory_equal(back, data, len);
+	/* Sealing a sealed file changes nothing. */
+	assert_int_equal(kvc_seal_fd(fd, &err), 0);
+	assert_true(pread(fd, back, len, 0) == (ssize_t)len);
+	assert_memory_equal(back, data, len);
+	close(fd);
+	g_free(back);
+	g_free(data);
+	g_free(path);
+}
+
+/* Where the token_ids TLV's value starts, walking the records. */
+static size_t token_ids_offset(const uint8_t *data, size_t tlv_section)
+{
+	size_t pos = tlv_section + 4, end = pos + (data[tlv_section] | data[tlv_section + 1] << 8 |
+						   data[tlv_section + 2] << 16 |
+						   (size_t)data[tlv_section + 3] << 24);
+
+	while (pos < end) {
+		size_t vlen = data[pos + 1] | data[pos + 2] << 8 | data[pos + 3] << 16 |
+			      (size_t)data[pos + 4] << 24;
+		if (data[pos] == 0x09)
+			return pos + 5;
+		pos += 5 + vlen;
+	}
+	fail_msg("no token_ids TLV");
+	return 0;
+}
+
+/* Sealing vouches for the CRC only: a file whose content derives to
+ * another key still fails verification, and one whose lengths disagree is
+ * not sealed at all. What was corrupted before the seal is not caught. */
+static void test_seal_checks_nothing_else(void **state)
+{
+	char *path = vector_path(LARGE_VECTOR);
+	size_t len, tokens_at;
+	uint8_t *data = read_whole(path, &len);
+	struct kvc_meta meta;
+	struct kvc_key key;
+	struct kvc_err err;
+	int fd;
+
+	(void)state;
+	assert_true(kvc_key_from_slab_name(strrchr(path, '/') + 1, &key));
+	assert_int_equal(parse_buf(data, len, &meta, &err), 0);
+	assert_true(meta.n_tokens > 0);
+	tokens_at = token_ids_offset(data, meta.prompt_offset + meta.prompt_length);
+	kvc_meta_clear(&meta);
+
+	/* Another token id and no CRC: sealed, the key no longer matches. */
+	data[tokens_at] ^= 1;
+	memset(data + KVC_OFF_PAYLOAD_CRC32C, 0, 4);
+	fd = temp_file_with(data, len);
+	assert_int_equal(kvc_seal_fd(fd, &err), 0);
+	assert_int_equal(verify_file(fd, &key, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "key_mismatch");
+	close(fd);
+	data[tokens_at] ^= 1;
+
+	/* payload_byte_count disagreeing with payload_length: refused. */
+	data[40] ^= 1;
+	fd = temp_file_with(data, len);
+	assert_int_equal(kvc_seal_fd(fd, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "payload_length_mismatch");
+	assert_int_equal(verify_file(fd, &key, &err), -1);
+	close(fd);
+	data[40] ^= 1;
+
+	/* A payload byte changed before sealing: the seal makes it "valid".
+	 * This is the limit docs/format.md states. */
+	data[len - 1] ^= 0x40;
+	fd = temp_file_with(data, len);
+	assert_int_equal(kvc_seal_fd(fd, &err), 0);
+	assert_int_equal(verify_file(fd, &key, &err), 0);
+	close(fd);
+	g_free(data);
+	g_free(path);
+}
+
+/* A truncated file, a short one and a pipe are refused; nothing written. */
+static void test_seal_refuses_truncated(void **state)
+{
+	char *path = vector_path(LARGE_VECTOR);
+	size_t len;
+	uint8_t *data = read_whole(path, &len), crc[4];
+	struct kvc_err err;
+	int fd, pipe_fds[2];
+
+	(void)state;
+	memset(data + KVC_OFF_PAYLOAD_CRC32C, 0xee, 4);
+	fd = temp_file_with(data, len - 7);
+	assert_int_equal(kvc_seal_fd(fd, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "truncated");
+	assert_non_null(strstr(err.detail, "file size"));
+	assert_true(pread(fd, crc, 4, KVC_OFF_PAYLOAD_CRC32C) == 4);
+	assert_memory_equal(crc, "\xee\xee\xee\xee", 4);
+	close(fd);
+	fd = temp_file_with(data, 60);
+	assert_int_equal(kvc_seal_fd(fd, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "bad_trailer");
+	close(fd);
+	assert_int_equal(pipe(pipe_fds), 0);
+	assert_int_equal(kvc_seal_fd(pipe_fds[0], &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "invalid_argument");
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+	g_free(data);
+	g_free(path);
+}
+
 static void test_build_rejects_bad_enums(void **state)
 {
 	struct kvc_meta m = { 0 };
@@ -334,6 +551,10 @@ int main(void)
 		cmocka_unit_test(test_build_round_trip),
 		cmocka_unit_test(test_hostile_mutations),
 		cmocka_unit_test(test_payload_flip_detected),
+		cmocka_unit_test(test_payload_gap),
+		cmocka_unit_test(test_seal_fills_crc),
+		cmocka_unit_test(test_seal_checks_nothing_else),
+		cmocka_unit_test(test_seal_refuses_truncated),
 		cmocka_unit_test(test_build_rejects_bad_enums),
 		cmocka_unit_test(test_key_names_and_quants),
 		cmocka_unit_test(test_prefix_keys),

@@ -29,9 +29,30 @@ int store_fsync_dir(struct kvc_store *store, struct kvc_err *err);
 int store_unlink_if_same(struct kvc_store *store, const char *name,
 			 const struct stat *st);
 
-/* Open name in the backing root read-only; fills st. */
+/*
+ * Every open of a name in the backing root goes through here. Anything can
+ * sit under a slab's name on a shared root: a FIFO must not block the
+ * caller (O_NONBLOCK), a symlink must not lead out of the root (O_NOFOLLOW),
+ * and only a regular file, as fstat sees the open descriptor, is read.
+ * O_NONBLOCK is cleared once the file is known to be regular: it means
+ * nothing to a local file, but a network or FUSE filesystem may act on it.
+ */
+int store_openat(struct kvc_store *store, const char *name, int flags);
+int store_clear_nonblock(int fd);
+
+/* What store_open_regular returns when name is not a regular file: st then
+ * describes what is there (not followed), and err says so with EIO. */
+#define STORE_NOT_REGULAR (-2)
+
+/* Open name with flags (O_RDONLY or O_RDWR); fills st. 0, -1 on an error
+ * (err), or STORE_NOT_REGULAR. */
+int store_open_regular(struct kvc_store *store, const char *name, int flags, int *fd,
+		       struct stat *st, struct kvc_err *err);
+/* The same, read-only. */
 int store_open_ro(struct kvc_store *store, const char *name, int *fd,
 		  struct stat *st, struct kvc_err *err);
+/* "FIFO", "symbolic link", ...: for messages. */
+const char *store_kind_name(mode_t mode);
 
 /* Remove name if it still fails verification (against key, or its own key
  * if NULL) after the recheck delay, and still is the file st describes.

@@ -14,7 +14,7 @@ int kvc_store_open_slab(struct kvc_store *store, const struct kvc_key *key, int 
 	char slab[KVC_SLAB_NAME_LEN + 1];
 
 	kvc_key_slab_name(key, slab);
-	return store_open_ro(store, slab, fd, st, err);
+	return store_open_ro(store, slab, fd, st, err) < 0 ? -1 : 0;
 }
 
 void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
@@ -90,14 +90,14 @@ int kvc_store_touch(struct kvc_store *store, const struct kvc_key *key,
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
 	uint8_t magic[4], hits[4], used[8];
+	struct stat st;
 	int fd, rc = -1;
 
 	if (store_refuse_read_only(store, "touch", err) < 0)
 		return -1;
 	kvc_key_slab_name(key, slab);
-	fd = openat(store->dirfd, slab, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return kvc_err_sys(err, errno, "open %s for touch", slab);
+	if (store_open_regular(store, slab, O_RDWR, &fd, &st, err) < 0)
+		return -1;
 	/* Only ever patch a file that still starts like a v1 slab. */
 	if (pread(fd, magic, 4, 0) != 4 || memcmp(magic, "KVC\x01", 4) != 0) {
 		kvc_err_set(err, KVC_E_BAD_HEADER, "%s is not a v1 slab", slab);

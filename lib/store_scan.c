@@ -45,14 +45,16 @@ static int republish(struct kvc_store *store, const char *name, int fd,
  * Open and read the first 4 KiB in one go. A read at offset 0 that comes
  * back short has met the end of the file, so for a regular file (readdir
  * said so, O_NOFOLLOW kept symlinks out) it also tells the size and saves
- * an fstat: most of a scan's cost is per file, not per byte.
+ * an fstat: most of a scan's cost is per file, not per byte. The open does
+ * not block on a FIFO that took the name since readdir (O_NONBLOCK), and a
+ * read from one fails (ESPIPE), which sends us to the fstat check.
  */
 static int open_head(struct kvc_store *store, const char *name, unsigned char d_type,
 		     struct kvc_fd_head *head, struct kvc_source *src)
 {
 	uint64_t size;
 	ssize_t n;
-	int fd = openat(store->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = store_openat(store, name, O_RDONLY);
 
 	if (fd < 0)
 		return -1;
@@ -69,6 +71,7 @@ static int open_head(struct kvc_store *store, const char *name, unsigned char d_
 		}
 		size = (uint64_t)st.st_size;
 	}
+	store_clear_nonblock(fd);
 	kvc_source_from_fd_head(src, head, fd, size);
 	head->have = (size_t)n;
 	return fd;

@@ -660,6 +660,43 @@ static void test_read_only_store_refuses(void **state)
 	free_slab(&s);
 }
 
+static char *path_in(const char *dir, const char *name)
+{
+	return g_build_filename(dir, name, NULL);
+}
+
+/* Nothing under a slab's name may block the store: each of these would
+ * wait for a writer forever on a FIFO opened O_RDONLY. SIGALRM ends the
+ * test if one does. */
+static void test_fifo_never_blocks(void **state)
+{
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_slab_info info;
+	struct kvc_scan_stats st;
+	struct kvc_meta meta;
+	struct kvc_err err;
+	struct stat sb;
+	struct slab s;
+	char *path;
+	int fd;
+
+	make_slab(&s, 90, 1000, 0);
+	kvc_key_slab_name(&s.key, name);
+	path = path_in(f->dir, name);
+	assert_int_equal(mkfifo(path, 0644), 0);
+	alarm(20);
+	kvc_store_stat(f->store, &s.key, &info, &err);
+	assert_int_equal(kvc_store_load(f->store, &s.key, &fd, &meta, &err), -1);
+	assert_int_equal(kvc_store_open_slab(f->store, &s.key, &fd, &sb, &err), -1);
+	assert_int_equal(kvc_store_touch(f->store, &s.key, 1, 1, &err), -1);
+	assert_int_equal(kvc_store_scan(f->store, NULL, NULL, &st, &err), 0);
+	assert_int_equal(st.slabs, 0);
+	alarm(0);
+	g_free(path);
+	free_slab(&s);
+}
+
 struct racer {
 	struct kvc_store *store;
 	struct slab slab;
@@ -729,6 +766,7 @@ int main(void)
 		cmocka_unit_test(test_tmp_name_parse),
 		cmocka_unit_test_setup_teardown(test_read_only_store_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fifo_never_blocks, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

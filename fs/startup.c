@@ -79,8 +79,10 @@ int startup_scan(struct kvcfs *fs)
 	fuse_log(FUSE_LOG_INFO,
 		 "kvcfs: %s: %" G_GUINT64_FORMAT " slabs, %" G_GUINT64_FORMAT " bytes; removed %"
 		 G_GUINT64_FORMAT " temps and %" G_GUINT64_FORMAT " corrupt files, re-published %"
-		 G_GUINT64_FORMAT ", left %" G_GUINT64_FORMAT " of a newer format\n",
+		 G_GUINT64_FORMAT ", left %" G_GUINT64_FORMAT " of a newer format; %"
+		 G_GUINT64_FORMAT " *.kvc not regular files (%" G_GUINT64_FORMAT " removed)\n",
 		 fs->opts.backing_root, scan.slabs, scan.bytes, sweep.removed,
-		 scan.removed_corrupt, scan.republished, scan.skipped_newer);
+		 scan.removed_corrupt, scan.republished, scan.skipped_newer, scan.not_regular,
+		 scan.removed_not_regular);
 	return 0;
 }

@@ -63,6 +63,30 @@ void store_drop_if_still_invalid(struct kvc_store *store, const char *name,
 bool store_valid_after_delay(struct kvc_store *store, const char *name,
 			     const struct kvc_key *key);
 
+/* Labels in our names are cut to this many bytes. */
+#define STORE_MAX_LABEL 100
+/* Temps being written. */
+#define STORE_TMP_SUFFIX ".tmp"
+/* A directory moved off a slab name on its way out (store_free_name). */
+#define STORE_ASIDE_SUFFIX ".kvcgone"
+
+/* "<label>.<host>.<pid>.<n><suffix>": unique across hosts and processes. */
+void store_unique_name(struct kvc_store *store, const char *label, const char *suffix,
+		       char *out, size_t size);
+
+/*
+ * Free name of the non-regular entry st describes (lstat): unlink a
+ * symlink, FIFO, socket or device node; rename a directory aside and
+ * remove it without following symlinks. Nothing is done if name now
+ * refers to something else, or is a regular file. 0 when the name no
+ * longer refers to that entry.
+ */
+int store_free_name(struct kvc_store *store, const char *name, const struct stat *st,
+		    struct kvc_err *err);
+/* Remove name and, if it is a directory, everything under it, never
+ * following a symlink; bounded depth. 0 or -1 (errno). */
+int store_remove_tree(struct kvc_store *store, const char *name);
+
 int store_refuse_read_only(struct kvc_store *store, const char *what,
 			   struct kvc_err *err);
 

@@ -51,11 +51,22 @@ int kvc_store_stat(struct kvc_store *store, const struct kvc_key *key,
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
 	uint8_t h[KVC_FIXED_SIZE];
-	int fd;
+	int fd, rc;
 
 	kvc_key_slab_name(key, slab);
 	memset(info, 0, sizeof(*info));
-	if (store_open_ro(store, slab, &fd, &info->st, err) < 0)
+	rc = store_open_ro(store, slab, &fd, &info->st, err);
+	if (rc == STORE_NOT_REGULAR) {
+		/* Something else took the name: shown as an empty file, so
+		 * that it can be listed, removed and published over. */
+		info->not_regular = true;
+		info->st.st_size = 0;
+		info->st.st_blocks = 0;
+		info->creation_time = (uint64_t)info->st.st_mtime;
+		info->last_used_time = (uint64_t)info->st.st_atime;
+		return 0;
+	}
+	if (rc < 0)
 		return -1;
 	if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && memcmp(h, "KVC\x01", 4) == 0) {
 		info->header_ok = true;
@@ -76,13 +87,19 @@ int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,
 		     struct kvc_err *err)
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
+	struct stat st;
 
 	if (store_refuse_read_only(store, "delete", err) < 0)
 		return -1;
 	kvc_key_slab_name(key, slab);
-	if (unlinkat(store->dirfd, slab, 0) < 0 && errno != ENOENT)
-		return kvc_err_sys(err, errno, "remove %s", slab);
-	return 0;
+	if (unlinkat(store->dirfd, slab, 0) == 0 || errno == ENOENT)
+		return 0;
+	/* unlink removes any non-directory, so what is left is a directory
+	 * (or an error to report). */
+	if (errno == EISDIR && fstatat(store->dirfd, slab, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(st.st_mode))
+		return store_free_name(store, slab, &st, err);
+	return kvc_err_sys(err, errno, "remove %s", slab);
 }
 
 int kvc_store_touch(struct kvc_store *store, const struct kvc_key *key,

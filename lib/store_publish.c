@@ -90,8 +90,9 @@ static int resolve_existing(struct kvc_store *store, struct kvc_tmp *tmp,
 	struct kvc_meta meta;
 	struct stat st;
 	int fd;
+	int opened = store_open_ro(store, slab, &fd, &st, &verr);
 
-	if (store_open_ro(store, slab, &fd, &st, &verr) == 0) {
+	if (opened == 0) {
 		int rc = kvc_verify_fd(fd, 0, key, &meta, &verr);
 		close(fd);
 		if (rc == 0) {
@@ -112,11 +113,18 @@ static int resolve_existing(struct kvc_store *store, struct kvc_tmp *tmp,
 			*outcome = KVC_PUBLISH_ADOPTED;
 			return 0;
 		}
+	} else if (opened == STORE_NOT_REGULAR) {
+		/* Not a file at all (a symlink, FIFO, directory...): nothing to
+		 * adopt. rename(2) replaces any non-directory by itself, without
+		 * following it; a directory has to be moved off the name first. */
+		if (S_ISDIR(st.st_mode) && store_free_name(store, slab, &st, err) < 0)
+			return -1;
 	} else if (verr.tag != KVC_E_NOT_FOUND) {
 		*err = verr;
 		return -1;
 	}
-	/* Invalid, or vanished since link said EEXIST: ours takes the name. */
+	/* Invalid, not a file, or vanished since link said EEXIST: ours takes
+	 * the name. */
 	if (renameat(store->dirfd, tmp->name, store->dirfd, slab) < 0)
 		return kvc_err_sys(err, errno, "replace %s", slab);
 	tmp->name[0] = '\0';

@@ -57,7 +57,8 @@ static int open_head(struct kvc_store *store, const char *name, unsigned char d_
 	int fd = store_openat(store, name, O_RDONLY);
 
 	if (fd < 0)
-		return -1;
+		/* O_NOFOLLOW met a symlink, or a socket cannot be opened. */
+		return errno == ELOOP || errno == ENXIO ? STORE_NOT_REGULAR : -1;
 	do
 		n = pread(fd, head->buf, sizeof(head->buf), 0);
 	while (n < 0 && errno == EINTR);
@@ -65,7 +66,15 @@ static int open_head(struct kvc_store *store, const char *name, unsigned char d_
 		size = (uint64_t)n;
 	} else {
 		struct stat st;
-		if (n < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		if (fstat(fd, &st) < 0) {
+			close(fd);
+			return -1;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			close(fd);
+			return STORE_NOT_REGULAR;
+		}
+		if (n < 0) {
 			close(fd);
 			return -1;
 		}
@@ -75,6 +84,27 @@ static int open_head(struct kvc_store *store, const char *name, unsigned char d_
 	kvc_source_from_fd_head(src, head, fd, size);
 	head->have = (size_t)n;
 	return fd;
+}
+
+/* A "*.kvc" that is not a regular file. Under a key name it would block
+ * the key for good (no load, and only publish and delete can replace it),
+ * so the kinds that hold no data (symlink, FIFO, socket) go at once; a
+ * directory or device node may be someone's mistake worth seeing, and is
+ * only counted. */
+static void not_regular(struct kvc_store *store, const char *name,
+			struct kvc_scan_stats *stats)
+{
+	struct kvc_key key;
+	struct kvc_err err;
+	struct stat st;
+
+	stats->not_regular++;
+	if (store->read_only || !kvc_key_from_slab_name(name, &key) ||
+	    fstatat(store->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if ((S_ISLNK(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&
+	    store_free_name(store, name, &st, &err) == 0)
+		stats->removed_not_regular++;
 }
 
 static void scan_one(struct kvc_store *store, const char *name, unsigned char d_type,
@@ -89,6 +119,8 @@ static void scan_one(struct kvc_store *store, const char *name, unsigned char d_
 	bool well_named;
 	int fd = open_head(store, name, d_type, &head, &src);
 
+	if (fd == STORE_NOT_REGULAR)
+		not_regular(store, name, stats);
 	if (fd < 0)
 		return;
 	if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, &meta, &err) < 0) {
@@ -145,10 +177,12 @@ int kvc_store_scan(struct kvc_store *store, kvc_scan_fn fn, void *ctx,
 		return kvc_err_sys(err, e, "read backing root %s", store->root);
 	}
 	while ((de = readdir(dir)) != NULL) {
-		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
-			continue;
 		if (!has_suffix(de->d_name, ".kvc"))
 			continue;
+		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN) {
+			not_regular(store, de->d_name, stats);
+			continue;
+		}
 		scan_one(store, de->d_name, de->d_type, fn, ctx, stats);
 	}
 	closedir(dir);

@@ -20,16 +20,16 @@ static bool all_digits(const char *s, size_t n)
 	return true;
 }
 
-/* "<label>.<host>.<pid>.<n>.tmp", read from the right: the label may hold
- * dots, the host id never does (it is sanitised). */
-bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
+/* "<label>.<host>.<pid>.<n><suffix>", read from the right: the label may
+ * hold dots, the host id never does (it is sanitised). */
+static bool name_parse(const char *name, const char *suffix, char host[65], long *pid)
 {
-	size_t len = strlen(name);
+	size_t len = strlen(name), slen = strlen(suffix);
 	const char *end, *dot[3];
 
-	if (len < 4 || strcmp(name + len - 4, ".tmp") != 0)
+	if (len < slen || strcmp(name + len - slen, suffix) != 0)
 		return false;
-	end = name + len - 4;
+	end = name + len - slen;
 	for (int i = 0; i < 3; i++) {
 		const char *p = end;
 		while (p > name && p[-1] != '.')
@@ -42,7 +42,7 @@ bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
 	/* dot[0] precedes n, dot[1] precedes pid, dot[2] precedes host. */
 	if (dot[2] == name)
 		return false; /* no label */
-	if (!all_digits(dot[0] + 1, (size_t)(name + len - 4 - dot[0] - 1)) ||
+	if (!all_digits(dot[0] + 1, (size_t)(name + len - slen - dot[0] - 1)) ||
 	    !all_digits(dot[1] + 1, (size_t)(dot[0] - dot[1] - 1)))
 		return false;
 	size_t host_len = (size_t)(dot[1] - dot[2] - 1);
@@ -52,6 +52,11 @@ bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
 	host[host_len] = '\0';
 	*pid = strtol(dot[1] + 1, NULL, 10);
 	return true;
+}
+
+bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
+{
+	return name_parse(name, STORE_TMP_SUFFIX, host, pid);
 }
 
 static bool process_gone(long pid)
@@ -111,13 +116,19 @@ int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
 		struct stat st;
 		long pid;
 
-		if (!kvc_tmp_name_parse(de->d_name, host, &pid))
+		bool aside = false;
+
+		if (!kvc_tmp_name_parse(de->d_name, host, &pid) &&
+		    !(aside = name_parse(de->d_name, STORE_ASIDE_SUFFIX, host, &pid)))
 			continue;
 		if (fstatat(store->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode))
+		    !(aside ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)))
 			continue;
+		/* An aside directory is left by a removal that did not finish
+		 * (its process died, or something in it would not go). */
 		if (is_stale(store, host, pid, &st, grace_seconds, now) &&
-		    unlinkat(store->dirfd, de->d_name, 0) == 0)
+		    (aside ? store_remove_tree(store, de->d_name)
+			   : unlinkat(store->dirfd, de->d_name, 0)) == 0)
 			stats->removed++;
 		else
 			stats->kept++;

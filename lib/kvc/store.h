@@ -99,7 +99,8 @@ enum kvc_publish_outcome {
 /*
  * Phase 2 of save: fdatasync, validate (unless already verified for this
  * key), link to <key>.kvc (EEXIST: adopt a valid one, atomically replace an
- * invalid one), unlink the temp, fsync the directory, re-check the header.
+ * invalid one or anything that is not a regular file; a directory under the
+ * name is moved aside and removed first), unlink the temp, fsync the directory, re-check the header.
  * On success the temp is consumed. On failure it is left as it was (the
  * caller decides between retrying and kvc_store_abort_tmp) and no file is
  * published. meta, if non-NULL, receives the published slab's metadata.
@@ -119,10 +120,16 @@ int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,
 
 /* What stat needs of a slab, from its header and the file's inode: cheap
  * (one open, one 72-byte read), no verification. header_ok is false when
- * the first 72 bytes are not a v1 header; the times are then the inode's. */
+ * the first 72 bytes are not a v1 header; the times are then the inode's.
+ * Something other than a regular file under the name (a symlink, FIFO,
+ * socket, device node or directory) is not an error: not_regular is set,
+ * st is its lstat with st_size and st_blocks 0, and header_ok is false, so
+ * a caller can show it as an empty file that kvc_store_delete and
+ * kvc_store_publish can replace. Opening it (load, open_slab) fails EIO. */
 struct kvc_slab_info {
 	struct stat st;
 	bool header_ok;
+	bool not_regular;
 	uint64_t payload_offset;
 	uint64_t payload_length;
 	uint64_t creation_time;
@@ -141,7 +148,11 @@ int kvc_store_open_slab(struct kvc_store *store, const struct kvc_key *key, int 
 void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
 			    const struct stat *st);
 
-/* Remove <key>.kvc. A missing file is success (idempotent). */
+/* Remove <key>.kvc. A missing file is success (idempotent). Whatever is
+ * under the name goes: a symlink, FIFO, socket or device node is unlinked
+ * (never followed); a directory is moved aside to
+ * "<key>.kvc.<host>.<pid>.<n>.kvcgone" and removed without following
+ * symlinks (what cannot be removed stays aside for kvc_store_sweep). */
 int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,
 		     struct kvc_err *err);
 
@@ -156,6 +167,9 @@ struct kvc_scan_stats {
 	uint64_t removed_corrupt;
 	uint64_t skipped_newer;
 	uint64_t republished;
+	uint64_t not_regular;         /* "*.kvc" entries that are not regular files */
+	uint64_t removed_not_regular; /* of those, symlinks, FIFOs and sockets
+				       * under a key name, removed */
 };
 
 /* Called once per valid slab found by scan (metadata from the prefix). */
@@ -167,7 +181,10 @@ typedef void (*kvc_scan_fn)(void *ctx, const struct kvc_key *key,
  * fn sees no token ids nor informational TLVs, only counts and the key). Files that fail the prefix
  * parse are removed, except newer-version files (left alone, not
  * reported). A valid slab under a name that is not its key is fully
- * verified and re-published under its content key.
+ * verified and re-published under its content key. A "*.kvc" that is not a
+ * regular file is counted in not_regular; under a key name, a symlink,
+ * FIFO or socket is removed (read-write stores only); directories and
+ * device nodes are left for kvc_store_delete or a publish to replace.
  */
 int kvc_store_scan(struct kvc_store *store, kvc_scan_fn fn, void *ctx,
 		   struct kvc_scan_stats *stats, struct kvc_err *err);

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -562,6 +564,64 @@ static void test_scan(void **state)
 	free_slab(&newer);
 }
 
+static char *path_in(const char *dir, const char *name)
+{
+	return g_build_filename(dir, name, NULL);
+}
+
+enum odd_kind { ODD_SYMLINK, ODD_FIFO, ODD_SOCKET, ODD_DIR, ODD_COUNT };
+
+/* Put something that is not a regular file under name. The directory holds
+ * a file, a subdirectory and a symlink to a file outside, which must
+ * survive its removal. */
+static void plant(const char *dir, const char *name, enum odd_kind kind, const char *outside)
+{
+	char *path = path_in(dir, name);
+
+	switch (kind) {
+	case ODD_SYMLINK:
+		assert_int_equal(symlink(outside, path), 0);
+		break;
+	case ODD_FIFO:
+		assert_int_equal(mkfifo(path, 0644), 0);
+		break;
+	case ODD_SOCKET: {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int s = socket(AF_UNIX, SOCK_STREAM, 0);
+		assert_true(strlen(path) < sizeof(sa.sun_path));
+		strcpy(sa.sun_path, path);
+		assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		close(s);
+		break;
+	}
+	case ODD_DIR: {
+		char *sub = g_build_filename(path, "sub", NULL);
+		char *link = g_build_filename(path, "sub", "to-outside", NULL);
+		assert_int_equal(g_mkdir_with_parents(sub, 0755), 0);
+		write_file(path, "file", "x", 1);
+		assert_int_equal(symlink(outside, link), 0);
+		g_free(link);
+		g_free(sub);
+		break;
+	}
+	default:
+		fail();
+	}
+	g_free(path);
+}
+
+static int entries_with_suffix(const char *dir, const char *suffix)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+	int n = 0;
+
+	while ((name = g_dir_read_name(d)) != NULL)
+		n += g_str_has_suffix(name, suffix);
+	g_dir_close(d);
+	return n;
+}
+
 static void set_age(const char *dir, const char *name, time_t age)
 {
 	char *path = g_build_filename(dir, name, NULL);
@@ -587,7 +647,7 @@ static void test_sweep(void **state)
 	struct fixture *f = *state;
 	struct kvc_sweep_stats st;
 	struct kvc_err err;
-	char dead[128], live[128], mine_old[128], mine_new[128];
+	char dead[128], live[128], mine_old[128], mine_new[128], aside[128];
 	pid_t child = fork();
 
 	if (child == 0)
@@ -606,8 +666,13 @@ static void test_sweep(void **state)
 	write_file(f->dir, "b.kvc.otherhost.1.1.tmp", "x", 1);
 	set_age(f->dir, "b.kvc.otherhost.1.1.tmp", 7200);
 	write_file(f->dir, "keep.me.tmp", "x", 1);
+	/* A directory a dead process moved off a slab name and did not finish
+	 * removing. */
+	snprintf(aside, sizeof(aside), "k.kvc.testhost.%d.1.kvcgone", (int)child);
+	plant(f->dir, aside, ODD_DIR, "/nonexistent");
 
 	assert_int_equal(kvc_store_sweep(f->store, 3600, &st, &err), 0);
+	assert_false(exists(f->dir, aside));
 	assert_false(exists(f->dir, dead));
 	assert_true(exists(f->dir, live));
 	assert_false(exists(f->dir, mine_old));
@@ -615,7 +680,7 @@ static void test_sweep(void **state)
 	assert_true(exists(f->dir, "a.kvc.otherhost.1.0.tmp"));
 	assert_false(exists(f->dir, "b.kvc.otherhost.1.1.tmp"));
 	assert_true(exists(f->dir, "keep.me.tmp"));
-	assert_int_equal(st.removed, 3);
+	assert_int_equal(st.removed, 4);
 	assert_int_equal(st.kept, 3);
 }
 
@@ -660,11 +725,6 @@ static void test_read_only_store_refuses(void **state)
 	free_slab(&s);
 }
 
-static char *path_in(const char *dir, const char *name)
-{
-	return g_build_filename(dir, name, NULL);
-}
-
 /* Nothing under a slab's name may block the store: each of these would
  * wait for a writer forever on a FIFO opened O_RDONLY. SIGALRM ends the
  * test if one does. */
@@ -695,6 +755,100 @@ static void test_fifo_never_blocks(void **state)
 	alarm(0);
 	g_free(path);
 	free_slab(&s);
+}
+
+/* A non-regular entry under a key name: stat shows an empty file, load
+ * fails at once, and a publish or a delete replaces it. */
+static void test_not_regular_under_key_name(void **state)
+{
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	char *outdir = make_temp_dir();
+	char *outside = path_in(outdir, "precious");
+
+	write_file(outdir, "precious", "keep me", 7);
+	for (int kind = 0; kind < ODD_COUNT; kind++) {
+		enum kvc_publish_outcome outcome;
+		struct kvc_slab_info info;
+		struct kvc_meta meta;
+		struct kvc_err err;
+		struct slab s;
+		int fd;
+
+		make_slab(&s, 200 + (uint32_t)kind, 3000, 0);
+		kvc_key_slab_name(&s.key, name);
+		plant(f->dir, name, kind, outside);
+		alarm(20);
+		if (kvc_store_stat(f->store, &s.key, &info, &err) < 0)
+			fail_msg("kind %d: stat: %s", kind, err.detail);
+		assert_true(info.not_regular);
+		assert_false(info.header_ok);
+		assert_int_equal(info.st.st_size, 0);
+		assert_int_equal(kvc_store_load(f->store, &s.key, &fd, &meta, &err), -1);
+		assert_int_equal(kvc_err_to_errno(&err), EIO);
+
+		if (save(f->store, &s, &outcome, &err) < 0)
+			fail_msg("kind %d: publish over it: %s", kind, err.detail);
+		assert_int_equal(outcome, KVC_PUBLISH_REPLACED);
+		assert_loads(f->store, &s);
+		assert_int_equal(kvc_store_stat(f->store, &s.key, &info, &err), 0);
+		assert_false(info.not_regular);
+
+		assert_int_equal(kvc_store_delete(f->store, &s.key, &err), 0);
+		plant(f->dir, name, kind, outside);
+		if (kvc_store_delete(f->store, &s.key, &err) < 0)
+			fail_msg("kind %d: delete: %s", kind, err.detail);
+		alarm(0);
+		assert_false(exists(f->dir, name));
+		assert_int_equal(count_entries(f->dir), 0); /* nothing left aside */
+		assert_true(exists(outdir, "precious"));
+		free_slab(&s);
+	}
+	rm_rf(outdir);
+	g_free(outside);
+	g_free(outdir);
+}
+
+/* Scan counts non-regular "*.kvc" entries and removes the kinds that hold
+ * no data, under key names only. */
+static void test_scan_not_regular(void **state)
+{
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct scan_seen seen = { 0 };
+	struct kvc_scan_stats st;
+	struct kvc_err err;
+	struct slab s[ODD_COUNT], good;
+
+	make_slab(&good, 300, 1000, 0);
+	assert_int_equal(save(f->store, &good, NULL, &err), 0);
+	for (int kind = 0; kind < ODD_COUNT; kind++) {
+		make_slab(&s[kind], 310 + (uint32_t)kind, 100, 0);
+		kvc_key_slab_name(&s[kind].key, name);
+		plant(f->dir, name, kind, "/nonexistent");
+	}
+	char *mine = path_in(f->dir, "mine.kvc");
+	struct stat sb;
+
+	assert_int_equal(symlink("/nonexistent", mine), 0);
+	alarm(20);
+	assert_int_equal(kvc_store_scan(f->store, on_slab, &seen, &st, &err), 0);
+	alarm(0);
+	assert_int_equal(st.slabs, 1);
+	assert_int_equal(seen.count, 1);
+	assert_int_equal(st.not_regular, ODD_COUNT + 1);
+	assert_int_equal(st.removed_not_regular, 3); /* symlink, FIFO, socket */
+	/* good, the directory, and mine.kvc (not a key name: not ours) */
+	assert_int_equal(count_entries(f->dir), 3);
+	kvc_key_slab_name(&s[ODD_DIR].key, name);
+	assert_true(exists(f->dir, name));
+	assert_int_equal(lstat(mine, &sb), 0);
+	assert_int_equal(kvc_store_delete(f->store, &s[ODD_DIR].key, &err), 0);
+	assert_int_equal(entries_with_suffix(f->dir, ".kvcgone"), 0);
+	g_free(mine);
+	for (int kind = 0; kind < ODD_COUNT; kind++)
+		free_slab(&s[kind]);
+	free_slab(&good);
 }
 
 struct racer {
@@ -767,6 +921,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_only_store_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fifo_never_blocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_regular_under_key_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_not_regular, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,7 @@ static int republish(struct kvc_store *store, const char *name, int fd,
 	char slab[KVC_SLAB_NAME_LEN + 1];
 	struct kvc_meta full;
 	struct kvc_err err;
+	bool linked = false;
 
 	if (kvc_verify_fd(fd, 0, key, &full, &err) < 0) {
 		store_drop_if_still_invalid(store, name, NULL, st);
@@ -32,10 +33,19 @@ static int republish(struct kvc_store *store, const char *name, int fd,
 	}
 	kvc_meta_clear(&full);
 	kvc_key_slab_name(key, slab);
-	if (linkat(store->dirfd, name, store->dirfd, slab, 0) < 0 && errno != EEXIST)
+	if (linkat(store->dirfd, name, store->dirfd, slab, 0) == 0) {
+		linked = true;
+	} else if (errno != EEXIST) {
 		return -1;
-	/* EEXIST: a slab of that key is already there; load checks it. */
-	store_fsync_dir(store, &err);
+	}
+	/* EEXIST: a slab of that key is already there; load checks it. The
+	 * original goes only once the new name is durable: until then it is
+	 * the only copy known to be on disk. */
+	if (store_fsync_dir(store, &err) < 0) {
+		if (linked)
+			store_unlink_if_same(store, slab, st);
+		return -1;
+	}
 	unlinkat(store->dirfd, name, 0);
 	stats->republished++;
 	return 0;

@@ -94,16 +94,30 @@ enum kvc_publish_outcome {
 	KVC_PUBLISH_NEW,       /* our bytes are now <key>.kvc */
 	KVC_PUBLISH_ADOPTED,   /* a valid slab of the key was there; ours dropped */
 	KVC_PUBLISH_REPLACED,  /* an invalid file was there; ours replaced it */
+	/* Failures (kvc_store_publish returned -1): */
+	KVC_PUBLISH_FAILED,    /* nothing of ours is under <key>.kvc */
+	KVC_PUBLISH_UNCERTAIN, /* our (valid) bytes took <key>.kvc and could not
+				* be taken back; their durability is unknown */
 };
 
 /*
  * Phase 2 of save: fdatasync, validate (unless already verified for this
  * key), link to <key>.kvc (EEXIST: adopt a valid one, atomically replace an
  * invalid one or anything that is not a regular file; a directory under the
- * name is moved aside and removed first), unlink the temp, fsync the directory, re-check the header.
- * On success the temp is consumed. On failure it is left as it was (the
- * caller decides between retrying and kvc_store_abort_tmp) and no file is
- * published. meta, if non-NULL, receives the published slab's metadata.
+ * name is moved aside and removed first), re-check the header under the
+ * name, fsync the directory, unlink the temp.
+ *
+ * On success the temp is consumed and *outcome is NEW, ADOPTED or REPLACED.
+ * On failure the temp is left as it was (the caller decides between
+ * retrying and kvc_store_abort_tmp) and *outcome says what the name holds:
+ * FAILED, nothing of ours (a failure after our bytes took the name takes
+ * them off it again, if it still refers to our temp; an invalid file we
+ * replaced is then gone too, which loses nothing); UNCERTAIN only if that
+ * undo itself failed. A valid slab another writer puts under the name is
+ * never removed. Like any slab, a published one may be evicted or deleted
+ * by another process at any time after. meta, if non-NULL, receives the
+ * published slab's metadata on success (all zero if the slab was deleted
+ * again before the re-check).
  */
 int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
 		      const struct kvc_key *key, struct kvc_meta *meta,

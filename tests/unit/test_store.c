@@ -851,6 +851,118 @@ static void test_scan_not_regular(void **state)
 	free_slab(&good);
 }
 
+/* Phase 1 only: a verified temp ready to publish. */
+static void stage(struct kvc_store *store, const struct slab *s, struct kvc_tmp *tmp)
+{
+	struct iovec iov[2] = { { s->prefix, s->prefix_len }, { s->payload, s->payload_len } };
+	struct kvc_err err;
+
+	*tmp = (struct kvc_tmp)KVC_TMP_INIT;
+	assert_int_equal(kvc_store_write_tmp_bufs(store, &s->key, iov, 2, tmp, &err), 0);
+}
+
+/* A failed publish published nothing and hands the temp back, whichever
+ * step after the link failed; a retry then publishes. */
+static void test_failure_after_link_takes_back(void **state)
+{
+	static const struct {
+		enum sys sys;
+		bool junk_there; /* an invalid file under the name: REPLACED path */
+	} cases[] = {
+		{ SYS_FSYNC, false },  /* directory fsync after link */
+		{ SYS_FSYNC, true },   /* directory fsync after rename over junk */
+		{ SYS_OPENAT, false }, /* the re-check cannot open the name */
+		{ SYS_OPENAT, true },
+	};
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
+		struct kvc_tmp tmp;
+		struct kvc_err err;
+		struct slab s;
+
+		make_slab(&s, 400 + (uint32_t)i, 3000, 0);
+		kvc_key_slab_name(&s.key, name);
+		if (cases[i].junk_there)
+			write_file(f->dir, name, "KVC junk", 8);
+		stage(f->store, &s, &tmp);
+		reset_injection();
+		/* The re-check's open is the publish's first openat (the junk
+		 * is verified first in the replace case). */
+		inject[cases[i].sys].countdown = cases[i].sys == SYS_OPENAT && cases[i].junk_there
+							 ? 2 : 1;
+		inject[cases[i].sys].err = EIO;
+		assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome, &err), -1);
+		reset_injection();
+		if (outcome != KVC_PUBLISH_FAILED)
+			fail_msg("case %zu: outcome %d", i, outcome);
+		assert_int_equal(err.sys_errno, EIO);
+		if (exists(f->dir, name))
+			fail_msg("case %zu: something is under the name after a failure", i);
+		assert_true(tmp.fd >= 0 && exists(f->dir, tmp.name));
+		assert_int_equal(count_entries(f->dir), 1); /* the temp, nothing else */
+		assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome, &err), 0);
+		assert_int_equal(outcome, KVC_PUBLISH_NEW);
+		assert_loads(f->store, &s);
+		assert_int_equal(kvc_store_delete(f->store, &s.key, &err), 0);
+		assert_int_equal(count_entries(f->dir), 0);
+		free_slab(&s);
+	}
+}
+
+/* The undo itself fails: the caller is told the name holds its bytes. */
+static void test_take_back_fails_is_uncertain(void **state)
+{
+	struct fixture *f = *state;
+	enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
+	struct kvc_tmp tmp;
+	struct kvc_err err;
+	struct slab s;
+
+	make_slab(&s, 420, 3000, 0);
+	stage(f->store, &s, &tmp);
+	inject[SYS_FSYNC].countdown = 1;
+	inject[SYS_FSYNC].err = EIO;
+	inject[SYS_UNLINKAT].countdown = 1;
+	inject[SYS_UNLINKAT].err = EIO;
+	assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome, &err), -1);
+	reset_injection();
+	assert_int_equal(outcome, KVC_PUBLISH_UNCERTAIN);
+	assert_loads(f->store, &s);
+	kvc_store_abort_tmp(f->store, &tmp);
+	assert_int_equal(count_entries(f->dir), 1);
+	free_slab(&s);
+}
+
+/* A misnamed slab keeps its only durable name until the new one is
+ * durable. */
+static void test_republish_keeps_original_when_fsync_fails(void **state)
+{
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_scan_stats st;
+	struct kvc_err err;
+	struct slab s;
+
+	make_slab(&s, 430, 3000, 0);
+	kvc_key_slab_name(&s.key, name);
+	write_slab_file(f->dir, "copied-by-hand.kvc", &s);
+	inject[SYS_FSYNC].countdown = 1;
+	inject[SYS_FSYNC].err = EIO;
+	assert_int_equal(kvc_store_scan(f->store, NULL, NULL, &st, &err), 0);
+	reset_injection();
+	assert_int_equal(st.republished, 0);
+	assert_true(exists(f->dir, "copied-by-hand.kvc"));
+	assert_false(exists(f->dir, name));
+	assert_int_equal(kvc_store_scan(f->store, NULL, NULL, &st, &err), 0);
+	assert_int_equal(st.republished, 1);
+	assert_false(exists(f->dir, "copied-by-hand.kvc"));
+	assert_loads(f->store, &s);
+	free_slab(&s);
+}
+
 struct racer {
 	struct kvc_store *store;
 	struct slab slab;
@@ -923,6 +1035,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fifo_never_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_regular_under_key_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_not_regular, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_after_link_takes_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_take_back_fails_is_uncertain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_republish_keeps_original_when_fsync_fails,
+						setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

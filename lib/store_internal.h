@@ -2,11 +2,26 @@
 #ifndef KVC_STORE_INTERNAL_H
 #define KVC_STORE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include <kvc/store.h>
+
+/* Deferred removals of invalid files (store_drop_later.c). */
+#define STORE_DROP_QUEUE_MAX 256
+struct drop_job;
+struct store_dropper {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;      /* CLOCK_MONOTONIC; guarded by lock */
+	pthread_t thread;         /* valid while running */
+	bool running;             /* guarded by lock */
+	bool stopping;            /* guarded by lock; set once, by kvc_store_close */
+	struct drop_job *ring;    /* STORE_DROP_QUEUE_MAX slots; guarded by lock */
+	size_t head, count;       /* guarded by lock */
+	uint64_t not_done;        /* skipped: queue full, or store closed; guarded by lock */
+};
 
 struct kvc_store {
 	int dirfd;
@@ -16,6 +31,7 @@ struct kvc_store {
 	int recheck_delay_ms;
 	struct timespec opened_at;  /* temps of our pid older than this are stale */
 	atomic_uint_fast64_t tmp_counter;
+	struct store_dropper dropper;
 };
 
 /* fsync the backing directory so a link/unlink in it is durable. */
@@ -54,14 +70,22 @@ int store_open_ro(struct kvc_store *store, const char *name, int *fd,
 /* "FIFO", "symbolic link", ...: for messages. */
 const char *store_kind_name(mode_t mode);
 
-/* Remove name if it still fails verification (against key, or its own key
+/*
+ * Remove name if it still fails verification (against key, or its own key
  * if NULL) after the recheck delay, and still is the file st describes.
- * With a delay this happens on a helper thread; the caller does not wait. */
-void store_drop_if_still_invalid(struct kvc_store *store, const char *name,
-				 const struct kvc_key *key, const struct stat *st);
-/* Wait the recheck delay and verify name again: true if valid now. */
-bool store_valid_after_delay(struct kvc_store *store, const char *name,
-			     const struct kvc_key *key);
+ * Without a delay at once; with one, queued for the store's worker thread
+ * (the caller does not wait), or skipped if the queue is full.
+ */
+void store_drop_later(struct kvc_store *store, const char *name,
+		      const struct kvc_key *key, const struct stat *st);
+/* Wait the recheck delay (on the caller's thread) and verify name again:
+ * true unless it is a valid slab of key now. */
+bool store_still_invalid_after_delay(struct kvc_store *store, const char *name,
+				     const struct kvc_key *key);
+/* The worker's life: init in kvc_store_open; stop drops what is queued and
+ * joins the worker, in kvc_store_close. */
+void store_dropper_init(struct kvc_store *store);
+void store_dropper_stop(struct kvc_store *store);
 
 /* Labels in our names are cut to this many bytes. */
 #define STORE_MAX_LABEL 100

@@ -23,7 +23,7 @@ void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
 	char slab[KVC_SLAB_NAME_LEN + 1];
 
 	kvc_key_slab_name(key, slab);
-	store_drop_if_still_invalid(store, slab, key, st);
+	store_drop_later(store, slab, key, st);
 }
 
 int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,

@@ -110,7 +110,7 @@ static int resolve_existing(struct kvc_store *store, struct kvc_tmp *tmp,
 			return -1;
 		}
 		/* Possibly a stale view of another host's fresh slab. */
-		if (store_valid_after_delay(store, slab, key)) {
+		if (!store_still_invalid_after_delay(store, slab, key)) {
 			*outcome = KVC_PUBLISH_ADOPTED;
 			return 0;
 		}

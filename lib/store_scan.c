@@ -27,7 +27,7 @@ static int republish(struct kvc_store *store, const char *name, int fd,
 	bool linked = false;
 
 	if (kvc_verify_fd(fd, 0, key, &full, &err) < 0) {
-		store_drop_if_still_invalid(store, name, NULL, st);
+		store_drop_later(store, name, NULL, st);
 		stats->removed_corrupt++;
 		return -1;
 	}
@@ -138,7 +138,7 @@ static void scan_one(struct kvc_store *store, const char *name, unsigned char d_
 			stats->skipped_newer++;
 		else if (kvc_tag_is_format_error(err.tag) && !store->read_only &&
 			 fstat(fd, &st) == 0) {
-			store_drop_if_still_invalid(store, name, NULL, &st);
+			store_drop_later(store, name, NULL, &st);
 			stats->removed_corrupt++;
 		}
 		close(fd);

@@ -44,6 +44,10 @@ int kvc_store_dirfd(const struct kvc_store *store);
 const char *kvc_store_host_id(const struct kvc_store *store);
 const char *kvc_store_root(const struct kvc_store *store);
 int kvc_store_recheck_delay_ms(const struct kvc_store *store);
+/* Removals of invalid files that were due after the recheck delay but were
+ * skipped: the store's queue of them was full, or the store was closed
+ * first. A skipped removal is asked for again by the next load or scan. */
+uint64_t kvc_store_drops_skipped(struct kvc_store *store);
 
 /*
  * A writer-unique temp file in the backing root:

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -963,6 +964,93 @@ static void test_republish_keeps_original_when_fsync_fails(void **state)
 	free_slab(&s);
 }
 
+static int thread_count(void)
+{
+	return count_entries("/proc/self/task");
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct kvc_store *open_with_delay(const char *dir, int delay_ms)
+{
+	struct kvc_store_config cfg = { .root = dir, .host_id = "testhost",
+					.recheck_delay_ms = delay_ms };
+	struct kvc_store *store;
+	struct kvc_err err;
+
+	assert_int_equal(kvc_store_open(&cfg, &store, &err), 0);
+	return store;
+}
+
+/* An invalid file is removed after the delay, by the store's worker. */
+static void test_drop_after_delay(void **state)
+{
+	struct fixture *f = *state;
+	struct kvc_store *store = open_with_delay(f->dir, 100);
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_meta meta;
+	struct kvc_err err;
+	struct slab s;
+	double until;
+	int fd;
+
+	make_slab(&s, 500, 4000, 0);
+	kvc_key_slab_name(&s.key, name);
+	s.payload[7] ^= 1;
+	write_slab_file(f->dir, name, &s);
+	assert_int_equal(kvc_store_load(store, &s.key, &fd, &meta, &err), -1);
+	assert_int_equal(err.tag, KVC_E_CRC_MISMATCH);
+	assert_true(exists(f->dir, name)); /* not before the delay */
+	until = now_s() + 5;
+	while (exists(f->dir, name) && now_s() < until)
+		usleep(10000);
+	assert_false(exists(f->dir, name));
+	assert_true(kvc_store_drops_skipped(store) == 0);
+	kvc_store_close(store);
+	free_slab(&s);
+}
+
+/* Many invalid files: one worker thread, a bounded queue (the rest are
+ * skipped and counted), and closing the store with removals pending
+ * neither waits for them nor leaves anything running against the freed
+ * store (ASan would see it touch the store after the delay). */
+static void test_many_drops_bounded_and_close(void **state)
+{
+	enum { FILES = 300 };
+	struct fixture *f = *state;
+	struct kvc_store *store = open_with_delay(f->dir, 300);
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_scan_stats st;
+	struct kvc_err err;
+	int before = thread_count();
+	double started;
+
+	for (uint32_t i = 0; i < FILES; i++) {
+		struct slab s;
+		make_slab(&s, 1000 + i * 20, 10, 0);
+		kvc_key_slab_name(&s.key, name);
+		write_file(f->dir, name, s.prefix, 60); /* cut short: invalid */
+		free_slab(&s);
+	}
+	assert_int_equal(kvc_store_scan(store, NULL, NULL, &st, &err), 0);
+	assert_int_equal(st.removed_corrupt, FILES);
+	assert_true(thread_count() <= before + 1);
+	assert_true(kvc_store_drops_skipped(store) == FILES - 256);
+	assert_int_equal(count_entries(f->dir), FILES); /* none before the delay */
+	started = now_s();
+	kvc_store_close(store);
+	assert_true(now_s() - started < 0.25);
+	assert_int_equal(thread_count(), before);
+	usleep(500000); /* past the delay: nothing may wake up now */
+	assert_int_equal(count_entries(f->dir), FILES);
+}
+
 struct racer {
 	struct kvc_store *store;
 	struct slab slab;
@@ -1039,6 +1127,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_take_back_fails_is_uncertain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_republish_keeps_original_when_fsync_fails,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drop_after_delay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_drops_bounded_and_close, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,8 +89,11 @@ void store_dropper_stop(struct kvc_store *store);
 
 /* Labels in our names are cut to this many bytes. */
 #define STORE_MAX_LABEL 100
-/* Temps being written. */
-#define STORE_TMP_SUFFIX ".tmp"
+/* Temps being written. Never ".tmp" (programs sweep their own *.tmp on
+ * start, and would destroy our writes in flight) nor ".kvc" (a slab). */
+#define STORE_TMP_SUFFIX ".kvcpart"
+/* What temps were called before: still recognised and swept. */
+#define STORE_OLD_TMP_SUFFIX ".tmp"
 /* A directory moved off a slab name on its way out (store_free_name). */
 #define STORE_ASIDE_SUFFIX ".kvcgone"
 

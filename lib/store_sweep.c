@@ -56,7 +56,8 @@ static bool name_parse(const char *name, const char *suffix, char host[65], long
 
 bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
 {
-	return name_parse(name, STORE_TMP_SUFFIX, host, pid);
+	return name_parse(name, STORE_TMP_SUFFIX, host, pid) ||
+	       name_parse(name, STORE_OLD_TMP_SUFFIX, host, pid);
 }
 
 static bool process_gone(long pid)

@@ -51,7 +51,8 @@ uint64_t kvc_store_drops_skipped(struct kvc_store *store);
 
 /*
  * A writer-unique temp file in the backing root:
- * "<label>.<host>.<pid>.<n>.tmp", created with O_EXCL.
+ * "<label>.<host>.<pid>.<n>.kvcpart", created with O_EXCL. The name ends in
+ * neither ".tmp" (other programs sweep their own *.tmp) nor ".kvc".
  */
 struct kvc_crc_tracker;
 
@@ -220,7 +221,9 @@ struct kvc_sweep_stats {
 int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
 		    struct kvc_sweep_stats *stats, struct kvc_err *err);
 
-/* Parse a temp name; false if name is not one. host is copied (<= 64). */
+/* Parse a temp name, "<label>.<host>.<pid>.<n>.kvcpart" or the older
+ * "<label>.<host>.<pid>.<n>.tmp"; false if name is neither. host is copied
+ * (<= 64). */
 bool kvc_tmp_name_parse(const char *name, char host[65], long *pid);
 
 #ifdef __cplusplus

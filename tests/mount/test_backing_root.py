@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 from harness import main
@@ -108,5 +109,44 @@ def test_fifo_under_slab_name(ws):
         STUCK.remove(fifo)
 
 
+def test_tmp_sweeper_spares_our_temps(ws):
+    """A program sharing the root that deletes every *.tmp on start (the
+    format's reference server does) must not destroy a write in flight."""
+    key, data = slab(3, payload_len=1 << 20)
+    m = ws.mount()
+    stop = threading.Event()
+    swept = []
+
+    def sweeper():
+        while not stop.is_set():
+            for n in os.listdir(m.root):
+                if n.endswith(".tmp"):
+                    try:
+                        os.unlink(os.path.join(m.root, n))
+                        swept.append(n)
+                    except FileNotFoundError:
+                        pass
+            time.sleep(0.001)
+
+    t = threading.Thread(target=sweeper)
+    t.start()
+    try:
+        staging = m.path("in-flight.part")
+        with open(staging, "wb") as f:
+            half = len(data) // 2
+            f.write(data[:half])
+            f.flush()
+            time.sleep(0.3)  # the sweeper runs many times meanwhile
+            f.write(data[half:])
+        time.sleep(0.1)
+        os.rename(staging, m.path(key + ".kvc"))
+    finally:
+        stop.set()
+        t.join()
+    assert swept == [], swept
+    assert kvcache.restore(m.mnt, key) == data[-(1 << 20):]
+    assert os.path.exists(os.path.join(m.root, key + ".kvc"))
+
+
 if __name__ == "__main__":
-    main([test_fifo_under_slab_name])
+    main([test_fifo_under_slab_name, test_tmp_sweeper_spares_our_temps])

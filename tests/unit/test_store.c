@@ -654,10 +654,10 @@ static void test_sweep(void **state)
 	if (child == 0)
 		_exit(0);
 	waitpid(child, NULL, 0); /* child's pid is now (almost surely) free */
-	snprintf(dead, sizeof(dead), "k.kvc.testhost.%d.0.tmp", (int)child);
+	snprintf(dead, sizeof(dead), "k.kvc.testhost.%d.0.kvcpart", (int)child);
 	snprintf(live, sizeof(live), "k.kvc.testhost.%d.0.tmp", (int)getppid());
 	snprintf(mine_old, sizeof(mine_old), "stage.testhost.%d.5.tmp", (int)getpid());
-	snprintf(mine_new, sizeof(mine_new), "stage.testhost.%d.6.tmp", (int)getpid());
+	snprintf(mine_new, sizeof(mine_new), "stage.testhost.%d.6.kvcpart", (int)getpid());
 	write_file(f->dir, dead, "x", 1);
 	write_file(f->dir, live, "x", 1);
 	write_file(f->dir, mine_old, "x", 1);
@@ -702,6 +702,33 @@ static void test_tmp_name_parse(void **state)
 	assert_false(kvc_tmp_name_parse("x..1.99.tmp", host, &pid));
 	assert_false(kvc_tmp_name_parse("x.h.1..tmp", host, &pid));
 	assert_false(kvc_tmp_name_parse(".tmp", host, &pid));
+	/* Today's form */
+	assert_true(kvc_tmp_name_parse("ab.kvc.node-1.123.0.kvcpart", host, &pid));
+	assert_string_equal(host, "node-1");
+	assert_int_equal(pid, 123);
+	assert_false(kvc_tmp_name_parse("h.1.99.kvcpart", host, &pid));
+	assert_false(kvc_tmp_name_parse("x.h.1.99.kvcpart.tmp2", host, &pid));
+	assert_false(kvc_tmp_name_parse("x.h.1.99.kvcgone", host, &pid));
+}
+
+/* A temp's name ends in neither .tmp (other programs sweep those) nor
+ * .kvc, and is recognised as a temp. */
+static void test_tmp_names(void **state)
+{
+	struct fixture *f = *state;
+	struct kvc_tmp tmp;
+	struct kvc_err err;
+	char host[65];
+	long pid;
+
+	assert_int_equal(kvc_tmp_create(f->store, "stage", &tmp, &err), 0);
+	assert_false(g_str_has_suffix(tmp.name, ".tmp"));
+	assert_false(g_str_has_suffix(tmp.name, ".kvc"));
+	assert_true(kvc_tmp_name_parse(tmp.name, host, &pid));
+	assert_string_equal(host, "testhost");
+	assert_int_equal(pid, (long)getpid());
+	kvc_store_abort_tmp(f->store, &tmp);
+	assert_int_equal(count_entries(f->dir), 0);
 }
 
 static void test_read_only_store_refuses(void **state)
@@ -1118,6 +1145,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 		cmocka_unit_test(test_tmp_name_parse),
+		cmocka_unit_test_setup_teardown(test_tmp_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_only_store_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fifo_never_blocks, setup, teardown),

@@ -54,9 +54,10 @@ bool mountpoint_in_use(const char *mountpoint)
 static void index_slab(void *ctx, const struct kvc_key *key, const struct kvc_meta *meta)
 {
 	struct kvcfs *fs = ctx;
+	uint64_t created = meta->creation_time, last_used = meta->last_used_time;
 
-	index_put(&fs->index, key, meta->file_size, meta->hit_count, meta->last_used_time,
-		  meta->creation_time);
+	index_clamp_future(&created, &last_used);
+	index_put(&fs->index, key, meta->file_size, meta->hit_count, last_used, created);
 }
 
 int startup_scan(struct kvcfs *fs)

@@ -3,6 +3,7 @@
 under slab names, programs that sweep *.tmp, headers that lie. The mount
 never hangs on them and never lets them cost valid slabs."""
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -148,5 +149,60 @@ def test_tmp_sweeper_spares_our_temps(ws):
     assert os.path.exists(os.path.join(m.root, key + ".kvc"))
 
 
+def plant_liar(root, i, claimed, last_used):
+    """A sparse <key>.kvc whose header claims a payload of `claimed` bytes
+    (none of them on disk, so the CRC is wrong) and a last use of
+    `last_used`: it parses, and fails verification."""
+    tokens = [i, i + 1, i + 2]
+    data = bytearray(kvcache.build_slab(FP, "q8_0", CTX, tokens, b"", created=1_700_000_000,
+                                        last_used=last_used, hostname=b"liar"))
+    struct.pack_into("<Q", data, 40, claimed)
+    struct.pack_into("<Q", data, 56, claimed)
+    struct.pack_into("<I", data, 64, 0x12345678)
+    key = kvcache.cache_key(FP, "q8_0", CTX, tokens)
+    path = os.path.join(root, key + ".kvc")
+    with open(path, "wb") as f:
+        f.write(data)
+        f.truncate(len(data) + claimed)
+    return key
+
+
+def start_with_liar(ws, claimed):
+    root = ws.root()
+    valid = {}
+    for i in range(5):
+        key, data = slab(10 + i * 5, payload_len=1 << 20)
+        with open(os.path.join(root, key + ".kvc"), "wb") as f:
+            f.write(data)
+        valid[key] = data
+    liar = plant_liar(root, 99, claimed, int(time.time()) + 10 * 365 * 86400)
+    m = ws.mount(root, options=["max_size=10M"], allowed_stderr=[r"not counting invalid"])
+    return m, valid, liar
+
+
+def test_start_up_eviction_trusts_no_lying_header(ws):
+    """Five valid 1 MiB slabs and a sparse file that claims 1 TiB and a last
+    use in the future, under a 10 MiB budget: the liar goes, every valid
+    slab stays."""
+    m, valid, liar = start_with_liar(ws, 1 << 40)
+    names = set(os.listdir(m.root))
+    assert liar + ".kvc" not in names, "the slab larger than the budget goes first"
+    for key, data in valid.items():
+        assert key + ".kvc" in names, "a valid slab was evicted for the liar"
+        assert kvcache.restore(m.mnt, key) == data[-(1 << 20):]
+
+
+def test_unverified_header_costs_no_valid_slab(ws):
+    """The same with a liar that fits the budget (8 MiB claimed): it is
+    verified before it may push anything out, fails, and goes."""
+    m, valid, liar = start_with_liar(ws, 8 << 20)
+    names = set(os.listdir(m.root))
+    assert liar + ".kvc" not in names
+    for key in valid:
+        assert key + ".kvc" in names, "a valid slab was evicted for the liar"
+
+
 if __name__ == "__main__":
-    main([test_fifo_under_slab_name, test_tmp_sweeper_spares_our_temps])
+    main([test_fifo_under_slab_name, test_tmp_sweeper_spares_our_temps,
+          test_start_up_eviction_trusts_no_lying_header,
+          test_unverified_header_costs_no_valid_slab])

@@ -170,31 +170,24 @@ int kvc_store_scan(struct kvc_store *store, kvc_scan_fn fn, void *ctx,
 		   struct kvc_scan_stats *stats, struct kvc_err *err)
 {
 	struct kvc_scan_stats local;
-	struct dirent *de;
-	DIR *dir;
-	int fd;
+	struct kvc_store_dir *dir;
+	unsigned char d_type;
+	const char *name;
 
 	if (stats == NULL)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
-	fd = openat(store->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return kvc_err_sys(err, errno, "open backing root %s", store->root);
-	dir = fdopendir(fd);
-	if (dir == NULL) {
-		int e = errno;
-		close(fd);
-		return kvc_err_sys(err, e, "read backing root %s", store->root);
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (!has_suffix(de->d_name, ".kvc"))
+	if (kvc_store_dir_open(store, &dir, err) < 0)
+		return -1;
+	while ((name = kvc_store_dir_next(dir, &d_type)) != NULL) {
+		if (!has_suffix(name, ".kvc"))
 			continue;
-		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN) {
-			not_regular(store, de->d_name, stats);
+		if (d_type != DT_REG && d_type != DT_UNKNOWN) {
+			not_regular(store, name, stats);
 			continue;
 		}
-		scan_one(store, de->d_name, de->d_type, fn, ctx, stats);
+		scan_one(store, name, d_type, fn, ctx, stats);
 	}
-	closedir(dir);
+	kvc_store_dir_close(dir);
 	return 0;
 }

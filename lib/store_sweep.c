@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* Removing temps that no writer will ever finish. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -94,46 +93,37 @@ int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
 {
 	struct kvc_sweep_stats local;
 	time_t now = time(NULL);
-	struct dirent *de;
-	DIR *dir;
-	int fd;
+	struct kvc_store_dir *dir;
+	const char *name;
 
 	if (stats == NULL)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
 	if (store_refuse_read_only(store, "sweep", err) < 0)
 		return -1;
-	fd = openat(store->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return kvc_err_sys(err, errno, "open backing root %s", store->root);
-	dir = fdopendir(fd);
-	if (dir == NULL) {
-		int e = errno;
-		close(fd);
-		return kvc_err_sys(err, e, "read backing root %s", store->root);
-	}
-	while ((de = readdir(dir)) != NULL) {
+	if (kvc_store_dir_open(store, &dir, err) < 0)
+		return -1;
+	while ((name = kvc_store_dir_next(dir, NULL)) != NULL) {
 		char host[65];
 		struct stat st;
 		long pid;
-
 		bool aside = false;
 
-		if (!kvc_tmp_name_parse(de->d_name, host, &pid) &&
-		    !(aside = name_parse(de->d_name, STORE_ASIDE_SUFFIX, host, &pid)))
+		if (!kvc_tmp_name_parse(name, host, &pid) &&
+		    !(aside = name_parse(name, STORE_ASIDE_SUFFIX, host, &pid)))
 			continue;
-		if (fstatat(store->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		if (fstatat(store->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !(aside ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)))
 			continue;
 		/* An aside directory is left by a removal that did not finish
 		 * (its process died, or something in it would not go). */
 		if (is_stale(store, host, pid, &st, grace_seconds, now) &&
-		    (aside ? store_remove_tree(store, de->d_name)
-			   : unlinkat(store->dirfd, de->d_name, 0)) == 0)
+		    (aside ? store_remove_tree(store, name)
+			   : unlinkat(store->dirfd, name, 0)) == 0)
 			stats->removed++;
 		else
 			stats->kept++;
 	}
-	closedir(dir);
+	kvc_store_dir_close(dir);
 	return 0;
 }

@@ -221,6 +221,18 @@ struct kvc_sweep_stats {
 int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
 		    struct kvc_sweep_stats *stats, struct kvc_err *err);
 
+/*
+ * The names in the backing root, one pass, "." and ".." left out: what
+ * scan, sweep and the mount's listing all walk. d_type is readdir's
+ * (DT_UNKNOWN where the filesystem does not say). The name returned is
+ * valid until the next call.
+ */
+struct kvc_store_dir;
+int kvc_store_dir_open(struct kvc_store *store, struct kvc_store_dir **out,
+		       struct kvc_err *err);
+const char *kvc_store_dir_next(struct kvc_store_dir *dir, unsigned char *d_type);
+void kvc_store_dir_close(struct kvc_store_dir *dir);
+
 /* Parse a temp name, "<label>.<host>.<pid>.<n>.kvcpart" or the older
  * "<label>.<host>.<pid>.<n>.tmp"; false if name is neither. host is copied
  * (<= 64). */

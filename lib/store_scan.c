@@ -26,6 +26,10 @@ static int republish(struct kvc_store *store, const char *name, int fd,
 	struct kvc_err err;
 	bool linked = false;
 
+	/* The whole file is read now: as anywhere else, without O_NONBLOCK
+	 * (a prefix read of a regular file does not care, which saves the
+	 * scan a system call per file). */
+	store_clear_nonblock(fd);
 	if (kvc_verify_fd(fd, 0, key, &full, &err) < 0) {
 		store_drop_later(store, name, NULL, st);
 		stats->removed_corrupt++;
@@ -90,7 +94,6 @@ static int open_head(struct kvc_store *store, const char *name, unsigned char d_
 		}
 		size = (uint64_t)st.st_size;
 	}
-	store_clear_nonblock(fd);
 	kvc_source_from_fd_head(src, head, fd, size);
 	head->have = (size_t)n;
 	return fd;

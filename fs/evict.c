@@ -1,16 +1,104 @@
 /* SPDX-License-Identifier: MIT */
 /* Keeping the backing root within its byte budget. */
-#include <errno.h>
-#include <time.h>
+#include <unistd.h>
 
 #include "kvcfs.h"
 
 static pthread_mutex_t evicting = PTHREAD_MUTEX_INITIALIZER;
 
+static void evict_one(struct kvcfs *fs, const struct kvc_key *key)
+{
+	struct kvc_err err;
+
+	if (kvc_store_delete(fs->store, key, &err) < 0) {
+		fuse_log(FUSE_LOG_ERR, "kvcfs: evicting: %s\n", err.detail);
+		return;
+	}
+	index_remove(&fs->index, key);
+	forget_slab_entries(fs, key, FORGET_LATER);
+	atomic_fetch_add(&fs->metrics.evictions, 1);
+}
+
+enum verdict { STAYS, DROPPED };
+
+/*
+ * Is the slab under key what its header says? The index learns sizes and
+ * times from headers alone (start-up, rescans, lookups), and a header can
+ * lie: a sparse file that claims a huge payload and a last use in the
+ * future would keep its place and cost every valid slab theirs. Full
+ * verification, once per file (the index remembers it). A file that fails
+ * is dropped (after the store's recheck delay) and leaves the index; one
+ * that cannot be read for another reason (I/O) is given the benefit of the
+ * doubt.
+ */
+static enum verdict check_slab(struct kvcfs *fs, const struct kvc_key *key)
+{
+	struct kvc_meta meta;
+	struct kvc_err err;
+	struct stat st;
+	int fd;
+
+	if (kvc_store_open_slab(fs->store, key, &fd, &st, &err) < 0) {
+		if (err.tag != KVC_E_NOT_FOUND && err.sys_errno != EIO)
+			return STAYS;
+		index_remove(&fs->index, key); /* gone, or not a file: holds nothing */
+		return DROPPED;
+	}
+	if (index_is_verified(&fs->index, key, &st)) {
+		close(fd);
+		return STAYS;
+	}
+	if (kvc_verify_fd(fd, KVC_PARSE_LIGHT, key, &meta, &err) == 0) {
+		close(fd);
+		kvc_meta_clear(&meta);
+		index_set_verified(&fs->index, key, &st);
+		return STAYS;
+	}
+	close(fd);
+	if (!kvc_tag_is_format_error(err.tag) || err.tag == KVC_E_UNSUPPORTED_VERSION)
+		return STAYS;
+	fuse_log(FUSE_LOG_WARNING, "kvcfs: not counting invalid %s\n", err.detail);
+	kvc_store_drop_corrupt(fs->store, key, &st);
+	index_remove(&fs->index, key);
+	forget_slab_entries(fs, key, FORGET_LATER);
+	return DROPPED;
+}
+
+/*
+ * Before evicting anything: a slab larger than the whole budget could never
+ * be kept within it, so it goes first, whatever its header claims, and
+ * costs no other slab its place. Then the slabs that eviction would keep,
+ * from the most-kept down to the low watermark, are verified, and the ones
+ * that fail leave: only proven bytes push valid slabs out. The cost is
+ * bounded by the budget (each verification reads one slab once).
+ * skip[i] is set for the candidates handled here.
+ */
+static void clear_the_way(struct kvcfs *fs, const struct eviction_candidate *order,
+			  size_t n, bool *skip)
+{
+	uint64_t kept = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (order[i].size > fs->opts.max_size && !index_is_pinned(&fs->index, &order[i].key)) {
+			evict_one(fs, &order[i].key);
+			skip[i] = true;
+		}
+	}
+	for (size_t i = n; i-- > 0 && kept < fs->opts.low_watermark;) {
+		if (skip[i] || index_is_pinned(&fs->index, &order[i].key))
+			continue;
+		if (check_slab(fs, &order[i].key) == DROPPED)
+			skip[i] = true;
+		else
+			kept += order[i].size;
+	}
+}
+
 void evict_if_needed(struct kvcfs *fs)
 {
 	struct eviction_candidate *order;
 	uint64_t bytes, count;
+	bool *skip;
 	size_t n;
 
 	if (fs->opts.max_size == 0 || fs->opts.read_only)
@@ -22,95 +110,18 @@ void evict_if_needed(struct kvcfs *fs)
 	 * evict twice as much as needed. */
 	pthread_mutex_lock(&evicting);
 	order = index_eviction_order(&fs->index, &n);
+	skip = g_new0(bool, n + 1);
+	clear_the_way(fs, order, n, skip);
 	for (size_t i = 0; i < n; i++) {
-		struct kvc_err err;
 		index_totals(&fs->index, &bytes, &count);
 		if (bytes <= fs->opts.low_watermark)
 			break;
 		/* Opened since the order was taken: it stays. */
-		if (index_is_pinned(&fs->index, &order[i].key))
+		if (skip[i] || index_is_pinned(&fs->index, &order[i].key))
 			continue;
-		if (kvc_store_delete(fs->store, &order[i].key, &err) < 0) {
-			fuse_log(FUSE_LOG_ERR, "kvcfs: evicting: %s\n", err.detail);
-			continue;
-		}
-		index_remove(&fs->index, &order[i].key);
-		forget_slab_entries(fs, &order[i].key, FORGET_LATER);
-		atomic_fetch_add(&fs->metrics.evictions, 1);
+		evict_one(fs, &order[i].key);
 	}
 	pthread_mutex_unlock(&evicting);
+	g_free(skip);
 	g_free(order);
-}
-
-static void collect(void *ctx, const struct kvc_key *key, const struct kvc_meta *meta)
-{
-	index_table_put(ctx, key, meta->file_size, meta->hit_count, meta->last_used_time,
-			meta->creation_time);
-}
-
-int rescan_now(struct kvcfs *fs)
-{
-	GHashTable *fresh = index_new_table();
-	struct kvc_scan_stats st;
-	struct kvc_err err;
-
-	if (kvc_store_scan(fs->store, collect, fresh, &st, &err) < 0) {
-		g_hash_table_destroy(fresh);
-		return -kvc_err_to_errno(&err);
-	}
-	index_replace(&fs->index, fresh);
-	atomic_fetch_add(&fs->metrics.rescans, 1);
-	evict_if_needed(fs);
-	return 0;
-}
-
-static void *rescanner_main(void *arg)
-{
-	struct kvcfs *fs = arg;
-	struct kvcfs_rescanner *r = &fs->rescanner;
-
-	pthread_mutex_lock(&r->lock);
-	while (!r->stop) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += fs->opts.rescan_interval;
-		if (pthread_cond_timedwait(&r->wake, &r->lock, &until) == ETIMEDOUT && !r->stop) {
-			pthread_mutex_unlock(&r->lock);
-			rescan_now(fs);
-			pthread_mutex_lock(&r->lock);
-		}
-	}
-	pthread_mutex_unlock(&r->lock);
-	return NULL;
-}
-
-int rescanner_start(struct kvcfs *fs)
-{
-	struct kvcfs_rescanner *r = &fs->rescanner;
-
-	if (fs->opts.rescan_interval == 0)
-		return 0;
-	pthread_mutex_init(&r->lock, NULL);
-	pthread_cond_init(&r->wake, NULL);
-	r->stop = false;
-	if (pthread_create(&r->thread, NULL, rescanner_main, fs) != 0)
-		return -1;
-	r->running = true;
-	return 0;
-}
-
-void rescanner_stop(struct kvcfs *fs)
-{
-	struct kvcfs_rescanner *r = &fs->rescanner;
-
-	if (!r->running)
-		return;
-	pthread_mutex_lock(&r->lock);
-	r->stop = true;
-	pthread_cond_signal(&r->wake);
-	pthread_mutex_unlock(&r->lock);
-	pthread_join(r->thread, NULL);
-	pthread_cond_destroy(&r->wake);
-	pthread_mutex_destroy(&r->lock);
-	r->running = false;
 }

@@ -2,6 +2,7 @@
 /* The in-memory index of slabs: totals, pins, and the eviction order. */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "index.h"
 
@@ -315,4 +316,14 @@ bool index_times(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t si
 	}
 	pthread_mutex_unlock(&idx->lock);
 	return found;
+}
+
+void index_clamp_future(uint64_t *created, uint64_t *last_used)
+{
+	uint64_t now = (uint64_t)time(NULL);
+
+	if (*created > now)
+		*created = now;
+	if (*last_used > now)
+		*last_used = now;
 }

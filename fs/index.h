@@ -95,4 +95,8 @@ void index_table_put(GHashTable *t, const struct kvc_key *key, uint64_t size,
 		     uint32_t hits, uint64_t last_used, uint64_t created);
 void index_replace(struct kvcfs_index *idx, GHashTable *fresh);
 
+/* Times read from a header and not yet verified: one in the future (a
+ * clock ahead, or a header that lies to stay cached) counts as now. */
+void index_clamp_future(uint64_t *created, uint64_t *last_used);
+
 #endif

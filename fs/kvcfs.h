@@ -88,6 +88,10 @@ struct staging {
 	gid_t gid;
 
 	/* Lock-free: */
+	atomic_bool replacing;         /* writes go here; false for a writer
+					* over a slab until it truncates (until
+					* then a write would be one into the slab:
+					* EPERM) */
 	atomic_bool dirty;             /* written since the temp was last checked */
 	atomic_int write_error;        /* errno of a failed write, for close() */
 };
@@ -103,6 +107,8 @@ struct node {
 	unsigned private_writers;  /* O_TRUNC writers of the key open on this
 				    * inode (their bytes go elsewhere, but the
 				    * kernel truncated its idea of this inode) */
+	GSList *unarmed_writers;   /* their stages still waiting for the
+				    * truncate of open(O_TRUNC) (staging.c) */
 	bool cache_suspect;        /* the kernel's size and pages of this inode
 				    * may not be the slab's: a writer
 				    * truncated it, or it was a staging file */
@@ -212,13 +218,20 @@ int staging_fsync(struct handle *h, int datasync);
 /* Release of a handle that has a stage; before the node's open count
  * drops. */
 void staging_release(struct kvcfs *fs, struct handle *h);
+/* setattr of a handle's stage (ftruncate, futimens...), or of the node's. */
 int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *attr,
 		    int to_set);
 int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st);
+/* A truncate of node with no handle: arms the writers over it that
+ * opened without O_TRUNC in the open (1), or 0 when there are none. */
+int staging_arm_writers(struct kvcfs *fs, struct node *node, const struct stat *attr,
+			int to_set);
 /* rename/unlink of name when it is a staging file: -ENOENT when it is not. */
 int staging_rename(struct kvcfs *fs, const char *name, const char *newname,
 		   unsigned flags);
 int staging_unlink(struct kvcfs *fs, const char *name);
+/* Is this stage a <key>.kvc waiting for its close (no name yet)? */
+bool staging_in_flight(struct kvcfs *fs, struct staging *stage);
 /* Is a writer of this mount creating <key>.kvc right now? fs->lock held. */
 bool staging_creating(struct kvcfs *fs, const struct kvc_key *key);
 

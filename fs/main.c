@@ -10,10 +10,10 @@
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	/* open(O_TRUNC) arrives as a flag on open, not as a separate
-	 * truncate: that is how a copy onto a slab is told from a truncate. */
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
-		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* open(O_TRUNC) arrives as open, then a truncate of that handle
+	 * (staging.c): with the truncate in the open instead, the kernel
+	 * would zero its size of a slab's inode that others are reading. */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Writes must reach us before flush so close() can publish them. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/* Slabs are megabytes to gigabytes: move them in 1 MiB requests

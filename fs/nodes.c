@@ -9,6 +9,7 @@ static void node_free(gpointer p)
 {
 	struct node *node = p;
 
+	g_slist_free(node->unarmed_writers);
 	g_free(node->name);
 	g_free(node);
 }

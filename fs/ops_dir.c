@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* Directory listings: a snapshot per opendir, served by offset. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -46,32 +45,25 @@ static fuse_ino_t listing_ino(const struct kvc_key *key, bool payload)
 /* Slabs from the backing root itself, so other writers' slabs appear. */
 static int add_backing_slabs(struct kvcfs *fs, GPtrArray *list, bool payload_view)
 {
-	struct dirent *de;
-	DIR *dir;
-	int fd;
+	struct kvc_store_dir *dir;
+	struct kvc_err err;
+	const char *name;
 
-	fd = openat(kvc_store_dirfd(fs->store), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	dir = fdopendir(fd);
-	if (dir == NULL) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	while ((de = readdir(dir)) != NULL) {
+	if (kvc_store_dir_open(fs->store, &dir, &err) < 0)
+		return -kvc_err_to_errno(&err);
+	while ((name = kvc_store_dir_next(dir, NULL)) != NULL) {
 		struct kvc_key key;
-		if (!kvc_key_from_slab_name(de->d_name, &key))
+		if (!kvc_key_from_slab_name(name, &key))
 			continue;
 		if (payload_view) {
 			char hex[KVC_KEY_HEX_LEN + 1];
 			kvc_key_to_hex(&key, hex);
 			add(list, hex, listing_ino(&key, true), S_IFREG);
 		} else {
-			add(list, de->d_name, listing_ino(&key, false), S_IFREG);
+			add(list, name, listing_ino(&key, false), S_IFREG);
 		}
 	}
-	closedir(dir);
+	kvc_store_dir_close(dir);
 	return 0;
 }
 
@@ -125,7 +117,10 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)list;
-	fuse_reply_open(req, fi);
+	/* Not delivered (the opener was interrupted): no releasedir will come
+	 * for it. */
+	if (fuse_reply_open(req, fi) != 0)
+		g_ptr_array_unref(list);
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

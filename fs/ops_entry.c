@@ -225,14 +225,30 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	struct kvcfs *fs = kvcfs_of(req);
 	struct node_view v;
 	struct node *node = node_held(fs, ino, &v);
+	struct handle *h = NULL;
 	int rc = 0;
 
-	(void)fi;
 	if (node == NULL) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (v.kind == NODE_STAGING) {
+	if (fi != NULL && v.kind != NODE_ROOT && v.kind != NODE_PAYLOAD_DIR &&
+	    v.kind != NODE_META_DIR)
+		h = (struct handle *)(uintptr_t)fi->fh;
+	if (h != NULL && h->stage != NULL && h->writable) {
+		/* ftruncate or futimens of a writer: its own stage. The reply
+		 * shows the node as it is, so a slab's inode keeps its size. */
+		rc = staging_setattr(fs, h->stage, attr, to_set);
+	} else if (staging_arm_writers(fs, node, attr, to_set)) {
+		rc = 0; /* the O_TRUNC of a writer over this node */
+	} else if (v.kind == NODE_STAGING && (to_set & FUSE_SET_ATTR_SIZE) &&
+		   staging_in_flight(fs, v.stage)) {
+		/* A <key>.kvc being created has no name yet: a truncate by name
+		 * (its writer's own ftruncate names its handle) is someone
+		 * else's. Times and mode (cp -a's futimens names no handle)
+		 * change no byte. */
+		rc = -ENOENT;
+	} else if (v.kind == NODE_STAGING) {
 		rc = staging_setattr(fs, v.stage, attr, to_set);
 	} else if (to_set & FUSE_SET_ATTR_SIZE) {
 		/* Published slabs are immutable; directories have no size. */

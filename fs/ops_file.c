@@ -85,7 +85,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case NODE_SLAB:
 		if (acc == O_RDONLY && !(fi->flags & O_TRUNC))
 			rc = open_slab(fs, node, &v.key, false, h, fi);
-		else if (acc == O_WRONLY && (fi->flags & O_TRUNC) && !(fi->flags & O_APPEND))
+		else if (acc == O_WRONLY && !(fi->flags & O_APPEND))
 			rc = staging_open_private(fs, req, &v.key, node, h, fi);
 		else
 			rc = -EPERM; /* published slabs are immutable */

@@ -25,21 +25,15 @@ static const char *const slab_xattrs[] = {
 
 static int read_meta(struct kvcfs *fs, const struct kvc_key *key, struct kvc_meta *meta)
 {
-	char name[KVC_SLAB_NAME_LEN + 1];
 	struct kvc_source src;
 	struct kvc_err err;
 	struct stat st;
 	int fd, rc;
 
-	kvc_key_slab_name(key, name);
-	fd = openat(kvc_store_dirfd(fs->store), name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
+	/* Through the store: it never blocks on a FIFO under the name and
+	 * reads only a regular file. */
+	if (kvc_store_open_slab(fs->store, key, &fd, &st, &err) < 0)
+		return -kvc_err_to_errno(&err);
 	kvc_source_from_fd(&src, &fd, (uint64_t)st.st_size);
 	rc = kvc_parse_meta(&src, 0, meta, &err);
 	close(fd);

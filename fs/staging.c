@@ -14,8 +14,8 @@
  *      unlink(name) ---------------> UNNAMED
  *
  *   create(<key>.kvc) -------------> UNNAMED + publish_on_close: invisible to
- *   O_TRUNC open of a slab --------> lookup and readdir (a reader gets the
- *   (a private stage of the handle)  published slab or ENOENT, never these
+ *                                    lookup and readdir (a reader gets the
+ *                                    published slab or ENOENT, never these
  *                                    bytes); each close once every writer
  *                                    has closed tries a publish:
  *            valid                    -> PUBLISHED
@@ -27,6 +27,13 @@
  *                                    whatever the kernel still remembers of
  *                                    the inode (it forgets it later).
  *   PUBLISHED: the temp's inode is <key>.kvc now; writes get EPERM.
+ *
+ *   O_WRONLY open of a published slab (cp onto it) -> a private stage of the
+ *   handle, not yet replacing: the kernel sends the open's O_TRUNC as a
+ *   truncate of the handle right after (FUSE_CAP_ATOMIC_O_TRUNC is off), and
+ *   that makes it replacing, as UNNAMED + publish_on_close above. Without the
+ *   truncate a write would be a write into a published slab: EPERM, and the
+ *   close publishes nothing.
  *
  * Locks: a stage's rwlock is held shared by writes into the temp and
  * exclusive by a publish or a discard; the fields that say where the stage
@@ -84,6 +91,16 @@ static void count_creating(struct kvcfs *fs, const struct kvc_key *key, int delt
 				     GUINT_TO_POINTER(n - 1));
 }
 
+bool staging_in_flight(struct kvcfs *fs, struct staging *stage)
+{
+	bool in_flight;
+
+	pthread_mutex_lock(&fs->lock);
+	in_flight = stage->publish_on_close;
+	pthread_mutex_unlock(&fs->lock);
+	return in_flight;
+}
+
 bool staging_creating(struct kvcfs *fs, const struct kvc_key *key)
 {
 	return g_hash_table_contains(fs->creating, key);
@@ -110,6 +127,7 @@ static struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t
 		return NULL;
 	}
 	kvc_tmp_track(&stage->tmp);
+	atomic_store(&stage->replacing, true);
 	stage->mode = mode & 07777;
 	stage->uid = ctx->uid;
 	stage->gid = ctx->gid;
@@ -134,6 +152,7 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 	stage = stage_for_writer(fs, req, 0444, &err);
 	if (stage == NULL)
 		return -kvc_err_to_errno(&err);
+	atomic_store(&stage->replacing, (fi->flags & O_TRUNC) != 0);
 	stage->publish_on_close = true;
 	stage->target = *key;
 	stage->writers = 1;
@@ -145,6 +164,8 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 	count_creating(fs, key, +1);
 	over->private_writers++;
 	over->cache_suspect = true;
+	if (!atomic_load(&stage->replacing))
+		over->unarmed_writers = g_slist_prepend(over->unarmed_writers, stage);
 	pthread_mutex_unlock(&fs->lock);
 	fi->direct_io = 1;
 	h->stage = stage;
@@ -323,8 +344,9 @@ ssize_t staging_write(struct handle *h, const void *buf, size_t size, off_t off)
 	ssize_t n;
 
 	pthread_rwlock_rdlock(&stage->lock);
-	if (stage->published || stage->tmp.fd < 0) {
-		/* The bytes already became a slab: it is immutable now. */
+	if (stage->published || stage->tmp.fd < 0 || !atomic_load(&stage->replacing)) {
+		/* The bytes already became a slab, or this would write into
+		 * one: a slab is immutable. */
 		n = -EPERM;
 	} else {
 		n = pwrite(stage->tmp.fd, buf, size, off);
@@ -382,7 +404,8 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 		h->flushed = true;
 		stage->flushed_writers++;
 	}
-	publish = stage->publish_on_close && stage->flushed_writers == stage->writers;
+	publish = stage->publish_on_close && stage->flushed_writers == stage->writers &&
+		  atomic_load(&stage->replacing);
 	pthread_mutex_unlock(&fs->lock);
 	if (publish && atomic_load(&stage->write_error) != 0) {
 		/* A write failed: close() says so, as a filesystem that writes
@@ -421,6 +444,15 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 		last_try = stage->publish_on_close && stage->writers == 0;
 		pthread_mutex_unlock(&fs->lock);
 	}
+	if (last_try && !atomic_load(&stage->replacing)) {
+		/* Opened over a slab, never truncated, never written: there is
+		 * nothing to publish and nothing was refused. */
+		pthread_mutex_lock(&fs->lock);
+		stage->publish_on_close = false;
+		count_creating(fs, &stage->target, -1);
+		pthread_mutex_unlock(&fs->lock);
+		last_try = false;
+	}
 	if (last_try) {
 		/* Bytes written since the last close's try get one more;
 		 * then a refusal is final and nothing appears. */
@@ -434,6 +466,7 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 	if (h->owns_stage) {
 		pthread_mutex_lock(&fs->lock);
 		h->node->private_writers--;
+		h->node->unarmed_writers = g_slist_remove(h->node->unarmed_writers, stage);
 		pthread_mutex_unlock(&fs->lock);
 		staging_free(fs, stage);
 		h->stage = NULL;
@@ -444,6 +477,30 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 	pthread_mutex_unlock(&fs->lock);
 	if (orphaned)
 		staging_discard(fs, stage);
+}
+
+/*
+ * open(O_TRUNC) of a slab reaches us as an open for writing, then a truncate
+ * to 0 that names no handle: it is the truncate of the writers over this
+ * node that have not truncated yet. (Another process's truncate(2) at the
+ * same moment would arm them too; that only sends their writes to their
+ * own stage, which publishes nothing unless it is a valid slab.)
+ */
+int staging_arm_writers(struct kvcfs *fs, struct node *node, const struct stat *attr,
+			int to_set)
+{
+	GSList *unarmed;
+
+	if (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size != 0)
+		return 0;
+	pthread_mutex_lock(&fs->lock);
+	unarmed = node->unarmed_writers;
+	node->unarmed_writers = NULL;
+	for (GSList *l = unarmed; l != NULL; l = l->next)
+		atomic_store(&((struct staging *)l->data)->replacing, true);
+	pthread_mutex_unlock(&fs->lock);
+	g_slist_free(unarmed);
+	return unarmed != NULL;
 }
 
 static int set_times(struct staging *stage, const struct stat *attr, int to_set)
@@ -477,6 +534,7 @@ int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *
 			goto out;
 		}
 		kvc_tmp_note_truncate(&stage->tmp, (uint64_t)attr->st_size);
+		atomic_store(&stage->replacing, true);
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 		      FUSE_SET_ATTR_MTIME_NOW))

@@ -54,9 +54,10 @@ bool mountpoint_in_use(const char *mountpoint)
 static void index_slab(void *ctx, const struct kvc_key *key, const struct kvc_meta *meta)
 {
 	struct kvcfs *fs = ctx;
+	uint64_t created = meta->creation_time, last_used = meta->last_used_time;
 
-	index_put(&fs->index, key, meta->file_size, meta->hit_count, meta->last_used_time,
-		  meta->creation_time);
+	index_clamp_future(&created, &last_used);
+	index_put(&fs->index, key, meta->file_size, meta->hit_count, last_used, created);
 }
 
 int startup_scan(struct kvcfs *fs)
@@ -79,8 +80,10 @@ int startup_scan(struct kvcfs *fs)
 	fuse_log(FUSE_LOG_INFO,
 		 "kvcfs: %s: %" G_GUINT64_FORMAT " slabs, %" G_GUINT64_FORMAT " bytes; removed %"
 		 G_GUINT64_FORMAT " temps and %" G_GUINT64_FORMAT " corrupt files, re-published %"
-		 G_GUINT64_FORMAT ", left %" G_GUINT64_FORMAT " of a newer format\n",
+		 G_GUINT64_FORMAT ", left %" G_GUINT64_FORMAT " of a newer format; %"
+		 G_GUINT64_FORMAT " *.kvc not regular files (%" G_GUINT64_FORMAT " removed)\n",
 		 fs->opts.backing_root, scan.slabs, scan.bytes, sweep.removed,
-		 scan.removed_corrupt, scan.republished, scan.skipped_newer);
+		 scan.removed_corrupt, scan.republished, scan.skipped_newer, scan.not_regular,
+		 scan.removed_not_regular);
 	return 0;
 }

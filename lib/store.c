@@ -97,6 +97,7 @@ int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
 	 * could run ahead of a temp created just after us. */
 	clock_gettime(CLOCK_REALTIME_COARSE, &store->opened_at);
 	atomic_init(&store->tmp_counter, 0);
+	store_dropper_init(store);
 	*out = store;
 	return 0;
 }
@@ -105,6 +106,7 @@ void kvc_store_close(struct kvc_store *store)
 {
 	if (store == NULL)
 		return;
+	store_dropper_stop(store); /* before the directory it works in goes */
 	close(store->dirfd);
 	free(store->root);
 	free(store);
@@ -152,12 +154,52 @@ int store_unlink_if_same(struct kvc_store *store, const char *name,
 	return unlinkat(store->dirfd, name, 0);
 }
 
-int store_open_ro(struct kvc_store *store, const char *name, int *fd,
-		  struct stat *st, struct kvc_err *err)
+int store_openat(struct kvc_store *store, const char *name, int flags)
 {
-	*fd = openat(store->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (*fd < 0)
-		return kvc_err_sys(err, errno, "open %s", name);
+	return openat(store->dirfd, name,
+		      flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+}
+
+int store_clear_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -1;
+	return (fl & O_NONBLOCK) ? fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) : 0;
+}
+
+const char *store_kind_name(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG:  return "regular file";
+	case S_IFDIR:  return "directory";
+	case S_IFLNK:  return "symbolic link";
+	case S_IFIFO:  return "FIFO";
+	case S_IFSOCK: return "socket";
+	case S_IFCHR:  return "character device";
+	case S_IFBLK:  return "block device";
+	default:       return "file of unknown type";
+	}
+}
+
+int store_open_regular(struct kvc_store *store, const char *name, int flags, int *fd,
+		       struct stat *st, struct kvc_err *err)
+{
+	*fd = store_openat(store, name, flags);
+	if (*fd < 0) {
+		int e = errno;
+		/* O_NOFOLLOW met a symlink (ELOOP), or the open of a socket
+		 * failed (ENXIO): say what is there rather than why. */
+		if ((e == ELOOP || e == ENXIO || e == EISDIR) &&
+		    fstatat(store->dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    !S_ISREG(st->st_mode)) {
+			kvc_err_sys(err, EIO, "%s is a %s, not a regular file", name,
+				    store_kind_name(st->st_mode));
+			return STORE_NOT_REGULAR;
+		}
+		return kvc_err_sys(err, e, "open %s", name);
+	}
 	if (fstat(*fd, st) < 0) {
 		int e = errno;
 		close(*fd);
@@ -167,9 +209,23 @@ int store_open_ro(struct kvc_store *store, const char *name, int *fd,
 	if (!S_ISREG(st->st_mode)) {
 		close(*fd);
 		*fd = -1;
-		return kvc_err_sys(err, EINVAL, "%s is not a regular file", name);
+		kvc_err_sys(err, EIO, "%s is a %s, not a regular file", name,
+			    store_kind_name(st->st_mode));
+		return STORE_NOT_REGULAR;
+	}
+	if (store_clear_nonblock(*fd) < 0) {
+		int e = errno;
+		close(*fd);
+		*fd = -1;
+		return kvc_err_sys(err, e, "fcntl %s", name);
 	}
 	return 0;
+}
+
+int store_open_ro(struct kvc_store *store, const char *name, int *fd,
+		  struct stat *st, struct kvc_err *err)
+{
+	return store_open_regular(store, name, O_RDONLY, fd, st, err);
 }
 
 int store_refuse_read_only(struct kvc_store *store, const char *what,

@@ -2,11 +2,26 @@
 #ifndef KVC_STORE_INTERNAL_H
 #define KVC_STORE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include <kvc/store.h>
+
+/* Deferred removals of invalid files (store_drop_later.c). */
+#define STORE_DROP_QUEUE_MAX 256
+struct drop_job;
+struct store_dropper {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;      /* CLOCK_MONOTONIC; guarded by lock */
+	pthread_t thread;         /* valid while running */
+	bool running;             /* guarded by lock */
+	bool stopping;            /* guarded by lock; set once, by kvc_store_close */
+	struct drop_job *ring;    /* STORE_DROP_QUEUE_MAX slots; guarded by lock */
+	size_t head, count;       /* guarded by lock */
+	uint64_t not_done;        /* skipped: queue full, or store closed; guarded by lock */
+};
 
 struct kvc_store {
 	int dirfd;
@@ -16,6 +31,7 @@ struct kvc_store {
 	int recheck_delay_ms;
 	struct timespec opened_at;  /* temps of our pid older than this are stale */
 	atomic_uint_fast64_t tmp_counter;
+	struct store_dropper dropper;
 };
 
 /* fsync the backing directory so a link/unlink in it is durable. */
@@ -29,18 +45,74 @@ int store_fsync_dir(struct kvc_store *store, struct kvc_err *err);
 int store_unlink_if_same(struct kvc_store *store, const char *name,
 			 const struct stat *st);
 
-/* Open name in the backing root read-only; fills st. */
+/*
+ * Every open of a name in the backing root goes through here. Anything can
+ * sit under a slab's name on a shared root: a FIFO must not block the
+ * caller (O_NONBLOCK), a symlink must not lead out of the root (O_NOFOLLOW),
+ * and only a regular file, as fstat sees the open descriptor, is read.
+ * O_NONBLOCK is cleared once the file is known to be regular: it means
+ * nothing to a local file, but a network or FUSE filesystem may act on it.
+ */
+int store_openat(struct kvc_store *store, const char *name, int flags);
+int store_clear_nonblock(int fd);
+
+/* What store_open_regular returns when name is not a regular file: st then
+ * describes what is there (not followed), and err says so with EIO. */
+#define STORE_NOT_REGULAR (-2)
+
+/* Open name with flags (O_RDONLY or O_RDWR); fills st. 0, -1 on an error
+ * (err), or STORE_NOT_REGULAR. */
+int store_open_regular(struct kvc_store *store, const char *name, int flags, int *fd,
+		       struct stat *st, struct kvc_err *err);
+/* The same, read-only. */
 int store_open_ro(struct kvc_store *store, const char *name, int *fd,
 		  struct stat *st, struct kvc_err *err);
+/* "FIFO", "symbolic link", ...: for messages. */
+const char *store_kind_name(mode_t mode);
 
-/* Remove name if it still fails verification (against key, or its own key
+/*
+ * Remove name if it still fails verification (against key, or its own key
  * if NULL) after the recheck delay, and still is the file st describes.
- * With a delay this happens on a helper thread; the caller does not wait. */
-void store_drop_if_still_invalid(struct kvc_store *store, const char *name,
-				 const struct kvc_key *key, const struct stat *st);
-/* Wait the recheck delay and verify name again: true if valid now. */
-bool store_valid_after_delay(struct kvc_store *store, const char *name,
-			     const struct kvc_key *key);
+ * Without a delay at once; with one, queued for the store's worker thread
+ * (the caller does not wait), or skipped if the queue is full.
+ */
+void store_drop_later(struct kvc_store *store, const char *name,
+		      const struct kvc_key *key, const struct stat *st);
+/* Wait the recheck delay (on the caller's thread) and verify name again:
+ * true unless it is a valid slab of key now. */
+bool store_still_invalid_after_delay(struct kvc_store *store, const char *name,
+				     const struct kvc_key *key);
+/* The worker's life: init in kvc_store_open; stop drops what is queued and
+ * joins the worker, in kvc_store_close. */
+void store_dropper_init(struct kvc_store *store);
+void store_dropper_stop(struct kvc_store *store);
+
+/* Labels in our names are cut to this many bytes. */
+#define STORE_MAX_LABEL 100
+/* Temps being written. Never ".tmp" (programs sweep their own *.tmp on
+ * start, and would destroy our writes in flight) nor ".kvc" (a slab). */
+#define STORE_TMP_SUFFIX ".kvcpart"
+/* What temps were called before: still recognised and swept. */
+#define STORE_OLD_TMP_SUFFIX ".tmp"
+/* A directory moved off a slab name on its way out (store_free_name). */
+#define STORE_ASIDE_SUFFIX ".kvcgone"
+
+/* "<label>.<host>.<pid>.<n><suffix>": unique across hosts and processes. */
+void store_unique_name(struct kvc_store *store, const char *label, const char *suffix,
+		       char *out, size_t size);
+
+/*
+ * Free name of the non-regular entry st describes (lstat): unlink a
+ * symlink, FIFO, socket or device node; rename a directory aside and
+ * remove it without following symlinks. Nothing is done if name now
+ * refers to something else, or is a regular file. 0 when the name no
+ * longer refers to that entry.
+ */
+int store_free_name(struct kvc_store *store, const char *name, const struct stat *st,
+		    struct kvc_err *err);
+/* Remove name and, if it is a directory, everything under it, never
+ * following a symlink; bounded depth. 0 or -1 (errno). */
+int store_remove_tree(struct kvc_store *store, const char *name);
 
 int store_refuse_read_only(struct kvc_store *store, const char *what,
 			   struct kvc_err *err);

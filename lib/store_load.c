@@ -14,7 +14,7 @@ int kvc_store_open_slab(struct kvc_store *store, const struct kvc_key *key, int 
 	char slab[KVC_SLAB_NAME_LEN + 1];
 
 	kvc_key_slab_name(key, slab);
-	return store_open_ro(store, slab, fd, st, err);
+	return store_open_ro(store, slab, fd, st, err) < 0 ? -1 : 0;
 }
 
 void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
@@ -23,7 +23,7 @@ void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
 	char slab[KVC_SLAB_NAME_LEN + 1];
 
 	kvc_key_slab_name(key, slab);
-	store_drop_if_still_invalid(store, slab, key, st);
+	store_drop_later(store, slab, key, st);
 }
 
 int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,
@@ -51,11 +51,22 @@ int kvc_store_stat(struct kvc_store *store, const struct kvc_key *key,
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
 	uint8_t h[KVC_FIXED_SIZE];
-	int fd;
+	int fd, rc;
 
 	kvc_key_slab_name(key, slab);
 	memset(info, 0, sizeof(*info));
-	if (store_open_ro(store, slab, &fd, &info->st, err) < 0)
+	rc = store_open_ro(store, slab, &fd, &info->st, err);
+	if (rc == STORE_NOT_REGULAR) {
+		/* Something else took the name: shown as an empty file, so
+		 * that it can be listed, removed and published over. */
+		info->not_regular = true;
+		info->st.st_size = 0;
+		info->st.st_blocks = 0;
+		info->creation_time = (uint64_t)info->st.st_mtime;
+		info->last_used_time = (uint64_t)info->st.st_atime;
+		return 0;
+	}
+	if (rc < 0)
 		return -1;
 	if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && memcmp(h, "KVC\x01", 4) == 0) {
 		info->header_ok = true;
@@ -76,13 +87,19 @@ int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,
 		     struct kvc_err *err)
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
+	struct stat st;
 
 	if (store_refuse_read_only(store, "delete", err) < 0)
 		return -1;
 	kvc_key_slab_name(key, slab);
-	if (unlinkat(store->dirfd, slab, 0) < 0 && errno != ENOENT)
-		return kvc_err_sys(err, errno, "remove %s", slab);
-	return 0;
+	if (unlinkat(store->dirfd, slab, 0) == 0 || errno == ENOENT)
+		return 0;
+	/* unlink removes any non-directory, so what is left is a directory
+	 * (or an error to report). */
+	if (errno == EISDIR && fstatat(store->dirfd, slab, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(st.st_mode))
+		return store_free_name(store, slab, &st, err);
+	return kvc_err_sys(err, errno, "remove %s", slab);
 }
 
 int kvc_store_touch(struct kvc_store *store, const struct kvc_key *key,
@@ -90,14 +107,14 @@ int kvc_store_touch(struct kvc_store *store, const struct kvc_key *key,
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
 	uint8_t magic[4], hits[4], used[8];
+	struct stat st;
 	int fd, rc = -1;
 
 	if (store_refuse_read_only(store, "touch", err) < 0)
 		return -1;
 	kvc_key_slab_name(key, slab);
-	fd = openat(store->dirfd, slab, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return kvc_err_sys(err, errno, "open %s for touch", slab);
+	if (store_open_regular(store, slab, O_RDWR, &fd, &st, err) < 0)
+		return -1;
 	/* Only ever patch a file that still starts like a v1 slab. */
 	if (pread(fd, magic, 4, 0) != 4 || memcmp(magic, "KVC\x01", 4) != 0) {
 		kvc_err_set(err, KVC_E_BAD_HEADER, "%s is not a v1 slab", slab);

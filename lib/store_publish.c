@@ -86,12 +86,14 @@ static int resolve_existing(struct kvc_store *store, struct kvc_tmp *tmp,
 			    const struct kvc_key *key, const char *slab,
 			    enum kvc_publish_outcome *outcome, struct kvc_err *err)
 {
+	char spare[256];
 	struct kvc_err verr;
 	struct kvc_meta meta;
 	struct stat st;
 	int fd;
+	int opened = store_open_ro(store, slab, &fd, &st, &verr);
 
-	if (store_open_ro(store, slab, &fd, &st, &verr) == 0) {
+	if (opened == 0) {
 		int rc = kvc_verify_fd(fd, 0, key, &meta, &verr);
 		close(fd);
 		if (rc == 0) {
@@ -108,26 +110,45 @@ static int resolve_existing(struct kvc_store *store, struct kvc_tmp *tmp,
 			return -1;
 		}
 		/* Possibly a stale view of another host's fresh slab. */
-		if (store_valid_after_delay(store, slab, key)) {
+		if (!store_still_invalid_after_delay(store, slab, key)) {
 			*outcome = KVC_PUBLISH_ADOPTED;
 			return 0;
 		}
+	} else if (opened == STORE_NOT_REGULAR) {
+		/* Not a file at all (a symlink, FIFO, directory...): nothing to
+		 * adopt. rename(2) replaces any non-directory by itself, without
+		 * following it; a directory has to be moved off the name first. */
+		if (S_ISDIR(st.st_mode) && store_free_name(store, slab, &st, err) < 0)
+			return -1;
 	} else if (verr.tag != KVC_E_NOT_FOUND) {
 		*err = verr;
 		return -1;
 	}
-	/* Invalid, or vanished since link said EEXIST: ours takes the name. */
-	if (renameat(store->dirfd, tmp->name, store->dirfd, slab) < 0)
-		return kvc_err_sys(err, errno, "replace %s", slab);
-	tmp->name[0] = '\0';
+	/* Invalid, not a file, or vanished since link said EEXIST: ours takes
+	 * the name. The rename moves a second link of the temp, so the temp
+	 * keeps its name until the publish is complete and a later failure
+	 * can still hand it back to the caller. */
+	store_unique_name(store, slab, STORE_TMP_SUFFIX, spare, sizeof(spare));
+	if (linkat(store->dirfd, tmp->name, store->dirfd, spare, 0) < 0)
+		return kvc_err_sys(err, errno, "link %s to %s", tmp->name, spare);
+	if (renameat(store->dirfd, spare, store->dirfd, slab) < 0) {
+		int e = errno;
+		unlinkat(store->dirfd, spare, 0);
+		return kvc_err_sys(err, e, "replace %s", slab);
+	}
 	*outcome = KVC_PUBLISH_REPLACED;
 	return 0;
 }
 
-/* Guards against a filesystem that acknowledged the link but serves
- * something else under the name. */
-static int recheck(struct kvc_store *store, const char *slab, const struct kvc_key *key,
-		   struct kvc_meta *meta_out, struct kvc_err *err)
+/*
+ * Guards against a filesystem that acknowledged the link but serves
+ * something else under the name: whatever is there now must be a slab of
+ * the key. 0 also when the name is empty again (deleted or evicted since:
+ * the publish happened, and what is not there cannot be wrong).
+ */
+static int check_published(struct kvc_store *store, const char *slab,
+			   const struct kvc_key *key, struct kvc_meta *meta_out,
+			   struct kvc_err *err)
 {
 	struct kvc_source src;
 	struct kvc_meta meta;
@@ -135,10 +156,9 @@ static int recheck(struct kvc_store *store, const char *slab, const struct kvc_k
 	struct stat st;
 	int fd, rc;
 
-	if (store_open_ro(store, slab, &fd, &st, err) < 0) {
-		/* Deleted (or evicted) since the link: the publish happened, and
-		 * what is not there cannot be wrong. */
-		if (err->tag == KVC_E_NOT_FOUND) {
+	rc = store_open_ro(store, slab, &fd, &st, err);
+	if (rc < 0) {
+		if (rc == -1 && err->tag == KVC_E_NOT_FOUND) {
 			if (meta_out != NULL)
 				memset(meta_out, 0, sizeof(*meta_out));
 			return 0;
@@ -162,16 +182,45 @@ static int recheck(struct kvc_store *store, const char *slab, const struct kvc_k
 	return 0;
 }
 
+/*
+ * A step after our bytes took the name failed: take them off it again,
+ * only if the name still refers to our temp's inode (a slab another writer
+ * put there meanwhile stays). Removing a slab we just published is never
+ * worse than an eviction of it right after. KVC_PUBLISH_FAILED when the
+ * name no longer holds our bytes, KVC_PUBLISH_UNCERTAIN when they stay.
+ */
+static enum kvc_publish_outcome take_back(struct kvc_store *store, struct kvc_tmp *tmp,
+					  const char *slab)
+{
+	struct stat ours, now;
+
+	if (fstat(tmp->fd, &ours) < 0)
+		return KVC_PUBLISH_UNCERTAIN;
+	if (fstatat(store->dirfd, slab, &now, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? KVC_PUBLISH_FAILED : KVC_PUBLISH_UNCERTAIN;
+	if (now.st_dev != ours.st_dev || now.st_ino != ours.st_ino)
+		return KVC_PUBLISH_FAILED;
+	if (unlinkat(store->dirfd, slab, 0) < 0 && errno != ENOENT)
+		return KVC_PUBLISH_UNCERTAIN;
+	/* Best effort: the removal need not be durable for the caller to
+	 * retry, and a crash that brings the name back brings a valid slab. */
+	store_fsync_dir(store, &(struct kvc_err){ 0 });
+	return KVC_PUBLISH_FAILED;
+}
+
 int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
 		      const struct kvc_key *key, struct kvc_meta *meta,
 		      enum kvc_publish_outcome *outcome, struct kvc_err *err)
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
-	enum kvc_publish_outcome result = KVC_PUBLISH_NEW;
+	enum kvc_publish_outcome result = KVC_PUBLISH_NEW, unused;
 	struct kvc_err local;
 
 	if (err == NULL)
 		err = &local;
+	if (outcome == NULL)
+		outcome = &unused;
+	*outcome = KVC_PUBLISH_FAILED;
 	if (store_refuse_read_only(store, "publish", err) < 0)
 		return -1;
 	if (tmp->fd < 0 || tmp->name[0] == '\0')
@@ -186,30 +235,26 @@ int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
 		if (resolve_existing(store, tmp, key, slab, &result, err) < 0)
 			return -1;
 	}
-	/* Make the name durable before dropping the temp, so a failure here
-	 * can still be undone and the caller keeps its staged bytes. */
-	if (store_fsync_dir(store, err) < 0) {
-		if (result == KVC_PUBLISH_NEW)
-			unlinkat(store->dirfd, slab, 0);
-		if (tmp->name[0] == '\0') {
-			/* rename consumed the temp: its fd is the slab now, and
-			 * must not stay writable in the caller's hands. */
-			close(tmp->fd);
-			tmp->fd = -1;
-		}
+	/* Check and make durable before dropping the temp: until then a
+	 * failure takes our bytes back off the name and the caller keeps its
+	 * temp, so a failed publish published nothing. */
+	bool checked = check_published(store, slab, key, meta, err) == 0;
+
+	if (!checked || store_fsync_dir(store, err) < 0) {
+		if (checked && meta != NULL)
+			kvc_meta_clear(meta);
+		if (result != KVC_PUBLISH_ADOPTED)
+			*outcome = take_back(store, tmp, slab);
 		return -1;
 	}
-	if (tmp->name[0] != '\0') {
-		/* A temp that will not go away is harmless: sweep removes it
-		 * once this process is gone. */
-		unlinkat(store->dirfd, tmp->name, 0);
-		tmp->name[0] = '\0';
-	}
+	/* A temp that will not go away is harmless: sweep removes it once
+	 * this process is gone. */
+	unlinkat(store->dirfd, tmp->name, 0);
+	tmp->name[0] = '\0';
 	close(tmp->fd);
 	tmp->fd = -1;
 	kvc_crc_tracker_free(tmp->tracker);
 	tmp->tracker = NULL;
-	if (outcome != NULL)
-		*outcome = result;
-	return recheck(store, slab, key, meta, err);
+	*outcome = result;
+	return 0;
 }

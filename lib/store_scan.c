@@ -24,18 +24,32 @@ static int republish(struct kvc_store *store, const char *name, int fd,
 	char slab[KVC_SLAB_NAME_LEN + 1];
 	struct kvc_meta full;
 	struct kvc_err err;
+	bool linked = false;
 
+	/* The whole file is read now: as anywhere else, without O_NONBLOCK
+	 * (a prefix read of a regular file does not care, which saves the
+	 * scan a system call per file). */
+	store_clear_nonblock(fd);
 	if (kvc_verify_fd(fd, 0, key, &full, &err) < 0) {
-		store_drop_if_still_invalid(store, name, NULL, st);
+		store_drop_later(store, name, NULL, st);
 		stats->removed_corrupt++;
 		return -1;
 	}
 	kvc_meta_clear(&full);
 	kvc_key_slab_name(key, slab);
-	if (linkat(store->dirfd, name, store->dirfd, slab, 0) < 0 && errno != EEXIST)
+	if (linkat(store->dirfd, name, store->dirfd, slab, 0) == 0) {
+		linked = true;
+	} else if (errno != EEXIST) {
 		return -1;
-	/* EEXIST: a slab of that key is already there; load checks it. */
-	store_fsync_dir(store, &err);
+	}
+	/* EEXIST: a slab of that key is already there; load checks it. The
+	 * original goes only once the new name is durable: until then it is
+	 * the only copy known to be on disk. */
+	if (store_fsync_dir(store, &err) < 0) {
+		if (linked)
+			store_unlink_if_same(store, slab, st);
+		return -1;
+	}
 	unlinkat(store->dirfd, name, 0);
 	stats->republished++;
 	return 0;
@@ -45,17 +59,20 @@ static int republish(struct kvc_store *store, const char *name, int fd,
  * Open and read the first 4 KiB in one go. A read at offset 0 that comes
  * back short has met the end of the file, so for a regular file (readdir
  * said so, O_NOFOLLOW kept symlinks out) it also tells the size and saves
- * an fstat: most of a scan's cost is per file, not per byte.
+ * an fstat: most of a scan's cost is per file, not per byte. The open does
+ * not block on a FIFO that took the name since readdir (O_NONBLOCK), and a
+ * read from one fails (ESPIPE), which sends us to the fstat check.
  */
 static int open_head(struct kvc_store *store, const char *name, unsigned char d_type,
 		     struct kvc_fd_head *head, struct kvc_source *src)
 {
 	uint64_t size;
 	ssize_t n;
-	int fd = openat(store->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = store_openat(store, name, O_RDONLY);
 
 	if (fd < 0)
-		return -1;
+		/* O_NOFOLLOW met a symlink, or a socket cannot be opened. */
+		return errno == ELOOP || errno == ENXIO ? STORE_NOT_REGULAR : -1;
 	do
 		n = pread(fd, head->buf, sizeof(head->buf), 0);
 	while (n < 0 && errno == EINTR);
@@ -63,7 +80,15 @@ static int open_head(struct kvc_store *store, const char *name, unsigned char d_
 		size = (uint64_t)n;
 	} else {
 		struct stat st;
-		if (n < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		if (fstat(fd, &st) < 0) {
+			close(fd);
+			return -1;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			close(fd);
+			return STORE_NOT_REGULAR;
+		}
+		if (n < 0) {
 			close(fd);
 			return -1;
 		}
@@ -72,6 +97,27 @@ static int open_head(struct kvc_store *store, const char *name, unsigned char d_
 	kvc_source_from_fd_head(src, head, fd, size);
 	head->have = (size_t)n;
 	return fd;
+}
+
+/* A "*.kvc" that is not a regular file. Under a key name it would block
+ * the key for good (no load, and only publish and delete can replace it),
+ * so the kinds that hold no data (symlink, FIFO, socket) go at once; a
+ * directory or device node may be someone's mistake worth seeing, and is
+ * only counted. */
+static void not_regular(struct kvc_store *store, const char *name,
+			struct kvc_scan_stats *stats)
+{
+	struct kvc_key key;
+	struct kvc_err err;
+	struct stat st;
+
+	stats->not_regular++;
+	if (store->read_only || !kvc_key_from_slab_name(name, &key) ||
+	    fstatat(store->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return;
+	if ((S_ISLNK(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&
+	    store_free_name(store, name, &st, &err) == 0)
+		stats->removed_not_regular++;
 }
 
 static void scan_one(struct kvc_store *store, const char *name, unsigned char d_type,
@@ -86,6 +132,8 @@ static void scan_one(struct kvc_store *store, const char *name, unsigned char d_
 	bool well_named;
 	int fd = open_head(store, name, d_type, &head, &src);
 
+	if (fd == STORE_NOT_REGULAR)
+		not_regular(store, name, stats);
 	if (fd < 0)
 		return;
 	if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, &meta, &err) < 0) {
@@ -93,7 +141,7 @@ static void scan_one(struct kvc_store *store, const char *name, unsigned char d_
 			stats->skipped_newer++;
 		else if (kvc_tag_is_format_error(err.tag) && !store->read_only &&
 			 fstat(fd, &st) == 0) {
-			store_drop_if_still_invalid(store, name, NULL, &st);
+			store_drop_later(store, name, NULL, &st);
 			stats->removed_corrupt++;
 		}
 		close(fd);
@@ -125,29 +173,24 @@ int kvc_store_scan(struct kvc_store *store, kvc_scan_fn fn, void *ctx,
 		   struct kvc_scan_stats *stats, struct kvc_err *err)
 {
 	struct kvc_scan_stats local;
-	struct dirent *de;
-	DIR *dir;
-	int fd;
+	struct kvc_store_dir *dir;
+	unsigned char d_type;
+	const char *name;
 
 	if (stats == NULL)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
-	fd = openat(store->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return kvc_err_sys(err, errno, "open backing root %s", store->root);
-	dir = fdopendir(fd);
-	if (dir == NULL) {
-		int e = errno;
-		close(fd);
-		return kvc_err_sys(err, e, "read backing root %s", store->root);
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+	if (kvc_store_dir_open(store, &dir, err) < 0)
+		return -1;
+	while ((name = kvc_store_dir_next(dir, &d_type)) != NULL) {
+		if (!has_suffix(name, ".kvc"))
 			continue;
-		if (!has_suffix(de->d_name, ".kvc"))
+		if (d_type != DT_REG && d_type != DT_UNKNOWN) {
+			not_regular(store, name, stats);
 			continue;
-		scan_one(store, de->d_name, de->d_type, fn, ctx, stats);
+		}
+		scan_one(store, name, d_type, fn, ctx, stats);
 	}
-	closedir(dir);
+	kvc_store_dir_close(dir);
 	return 0;
 }

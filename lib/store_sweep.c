@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* Removing temps that no writer will ever finish. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -20,16 +19,16 @@ static bool all_digits(const char *s, size_t n)
 	return true;
 }
 
-/* "<label>.<host>.<pid>.<n>.tmp", read from the right: the label may hold
- * dots, the host id never does (it is sanitised). */
-bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
+/* "<label>.<host>.<pid>.<n><suffix>", read from the right: the label may
+ * hold dots, the host id never does (it is sanitised). */
+static bool name_parse(const char *name, const char *suffix, char host[65], long *pid)
 {
-	size_t len = strlen(name);
+	size_t len = strlen(name), slen = strlen(suffix);
 	const char *end, *dot[3];
 
-	if (len < 4 || strcmp(name + len - 4, ".tmp") != 0)
+	if (len < slen || strcmp(name + len - slen, suffix) != 0)
 		return false;
-	end = name + len - 4;
+	end = name + len - slen;
 	for (int i = 0; i < 3; i++) {
 		const char *p = end;
 		while (p > name && p[-1] != '.')
@@ -42,7 +41,7 @@ bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
 	/* dot[0] precedes n, dot[1] precedes pid, dot[2] precedes host. */
 	if (dot[2] == name)
 		return false; /* no label */
-	if (!all_digits(dot[0] + 1, (size_t)(name + len - 4 - dot[0] - 1)) ||
+	if (!all_digits(dot[0] + 1, (size_t)(name + len - slen - dot[0] - 1)) ||
 	    !all_digits(dot[1] + 1, (size_t)(dot[0] - dot[1] - 1)))
 		return false;
 	size_t host_len = (size_t)(dot[1] - dot[2] - 1);
@@ -52,6 +51,12 @@ bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
 	host[host_len] = '\0';
 	*pid = strtol(dot[1] + 1, NULL, 10);
 	return true;
+}
+
+bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
+{
+	return name_parse(name, STORE_TMP_SUFFIX, host, pid) ||
+	       name_parse(name, STORE_OLD_TMP_SUFFIX, host, pid);
 }
 
 static bool process_gone(long pid)
@@ -88,40 +93,37 @@ int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
 {
 	struct kvc_sweep_stats local;
 	time_t now = time(NULL);
-	struct dirent *de;
-	DIR *dir;
-	int fd;
+	struct kvc_store_dir *dir;
+	const char *name;
 
 	if (stats == NULL)
 		stats = &local;
 	memset(stats, 0, sizeof(*stats));
 	if (store_refuse_read_only(store, "sweep", err) < 0)
 		return -1;
-	fd = openat(store->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return kvc_err_sys(err, errno, "open backing root %s", store->root);
-	dir = fdopendir(fd);
-	if (dir == NULL) {
-		int e = errno;
-		close(fd);
-		return kvc_err_sys(err, e, "read backing root %s", store->root);
-	}
-	while ((de = readdir(dir)) != NULL) {
+	if (kvc_store_dir_open(store, &dir, err) < 0)
+		return -1;
+	while ((name = kvc_store_dir_next(dir, NULL)) != NULL) {
 		char host[65];
 		struct stat st;
 		long pid;
+		bool aside = false;
 
-		if (!kvc_tmp_name_parse(de->d_name, host, &pid))
+		if (!kvc_tmp_name_parse(name, host, &pid) &&
+		    !(aside = name_parse(name, STORE_ASIDE_SUFFIX, host, &pid)))
 			continue;
-		if (fstatat(store->dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    !S_ISREG(st.st_mode))
+		if (fstatat(store->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !(aside ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)))
 			continue;
+		/* An aside directory is left by a removal that did not finish
+		 * (its process died, or something in it would not go). */
 		if (is_stale(store, host, pid, &st, grace_seconds, now) &&
-		    unlinkat(store->dirfd, de->d_name, 0) == 0)
+		    (aside ? store_remove_tree(store, name)
+			   : unlinkat(store->dirfd, name, 0)) == 0)
 			stats->removed++;
 		else
 			stats->kept++;
 	}
-	closedir(dir);
+	kvc_store_dir_close(dir);
 	return 0;
 }

@@ -15,20 +15,15 @@
 #include "verify_internal.h"
 
 #define COPY_CHUNK (1u << 20)
-#define MAX_LABEL 100
 
 int kvc_tmp_create(struct kvc_store *store, const char *label,
 		   struct kvc_tmp *tmp, struct kvc_err *err)
 {
-	uint64_t n;
-
 	if (store_refuse_read_only(store, "create a temp", err) < 0)
 		return -1;
 	memset(tmp, 0, sizeof(*tmp));
 	tmp->fd = -1;
-	n = atomic_fetch_add(&store->tmp_counter, 1);
-	snprintf(tmp->name, sizeof(tmp->name), "%.*s.%s.%ld.%" PRIu64 ".tmp",
-		 MAX_LABEL, label, store->host_id, (long)getpid(), n);
+	store_unique_name(store, label, STORE_TMP_SUFFIX, tmp->name, sizeof(tmp->name));
 	tmp->fd = openat(store->dirfd, tmp->name,
 			 O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (tmp->fd < 0)

@@ -44,10 +44,15 @@ int kvc_store_dirfd(const struct kvc_store *store);
 const char *kvc_store_host_id(const struct kvc_store *store);
 const char *kvc_store_root(const struct kvc_store *store);
 int kvc_store_recheck_delay_ms(const struct kvc_store *store);
+/* Removals of invalid files that were due after the recheck delay but were
+ * skipped: the store's queue of them was full, or the store was closed
+ * first. A skipped removal is asked for again by the next load or scan. */
+uint64_t kvc_store_drops_skipped(struct kvc_store *store);
 
 /*
  * A writer-unique temp file in the backing root:
- * "<label>.<host>.<pid>.<n>.tmp", created with O_EXCL.
+ * "<label>.<host>.<pid>.<n>.kvcpart", created with O_EXCL. The name ends in
+ * neither ".tmp" (other programs sweep their own *.tmp) nor ".kvc".
  */
 struct kvc_crc_tracker;
 
@@ -94,15 +99,30 @@ enum kvc_publish_outcome {
 	KVC_PUBLISH_NEW,       /* our bytes are now <key>.kvc */
 	KVC_PUBLISH_ADOPTED,   /* a valid slab of the key was there; ours dropped */
 	KVC_PUBLISH_REPLACED,  /* an invalid file was there; ours replaced it */
+	/* Failures (kvc_store_publish returned -1): */
+	KVC_PUBLISH_FAILED,    /* nothing of ours is under <key>.kvc */
+	KVC_PUBLISH_UNCERTAIN, /* our (valid) bytes took <key>.kvc and could not
+				* be taken back; their durability is unknown */
 };
 
 /*
  * Phase 2 of save: fdatasync, validate (unless already verified for this
  * key), link to <key>.kvc (EEXIST: adopt a valid one, atomically replace an
- * invalid one), unlink the temp, fsync the directory, re-check the header.
- * On success the temp is consumed. On failure it is left as it was (the
- * caller decides between retrying and kvc_store_abort_tmp) and no file is
- * published. meta, if non-NULL, receives the published slab's metadata.
+ * invalid one or anything that is not a regular file; a directory under the
+ * name is moved aside and removed first), re-check the header under the
+ * name, fsync the directory, unlink the temp.
+ *
+ * On success the temp is consumed and *outcome is NEW, ADOPTED or REPLACED.
+ * On failure the temp is left as it was (the caller decides between
+ * retrying and kvc_store_abort_tmp) and *outcome says what the name holds:
+ * FAILED, nothing of ours (a failure after our bytes took the name takes
+ * them off it again, if it still refers to our temp; an invalid file we
+ * replaced is then gone too, which loses nothing); UNCERTAIN only if that
+ * undo itself failed. A valid slab another writer puts under the name is
+ * never removed. Like any slab, a published one may be evicted or deleted
+ * by another process at any time after. meta, if non-NULL, receives the
+ * published slab's metadata on success (all zero if the slab was deleted
+ * again before the re-check).
  */
 int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
 		      const struct kvc_key *key, struct kvc_meta *meta,
@@ -119,10 +139,16 @@ int kvc_store_load(struct kvc_store *store, const struct kvc_key *key,
 
 /* What stat needs of a slab, from its header and the file's inode: cheap
  * (one open, one 72-byte read), no verification. header_ok is false when
- * the first 72 bytes are not a v1 header; the times are then the inode's. */
+ * the first 72 bytes are not a v1 header; the times are then the inode's.
+ * Something other than a regular file under the name (a symlink, FIFO,
+ * socket, device node or directory) is not an error: not_regular is set,
+ * st is its lstat with st_size and st_blocks 0, and header_ok is false, so
+ * a caller can show it as an empty file that kvc_store_delete and
+ * kvc_store_publish can replace. Opening it (load, open_slab) fails EIO. */
 struct kvc_slab_info {
 	struct stat st;
 	bool header_ok;
+	bool not_regular;
 	uint64_t payload_offset;
 	uint64_t payload_length;
 	uint64_t creation_time;
@@ -141,7 +167,11 @@ int kvc_store_open_slab(struct kvc_store *store, const struct kvc_key *key, int 
 void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
 			    const struct stat *st);
 
-/* Remove <key>.kvc. A missing file is success (idempotent). */
+/* Remove <key>.kvc. A missing file is success (idempotent). Whatever is
+ * under the name goes: a symlink, FIFO, socket or device node is unlinked
+ * (never followed); a directory is moved aside to
+ * "<key>.kvc.<host>.<pid>.<n>.kvcgone" and removed without following
+ * symlinks (what cannot be removed stays aside for kvc_store_sweep). */
 int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,
 		     struct kvc_err *err);
 
@@ -156,6 +186,9 @@ struct kvc_scan_stats {
 	uint64_t removed_corrupt;
 	uint64_t skipped_newer;
 	uint64_t republished;
+	uint64_t not_regular;         /* "*.kvc" entries that are not regular files */
+	uint64_t removed_not_regular; /* of those, symlinks, FIFOs and sockets
+				       * under a key name, removed */
 };
 
 /* Called once per valid slab found by scan (metadata from the prefix). */
@@ -167,7 +200,10 @@ typedef void (*kvc_scan_fn)(void *ctx, const struct kvc_key *key,
  * fn sees no token ids nor informational TLVs, only counts and the key). Files that fail the prefix
  * parse are removed, except newer-version files (left alone, not
  * reported). A valid slab under a name that is not its key is fully
- * verified and re-published under its content key.
+ * verified and re-published under its content key. A "*.kvc" that is not a
+ * regular file is counted in not_regular; under a key name, a symlink,
+ * FIFO or socket is removed (read-write stores only); directories and
+ * device nodes are left for kvc_store_delete or a publish to replace.
  */
 int kvc_store_scan(struct kvc_store *store, kvc_scan_fn fn, void *ctx,
 		   struct kvc_scan_stats *stats, struct kvc_err *err);
@@ -185,7 +221,21 @@ struct kvc_sweep_stats {
 int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
 		    struct kvc_sweep_stats *stats, struct kvc_err *err);
 
-/* Parse a temp name; false if name is not one. host is copied (<= 64). */
+/*
+ * The names in the backing root, one pass, "." and ".." left out: what
+ * scan, sweep and the mount's listing all walk. d_type is readdir's
+ * (DT_UNKNOWN where the filesystem does not say). The name returned is
+ * valid until the next call.
+ */
+struct kvc_store_dir;
+int kvc_store_dir_open(struct kvc_store *store, struct kvc_store_dir **out,
+		       struct kvc_err *err);
+const char *kvc_store_dir_next(struct kvc_store_dir *dir, unsigned char *d_type);
+void kvc_store_dir_close(struct kvc_store_dir *dir);
+
+/* Parse a temp name, "<label>.<host>.<pid>.<n>.kvcpart" or the older
+ * "<label>.<host>.<pid>.<n>.tmp"; false if name is neither. host is copied
+ * (<= 64). */
 bool kvc_tmp_name_parse(const char *name, char host[65], long *pid);
 
 #ifdef __cplusplus

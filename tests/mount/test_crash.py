@@ -38,7 +38,7 @@ def test_crash_rounds(ws):
                   allowed_stderr=[r"publish failed", r"dropped corrupt"])
         m.start()
         # Start-up after a crash: the dead daemon's temps are swept.
-        leftover = [n for n in os.listdir(root) if n.endswith(".tmp")]
+        leftover = [n for n in os.listdir(root) if n.endswith((".tmp", ".kvcpart"))]
         assert leftover == [], "temps after start-up: %s" % leftover
         seeds = ",".join(str(rnd * 1000 + i) for i in range(6))
         sizes = "65536,1048576,4194304"
@@ -72,7 +72,7 @@ def test_crash_rounds(ws):
     # A last clean start: temps swept, everything still there.
     m = Mount(root, os.path.join(ws.dir, "mnt"), opts)
     m.start()
-    assert [n for n in os.listdir(root) if n.endswith(".tmp")] == []
+    assert [n for n in os.listdir(root) if n.endswith((".tmp", ".kvcpart"))] == []
     assert set(workers.known(logdir)) <= verify_all(root)
     m.stop()
     print("    %d rounds: %d publishes acknowledged, 0 lost; %d verified reads, 0 wrong"

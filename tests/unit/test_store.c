@@ -4,8 +4,10 @@
  * with the linker's --wrap so every failure branch can be driven: the test
  * says "the Nth fdatasync fails with EIO" and checks what is left on disk.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <setjmp.h>
@@ -14,8 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -562,6 +567,64 @@ static void test_scan(void **state)
 	free_slab(&newer);
 }
 
+static char *path_in(const char *dir, const char *name)
+{
+	return g_build_filename(dir, name, NULL);
+}
+
+enum odd_kind { ODD_SYMLINK, ODD_FIFO, ODD_SOCKET, ODD_DIR, ODD_COUNT };
+
+/* Put something that is not a regular file under name. The directory holds
+ * a file, a subdirectory and a symlink to a file outside, which must
+ * survive its removal. */
+static void plant(const char *dir, const char *name, enum odd_kind kind, const char *outside)
+{
+	char *path = path_in(dir, name);
+
+	switch (kind) {
+	case ODD_SYMLINK:
+		assert_int_equal(symlink(outside, path), 0);
+		break;
+	case ODD_FIFO:
+		assert_int_equal(mkfifo(path, 0644), 0);
+		break;
+	case ODD_SOCKET: {
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int s = socket(AF_UNIX, SOCK_STREAM, 0);
+		assert_true(strlen(path) < sizeof(sa.sun_path));
+		strcpy(sa.sun_path, path);
+		assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		close(s);
+		break;
+	}
+	case ODD_DIR: {
+		char *sub = g_build_filename(path, "sub", NULL);
+		char *link = g_build_filename(path, "sub", "to-outside", NULL);
+		assert_int_equal(g_mkdir_with_parents(sub, 0755), 0);
+		write_file(path, "file", "x", 1);
+		assert_int_equal(symlink(outside, link), 0);
+		g_free(link);
+		g_free(sub);
+		break;
+	}
+	default:
+		fail();
+	}
+	g_free(path);
+}
+
+static int entries_with_suffix(const char *dir, const char *suffix)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+	int n = 0;
+
+	while ((name = g_dir_read_name(d)) != NULL)
+		n += g_str_has_suffix(name, suffix);
+	g_dir_close(d);
+	return n;
+}
+
 static void set_age(const char *dir, const char *name, time_t age)
 {
 	char *path = g_build_filename(dir, name, NULL);
@@ -587,16 +650,16 @@ static void test_sweep(void **state)
 	struct fixture *f = *state;
 	struct kvc_sweep_stats st;
 	struct kvc_err err;
-	char dead[128], live[128], mine_old[128], mine_new[128];
+	char dead[128], live[128], mine_old[128], mine_new[128], aside[128];
 	pid_t child = fork();
 
 	if (child == 0)
 		_exit(0);
 	waitpid(child, NULL, 0); /* child's pid is now (almost surely) free */
-	snprintf(dead, sizeof(dead), "k.kvc.testhost.%d.0.tmp", (int)child);
+	snprintf(dead, sizeof(dead), "k.kvc.testhost.%d.0.kvcpart", (int)child);
 	snprintf(live, sizeof(live), "k.kvc.testhost.%d.0.tmp", (int)getppid());
 	snprintf(mine_old, sizeof(mine_old), "stage.testhost.%d.5.tmp", (int)getpid());
-	snprintf(mine_new, sizeof(mine_new), "stage.testhost.%d.6.tmp", (int)getpid());
+	snprintf(mine_new, sizeof(mine_new), "stage.testhost.%d.6.kvcpart", (int)getpid());
 	write_file(f->dir, dead, "x", 1);
 	write_file(f->dir, live, "x", 1);
 	write_file(f->dir, mine_old, "x", 1);
@@ -606,8 +669,13 @@ static void test_sweep(void **state)
 	write_file(f->dir, "b.kvc.otherhost.1.1.tmp", "x", 1);
 	set_age(f->dir, "b.kvc.otherhost.1.1.tmp", 7200);
 	write_file(f->dir, "keep.me.tmp", "x", 1);
+	/* A directory a dead process moved off a slab name and did not finish
+	 * removing. */
+	snprintf(aside, sizeof(aside), "k.kvc.testhost.%d.1.kvcgone", (int)child);
+	plant(f->dir, aside, ODD_DIR, "/nonexistent");
 
 	assert_int_equal(kvc_store_sweep(f->store, 3600, &st, &err), 0);
+	assert_false(exists(f->dir, aside));
 	assert_false(exists(f->dir, dead));
 	assert_true(exists(f->dir, live));
 	assert_false(exists(f->dir, mine_old));
@@ -615,7 +683,7 @@ static void test_sweep(void **state)
 	assert_true(exists(f->dir, "a.kvc.otherhost.1.0.tmp"));
 	assert_false(exists(f->dir, "b.kvc.otherhost.1.1.tmp"));
 	assert_true(exists(f->dir, "keep.me.tmp"));
-	assert_int_equal(st.removed, 3);
+	assert_int_equal(st.removed, 4);
 	assert_int_equal(st.kept, 3);
 }
 
@@ -636,6 +704,33 @@ static void test_tmp_name_parse(void **state)
 	assert_false(kvc_tmp_name_parse("x..1.99.tmp", host, &pid));
 	assert_false(kvc_tmp_name_parse("x.h.1..tmp", host, &pid));
 	assert_false(kvc_tmp_name_parse(".tmp", host, &pid));
+	/* Today's form */
+	assert_true(kvc_tmp_name_parse("ab.kvc.node-1.123.0.kvcpart", host, &pid));
+	assert_string_equal(host, "node-1");
+	assert_int_equal(pid, 123);
+	assert_false(kvc_tmp_name_parse("h.1.99.kvcpart", host, &pid));
+	assert_false(kvc_tmp_name_parse("x.h.1.99.kvcpart.tmp2", host, &pid));
+	assert_false(kvc_tmp_name_parse("x.h.1.99.kvcgone", host, &pid));
+}
+
+/* A temp's name ends in neither .tmp (other programs sweep those) nor
+ * .kvc, and is recognised as a temp. */
+static void test_tmp_names(void **state)
+{
+	struct fixture *f = *state;
+	struct kvc_tmp tmp;
+	struct kvc_err err;
+	char host[65];
+	long pid;
+
+	assert_int_equal(kvc_tmp_create(f->store, "stage", &tmp, &err), 0);
+	assert_false(g_str_has_suffix(tmp.name, ".tmp"));
+	assert_false(g_str_has_suffix(tmp.name, ".kvc"));
+	assert_true(kvc_tmp_name_parse(tmp.name, host, &pid));
+	assert_string_equal(host, "testhost");
+	assert_int_equal(pid, (long)getpid());
+	kvc_store_abort_tmp(f->store, &tmp);
+	assert_int_equal(count_entries(f->dir), 0);
 }
 
 static void test_read_only_store_refuses(void **state)
@@ -658,6 +753,373 @@ static void test_read_only_store_refuses(void **state)
 	assert_int_equal(kvc_store_open(&cfg, &ro, &err), -1);
 	assert_int_equal(err.tag, KVC_E_NOT_FOUND);
 	free_slab(&s);
+}
+
+/* Nothing under a slab's name may block the store: each of these would
+ * wait for a writer forever on a FIFO opened O_RDONLY. SIGALRM ends the
+ * test if one does. */
+static void test_fifo_never_blocks(void **state)
+{
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_slab_info info;
+	struct kvc_scan_stats st;
+	struct kvc_meta meta;
+	struct kvc_err err;
+	struct stat sb;
+	struct slab s;
+	char *path;
+	int fd;
+
+	make_slab(&s, 90, 1000, 0);
+	kvc_key_slab_name(&s.key, name);
+	path = path_in(f->dir, name);
+	assert_int_equal(mkfifo(path, 0644), 0);
+	alarm(20);
+	kvc_store_stat(f->store, &s.key, &info, &err);
+	assert_int_equal(kvc_store_load(f->store, &s.key, &fd, &meta, &err), -1);
+	assert_int_equal(kvc_store_open_slab(f->store, &s.key, &fd, &sb, &err), -1);
+	assert_int_equal(kvc_store_touch(f->store, &s.key, 1, 1, &err), -1);
+	assert_int_equal(kvc_store_scan(f->store, NULL, NULL, &st, &err), 0);
+	assert_int_equal(st.slabs, 0);
+	alarm(0);
+	g_free(path);
+	free_slab(&s);
+}
+
+/* A non-regular entry under a key name: stat shows an empty file, load
+ * fails at once, and a publish or a delete replaces it. */
+static void test_not_regular_under_key_name(void **state)
+{
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	char *outdir = make_temp_dir();
+	char *outside = path_in(outdir, "precious");
+
+	write_file(outdir, "precious", "keep me", 7);
+	for (int kind = 0; kind < ODD_COUNT; kind++) {
+		enum kvc_publish_outcome outcome;
+		struct kvc_slab_info info;
+		struct kvc_meta meta;
+		struct kvc_err err;
+		struct slab s;
+		int fd;
+
+		make_slab(&s, 200 + (uint32_t)kind, 3000, 0);
+		kvc_key_slab_name(&s.key, name);
+		plant(f->dir, name, kind, outside);
+		alarm(20);
+		if (kvc_store_stat(f->store, &s.key, &info, &err) < 0)
+			fail_msg("kind %d: stat: %s", kind, err.detail);
+		assert_true(info.not_regular);
+		assert_false(info.header_ok);
+		assert_int_equal(info.st.st_size, 0);
+		assert_int_equal(kvc_store_load(f->store, &s.key, &fd, &meta, &err), -1);
+		assert_int_equal(kvc_err_to_errno(&err), EIO);
+
+		if (save(f->store, &s, &outcome, &err) < 0)
+			fail_msg("kind %d: publish over it: %s", kind, err.detail);
+		assert_int_equal(outcome, KVC_PUBLISH_REPLACED);
+		assert_loads(f->store, &s);
+		assert_int_equal(kvc_store_stat(f->store, &s.key, &info, &err), 0);
+		assert_false(info.not_regular);
+
+		assert_int_equal(kvc_store_delete(f->store, &s.key, &err), 0);
+		plant(f->dir, name, kind, outside);
+		if (kvc_store_delete(f->store, &s.key, &err) < 0)
+			fail_msg("kind %d: delete: %s", kind, err.detail);
+		alarm(0);
+		assert_false(exists(f->dir, name));
+		assert_int_equal(count_entries(f->dir), 0); /* nothing left aside */
+		assert_true(exists(outdir, "precious"));
+		free_slab(&s);
+	}
+	rm_rf(outdir);
+	g_free(outside);
+	g_free(outdir);
+}
+
+/* Scan counts non-regular "*.kvc" entries and removes the kinds that hold
+ * no data, under key names only. */
+static void test_scan_not_regular(void **state)
+{
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct scan_seen seen = { 0 };
+	struct kvc_scan_stats st;
+	struct kvc_err err;
+	struct slab s[ODD_COUNT], good;
+
+	make_slab(&good, 300, 1000, 0);
+	assert_int_equal(save(f->store, &good, NULL, &err), 0);
+	for (int kind = 0; kind < ODD_COUNT; kind++) {
+		make_slab(&s[kind], 310 + (uint32_t)kind, 100, 0);
+		kvc_key_slab_name(&s[kind].key, name);
+		plant(f->dir, name, kind, "/nonexistent");
+	}
+	char *mine = path_in(f->dir, "mine.kvc");
+	struct stat sb;
+
+	assert_int_equal(symlink("/nonexistent", mine), 0);
+	alarm(20);
+	assert_int_equal(kvc_store_scan(f->store, on_slab, &seen, &st, &err), 0);
+	alarm(0);
+	assert_int_equal(st.slabs, 1);
+	assert_int_equal(seen.count, 1);
+	assert_int_equal(st.not_regular, ODD_COUNT + 1);
+	assert_int_equal(st.removed_not_regular, 3); /* symlink, FIFO, socket */
+	/* good, the directory, and mine.kvc (not a key name: not ours) */
+	assert_int_equal(count_entries(f->dir), 3);
+	kvc_key_slab_name(&s[ODD_DIR].key, name);
+	assert_true(exists(f->dir, name));
+	assert_int_equal(lstat(mine, &sb), 0);
+	assert_int_equal(kvc_store_delete(f->store, &s[ODD_DIR].key, &err), 0);
+	assert_int_equal(entries_with_suffix(f->dir, ".kvcgone"), 0);
+	g_free(mine);
+	for (int kind = 0; kind < ODD_COUNT; kind++)
+		free_slab(&s[kind]);
+	free_slab(&good);
+}
+
+/* Phase 1 only: a verified temp ready to publish. */
+static void stage(struct kvc_store *store, const struct slab *s, struct kvc_tmp *tmp)
+{
+	struct iovec iov[2] = { { s->prefix, s->prefix_len }, { s->payload, s->payload_len } };
+	struct kvc_err err;
+
+	*tmp = (struct kvc_tmp)KVC_TMP_INIT;
+	assert_int_equal(kvc_store_write_tmp_bufs(store, &s->key, iov, 2, tmp, &err), 0);
+}
+
+/* A failed publish published nothing and hands the temp back, whichever
+ * step after the link failed; a retry then publishes. */
+static void test_failure_after_link_takes_back(void **state)
+{
+	static const struct {
+		enum sys sys;
+		bool junk_there; /* an invalid file under the name: REPLACED path */
+	} cases[] = {
+		{ SYS_FSYNC, false },  /* directory fsync after link */
+		{ SYS_FSYNC, true },   /* directory fsync after rename over junk */
+		{ SYS_OPENAT, false }, /* the re-check cannot open the name */
+		{ SYS_OPENAT, true },
+	};
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
+		struct kvc_tmp tmp;
+		struct kvc_err err;
+		struct slab s;
+
+		make_slab(&s, 400 + (uint32_t)i, 3000, 0);
+		kvc_key_slab_name(&s.key, name);
+		if (cases[i].junk_there)
+			write_file(f->dir, name, "KVC junk", 8);
+		stage(f->store, &s, &tmp);
+		reset_injection();
+		/* The re-check's open is the publish's first openat (the junk
+		 * is verified first in the replace case). */
+		inject[cases[i].sys].countdown = cases[i].sys == SYS_OPENAT && cases[i].junk_there
+							 ? 2 : 1;
+		inject[cases[i].sys].err = EIO;
+		assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome, &err), -1);
+		reset_injection();
+		if (outcome != KVC_PUBLISH_FAILED)
+			fail_msg("case %zu: outcome %d", i, outcome);
+		assert_int_equal(err.sys_errno, EIO);
+		if (exists(f->dir, name))
+			fail_msg("case %zu: something is under the name after a failure", i);
+		assert_true(tmp.fd >= 0 && exists(f->dir, tmp.name));
+		assert_int_equal(count_entries(f->dir), 1); /* the temp, nothing else */
+		assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome, &err), 0);
+		assert_int_equal(outcome, KVC_PUBLISH_NEW);
+		assert_loads(f->store, &s);
+		assert_int_equal(kvc_store_delete(f->store, &s.key, &err), 0);
+		assert_int_equal(count_entries(f->dir), 0);
+		free_slab(&s);
+	}
+}
+
+/* The undo itself fails: the caller is told the name holds its bytes. */
+static void test_take_back_fails_is_uncertain(void **state)
+{
+	struct fixture *f = *state;
+	enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
+	struct kvc_tmp tmp;
+	struct kvc_err err;
+	struct slab s;
+
+	make_slab(&s, 420, 3000, 0);
+	stage(f->store, &s, &tmp);
+	inject[SYS_FSYNC].countdown = 1;
+	inject[SYS_FSYNC].err = EIO;
+	inject[SYS_UNLINKAT].countdown = 1;
+	inject[SYS_UNLINKAT].err = EIO;
+	assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome, &err), -1);
+	reset_injection();
+	assert_int_equal(outcome, KVC_PUBLISH_UNCERTAIN);
+	assert_loads(f->store, &s);
+	kvc_store_abort_tmp(f->store, &tmp);
+	assert_int_equal(count_entries(f->dir), 1);
+	free_slab(&s);
+}
+
+/* A misnamed slab keeps its only durable name until the new one is
+ * durable. */
+static void test_republish_keeps_original_when_fsync_fails(void **state)
+{
+	struct fixture *f = *state;
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_scan_stats st;
+	struct kvc_err err;
+	struct slab s;
+
+	make_slab(&s, 430, 3000, 0);
+	kvc_key_slab_name(&s.key, name);
+	write_slab_file(f->dir, "copied-by-hand.kvc", &s);
+	inject[SYS_FSYNC].countdown = 1;
+	inject[SYS_FSYNC].err = EIO;
+	assert_int_equal(kvc_store_scan(f->store, NULL, NULL, &st, &err), 0);
+	reset_injection();
+	assert_int_equal(st.republished, 0);
+	assert_true(exists(f->dir, "copied-by-hand.kvc"));
+	assert_false(exists(f->dir, name));
+	assert_int_equal(kvc_store_scan(f->store, NULL, NULL, &st, &err), 0);
+	assert_int_equal(st.republished, 1);
+	assert_false(exists(f->dir, "copied-by-hand.kvc"));
+	assert_loads(f->store, &s);
+	free_slab(&s);
+}
+
+static int thread_count(void)
+{
+	return count_entries("/proc/self/task");
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct kvc_store *open_with_delay(const char *dir, int delay_ms)
+{
+	struct kvc_store_config cfg = { .root = dir, .host_id = "testhost",
+					.recheck_delay_ms = delay_ms };
+	struct kvc_store *store;
+	struct kvc_err err;
+
+	assert_int_equal(kvc_store_open(&cfg, &store, &err), 0);
+	return store;
+}
+
+/* An invalid file is removed after the delay, by the store's worker. */
+static void test_drop_after_delay(void **state)
+{
+	struct fixture *f = *state;
+	struct kvc_store *store = open_with_delay(f->dir, 100);
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_meta meta;
+	struct kvc_err err;
+	struct slab s;
+	double until;
+	int fd;
+
+	make_slab(&s, 500, 4000, 0);
+	kvc_key_slab_name(&s.key, name);
+	s.payload[7] ^= 1;
+	write_slab_file(f->dir, name, &s);
+	assert_int_equal(kvc_store_load(store, &s.key, &fd, &meta, &err), -1);
+	assert_int_equal(err.tag, KVC_E_CRC_MISMATCH);
+	assert_true(exists(f->dir, name)); /* not before the delay */
+	until = now_s() + 5;
+	while (exists(f->dir, name) && now_s() < until)
+		usleep(10000);
+	assert_false(exists(f->dir, name));
+	assert_true(kvc_store_drops_skipped(store) == 0);
+	kvc_store_close(store);
+	free_slab(&s);
+}
+
+/* Many invalid files: one worker thread, a bounded queue (the rest are
+ * skipped and counted), and closing the store with removals pending
+ * neither waits for them nor leaves anything running against the freed
+ * store (ASan would see it touch the store after the delay). */
+static void test_many_drops_bounded_and_close(void **state)
+{
+	enum { FILES = 300 };
+	struct fixture *f = *state;
+	struct kvc_store *store = open_with_delay(f->dir, 300);
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_scan_stats st;
+	struct kvc_err err;
+	int before = thread_count();
+	double started;
+
+	for (uint32_t i = 0; i < FILES; i++) {
+		struct slab s;
+		make_slab(&s, 1000 + i * 20, 10, 0);
+		kvc_key_slab_name(&s.key, name);
+		write_file(f->dir, name, s.prefix, 60); /* cut short: invalid */
+		free_slab(&s);
+	}
+	assert_int_equal(kvc_store_scan(store, NULL, NULL, &st, &err), 0);
+	assert_int_equal(st.removed_corrupt, FILES);
+	assert_true(thread_count() <= before + 1);
+	assert_true(kvc_store_drops_skipped(store) == FILES - 256);
+	assert_int_equal(count_entries(f->dir), FILES); /* none before the delay */
+	started = now_s();
+	kvc_store_close(store);
+	assert_true(now_s() - started < 0.25);
+	assert_int_equal(thread_count(), before);
+	usleep(500000); /* past the delay: nothing may wake up now */
+	assert_int_equal(count_entries(f->dir), FILES);
+}
+
+static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* For the teardown, which removes plain files only. */
+static void rm_tree_in(const char *dir, const char *name)
+{
+	char *path = path_in(dir, name);
+
+	assert_int_equal(nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+	g_free(path);
+}
+
+/* The one listing loop: every name once, without "." and "..". */
+static void test_store_dir(void **state)
+{
+	struct fixture *f = *state;
+	struct kvc_store_dir *dir;
+	struct kvc_err err;
+	unsigned char type;
+	const char *name;
+	int seen = 0, regular = 0;
+
+	write_file(f->dir, "a.kvc", "x", 1);
+	write_file(f->dir, "b", "x", 1);
+	plant(f->dir, "c.kvc", ODD_DIR, "/nonexistent");
+	assert_int_equal(kvc_store_dir_open(f->store, &dir, &err), 0);
+	while ((name = kvc_store_dir_next(dir, &type)) != NULL) {
+		assert_true(strcmp(name, ".") != 0 && strcmp(name, "..") != 0);
+		seen++;
+		regular += type == DT_REG;
+	}
+	kvc_store_dir_close(dir);
+	assert_int_equal(seen, 3);
+	assert_true(regular == 2 || regular == 0); /* 0: the filesystem does not say */
+	rm_tree_in(f->dir, "c.kvc");
 }
 
 struct racer {
@@ -727,8 +1189,19 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
 		cmocka_unit_test(test_tmp_name_parse),
+		cmocka_unit_test_setup_teardown(test_tmp_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_only_store_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fifo_never_blocks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_not_regular_under_key_name, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_not_regular, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure_after_link_takes_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_take_back_fails_is_uncertain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_republish_keeps_original_when_fsync_fails,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drop_after_delay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_store_dir, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_drops_bounded_and_close, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,17 +6,17 @@ The gluster CLI refuses 127.0.0.1 and localhost as brick hosts, so an
 /etc/hosts alias names the loopback address."""
 import os
 import signal
-import subprocess
+import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "mount"))
+from harness import run as run_argv  # noqa: E402
 
 ALIAS = "kvcfs-gluster-lab"
 
 
 def run(*cmd, check=True):
-    p = subprocess.run(list(cmd), capture_output=True, text=True)
-    if check and p.returncode != 0:
-        raise RuntimeError("%s: %s%s" % (" ".join(cmd), p.stdout, p.stderr))
-    return p
+    return run_argv(list(cmd), check=check)
 
 
 def gluster_pids():

@@ -14,13 +14,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "mount"))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "python"))
 import harness  # noqa: E402
-import kvcache  # noqa: E402
+from harness import kvcache  # noqa: E402
 from glusterlab import Lab  # noqa: E402
 
 FP, CTX = bytes(range(50, 82)), bytes(range(90, 122))
-KVC = os.environ.get("KVC_BIN")
 
 
 def slab(i, size=65536, hits=0):
@@ -30,13 +28,6 @@ def slab(i, size=65536, hits=0):
     return (kvcache.cache_key(FP, "q8_0", CTX, tokens),
             kvcache.build_slab(FP, "q8_0", CTX, tokens, payload, hits=hits, hostname=b"g"),
             payload)
-
-
-def verify_root(root):
-    names = [n for n in os.listdir(root) if n.endswith(".kvc")]
-    if names:
-        harness.run([KVC, "verify"] + [os.path.join(root, n) for n in names])
-    return names
 
 
 def hosts(ws, lab, name, replica, options, a_opts=()):
@@ -89,7 +80,7 @@ def races(a, b, rounds, report):
         assert not errors, "a racing publish failed: %s" % errors
         names = [n for n in os.listdir(a.root) if n.startswith(key)]
         assert names == [key + ".kvc"], names
-        harness.run([KVC, "verify", os.path.join(a.root, key + ".kvc")])
+        harness.run([harness.KVC, "verify", os.path.join(a.root, key + ".kvc")])
         ok += 1
     report["race_rounds"] = ok
 
@@ -104,8 +95,7 @@ def corruption(a, b, bricks):
             byte = f.read(1)
             f.seek(len(data) - 5000)
             f.write(bytes([byte[0] ^ 0x55]))
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
+    harness.drop_caches()
     for m in (a, b):
         harness.expect_errno(errno.EIO, open, os.path.join(m.mnt, "payload", key), "rb")
 
@@ -153,8 +143,7 @@ def throughput(m, report, prefix, size=32 << 20):
         shutil.copyfileobj(s, d, 1 << 20)
     os.rename(os.path.join(m.mnt, "in.part"), os.path.join(m.mnt, key + ".kvc"))
     report[prefix + "publish_MBps"] = size / (time.perf_counter() - t) / 1e6
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
+    harness.drop_caches()
     t = time.perf_counter()
     with open(os.path.join(m.mnt, "payload", key), "rb") as f:
         assert f.read() == payload
@@ -176,7 +165,7 @@ def scenario(ws, name, replica):
         eviction_under_reader(a, b)
         sweep_own_temps(a)
         throughput(b, report, "")
-        verify_root(a.root)
+        harness.verify_slabs(a.root)
         # The same on a volume with default options, for the numbers.
         _, da, db = hosts(ws, lab, name + "def", replica, {})
         cross_host(da, db, report_default := {})
@@ -213,4 +202,4 @@ if __name__ == "__main__":
     if os.geteuid() != 0 or shutil.which("glusterd") is None:
         print("SKIP: needs root and glusterfs-server")
         sys.exit(77)
-    harness.main([test_single_brick, test_replica_2])
+    harness.main()

@@ -1,11 +1,12 @@
-"""Mounting kvcfs for real in tests, and unmounting it whatever happens.
+"""The one harness of the tests that mount kvcfs (tests/mount, tests/gluster):
+mounting kvcfs for real and unmounting it whatever happens, the helpers the
+test files share, and main(), which runs a file's test_* functions.
 
 Each test gets a fresh backing root and mountpoint under a temporary
 directory. The daemon runs in the foreground (-f) as a child; its stderr
 goes to a file that is checked after unmount: a sanitizer report or an
 unexpected warning fails the test.
 """
-import contextlib
 import errno
 import json
 import os
@@ -19,12 +20,21 @@ import tempfile
 import time
 import traceback
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The examples' standard-library client, which the tests use to build and
+# save slabs: test files take it from here.
+sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "python"))
+import kvcache  # noqa: E402
+
+EXAMPLES_CLIENT = kvcache  # re-exported: test files import kvcache from here
+
 KVCFS = os.environ.get("KVCFS_BIN")
 KVC = os.environ.get("KVC_BIN")
 VECTORS = os.environ.get("KVC_VECTORS")
 SKIP = 77
 
-BAD_STDERR = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error|UndefinedBehavior|"
+BAD_STDERR = re.compile(r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error|"
+                        r"UndefinedBehavior|"
                         r"GLib-CRITICAL|GLib-WARNING|fuse: |kvcfs: .*(failed|error)",
                         re.IGNORECASE)
 
@@ -141,6 +151,10 @@ def vectors():
         return json.load(f)["entries"]
 
 
+def valid_vectors():
+    return [v for v in vectors() if v["valid"]]
+
+
 def vector_bytes(entry):
     with open(os.path.join(VECTORS, entry["file"]), "rb") as f:
         return f.read()
@@ -168,20 +182,71 @@ def expect_errno(code, fn, *args, **kwargs):
     raise AssertionError("%s%r succeeded, want %s" % (fn.__name__, args, errno.errorcode[code]))
 
 
-def run(cmd, **kw):
+def run(cmd, check=True, **kw):
+    """Runs cmd capturing its output; with check, a non-zero exit fails."""
     p = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if p.returncode != 0:
+    if check and p.returncode != 0:
         raise AssertionError("%s exited %d: %s%s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
     return p
 
 
-def main(tests):
-    """Run test functions (each takes a Workspace); SKIP without FUSE."""
+def metric(m, name):
+    """The value of kvcfs_<name> in the mount's .kvcfs/metrics: an int for
+    counters and gauges, a float for the summaries' sums."""
+    with open(m.path(".kvcfs", "metrics")) as f:
+        for line in f:
+            if line.startswith("kvcfs_" + name + " "):
+                text = line.split()[1]
+                try:
+                    return int(text)
+                except ValueError:
+                    return float(text)
+    raise AssertionError("no metric kvcfs_" + name)
+
+
+def verify_slabs(root):
+    """`kvc verify` on every *.kvc in a backing root (fails the test if one
+    does not verify); returns their names, sorted."""
+    names = sorted(n for n in os.listdir(root) if n.endswith(".kvc"))
+    if names:
+        run([KVC, "verify"] + [os.path.join(root, n) for n in names])
+    return names
+
+
+def drop_caches(what=3):
+    """Empties the kernel's caches (1: the page cache; 3: also dentries and
+    inodes), so the next read comes from the disk (or the network
+    filesystem) again. Needs root."""
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("%d\n" % what)
+
+
+def collected_tests():
+    """The test_* functions of the running script, in the order it defines
+    them."""
+    module = sys.modules["__main__"]
+    return [f for name, f in vars(module).items()
+            if name.startswith("test_") and callable(f)
+            and getattr(f, "__module__", None) == module.__name__]
+
+
+def main(tests=None):
+    """Runs the script's test_* functions (each takes a Workspace), or the
+    ones named on the command line; SKIP without FUSE."""
     why = fuse_usable()
     if why is not None:
         print("SKIP: " + why)
         sys.exit(SKIP)
+    if tests is None:
+        tests = collected_tests()
+    if not tests:
+        print("no test_* functions found")
+        sys.exit(1)
     only = sys.argv[1:]
+    unknown = set(only) - {t.__name__ for t in tests}
+    if unknown:
+        print("no such test: " + ", ".join(sorted(unknown)))
+        sys.exit(1)
     passed = failed = 0
     for t in tests:
         if only and t.__name__ not in only:

@@ -203,6 +203,4 @@ def test_unverified_header_costs_no_valid_slab(ws):
 
 
 if __name__ == "__main__":
-    main([test_fifo_under_slab_name, test_tmp_sweeper_spares_our_temps,
-          test_start_up_eviction_trusts_no_lying_header,
-          test_unverified_header_costs_no_valid_slab])
+    main()

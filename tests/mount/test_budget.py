@@ -5,14 +5,9 @@ import errno
 import math
 import os
 import struct
-import sys
 import time
 
-from harness import expect_errno, main
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "examples", "python"))
-import kvcache  # noqa: E402
+from harness import expect_errno, kvcache, main, metric
 
 FP = bytes(range(32))
 CTX = bytes(range(32, 64))
@@ -58,13 +53,6 @@ def simulate(published, max_size, low):
 
 def slabs_in(root):
     return {n[:-4] for n in os.listdir(root) if n.endswith(".kvc")}
-
-
-def metric(m, name):
-    for line in open(m.path(".kvcfs", "metrics")):
-        if line.startswith("kvcfs_" + name + " "):
-            return int(float(line.split()[1]))
-    raise AssertionError(name)
 
 
 def test_fill_past_budget(ws):
@@ -195,5 +183,4 @@ def test_rescan_counts_other_mounts(ws):
 
 
 if __name__ == "__main__":
-    main([test_fill_past_budget, test_open_slab_survives, test_just_published_survives,
-          test_order_same_after_remount, test_oversize_refused, test_rescan_counts_other_mounts])
+    main()

@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """kvcfs as a program: its options, its refusals, and what it does at start."""
 import os
-import shutil
 import subprocess
 
 from harness import KVCFS, main, payload_of, vector_bytes, vectors
@@ -113,5 +112,4 @@ def test_startup_sweeps_and_indexes(ws):
 
 
 if __name__ == "__main__":
-    main([test_help_and_version, test_bad_invocations, test_unwritable_backing_root,
-          test_mountpoint_in_use, test_max_size_accepted, test_startup_sweeps_and_indexes])
+    main()

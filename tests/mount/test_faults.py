@@ -6,13 +6,8 @@ import contextlib
 import errno
 import os
 import subprocess
-import sys
 
-from harness import expect_errno, main, run
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "examples", "python"))
-import kvcache  # noqa: E402
+from harness import drop_caches, expect_errno, kvcache, main, metric, verify_slabs
 
 FP, CTX = bytes(32), bytes(range(32))
 
@@ -40,13 +35,6 @@ def root_only():
     return False
 
 
-def valid_slabs(root):
-    names = [n for n in os.listdir(root) if n.endswith(".kvc")]
-    if names:
-        run([KVC, "verify"] + [os.path.join(root, n) for n in names])
-    return sorted(names)
-
-
 def test_enospc_mid_write(ws):
     if root_only():
         return
@@ -72,7 +60,7 @@ def test_enospc_mid_write(ws):
                 expect_errno(errno.ENOSPC, f.close)
         expect_errno(errno.ENOSPC, write_direct)
         assert not os.path.exists(m.path(big_key + ".kvc"))
-        assert valid_slabs(root) == [key + ".kvc"], "the published slab is intact"
+        assert verify_slabs(root) == [key + ".kvc"], "the published slab is intact"
         with open(m.path("payload", key), "rb") as f:
             assert f.read() == data[-100_000:]
         # Space comes back once the refused bytes' temps are gone.
@@ -85,7 +73,7 @@ def test_enospc_mid_write(ws):
                 assert e.errno == errno.ENOSPC, e
                 import time
                 time.sleep(0.1)
-        assert valid_slabs(root) == sorted([key + ".kvc", k3 + ".kvc"])
+        assert verify_slabs(root) == sorted([key + ".kvc", k3 + ".kvc"])
         m.stop()
 
 
@@ -104,15 +92,8 @@ def test_backing_root_turns_read_only(ws):
             assert f.read() == data[-100_000:]
         subprocess.run(["mount", "-o", "remount,rw", root], check=True)
         kvcache.save(m.mnt, k2, d2)
-        assert valid_slabs(root) == sorted([key + ".kvc", k2 + ".kvc"])
+        assert verify_slabs(root) == sorted([key + ".kvc", k2 + ".kvc"])
         m.stop()
-
-
-def changed_count(m):
-    for line in open(m.path(".kvcfs", "metrics")):
-        if line.startswith("kvcfs_changed_under_readers_total "):
-            return int(line.split()[1])
-    raise AssertionError("no metric")
 
 
 def test_backing_file_changed_under_reader(ws):
@@ -133,8 +114,7 @@ def test_backing_file_changed_under_reader(ws):
         # The open put the verified bytes in the kernel's cache, and reads
         # from there are safe whatever happens to the file; drop them so
         # the reads below reach the daemon and its checks.
-        with open("/proc/sys/vm/drop_caches", "w") as d:
-            d.write("1\n")
+        drop_caches(1)
         return f
 
     # Truncated behind an open reader: a read that reaches the file fails,
@@ -155,7 +135,7 @@ def test_backing_file_changed_under_reader(ws):
     f.close()
     os.unlink(backing)
 
-    refused = changed_count(m)
+    refused = metric(m, "changed_under_readers_total")
     assert refused >= 2, refused
 
     # Replaced by rename (another host re-publishing the key, say): the
@@ -180,11 +160,7 @@ def test_backing_file_changed_under_reader(ws):
             g.read(10)
     assert f.read() == payload[far:]
     f.close()
-    assert changed_count(m) == refused, "no read was refused after the faults"
-
-
-KVC = os.environ.get("KVC_BIN")
+    assert metric(m, "changed_under_readers_total") == refused, "no read was refused after the faults"
 
 if __name__ == "__main__":
-    main([test_enospc_mid_write, test_backing_root_turns_read_only,
-          test_backing_file_changed_under_reader])
+    main()

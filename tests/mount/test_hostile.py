@@ -4,13 +4,8 @@ the daemon keeps serving."""
 import errno
 import itertools
 import os
-import sys
 
-from harness import expect_errno, main
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "examples", "python"))
-import kvcache  # noqa: E402
+from harness import expect_errno, kvcache, main
 
 
 def publish_one(m):
@@ -129,4 +124,4 @@ def test_every_open_flag(ws):
 
 
 if __name__ == "__main__":
-    main([test_hostile_names, test_huge_requests, test_every_open_flag])
+    main()

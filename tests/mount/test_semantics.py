@@ -3,18 +3,12 @@
 several mounts on one backing root, and racing publishers."""
 import errno
 import os
-import stat
-import struct
 import subprocess
 import sys
 import time
 
-from harness import (expect_errno, main, payload_of, run, vector_bytes, vectors,
+from harness import (expect_errno, main, metric, payload_of, run, valid_vectors, vector_bytes,
                      without_mutable_header)
-
-
-def valid():
-    return [v for v in vectors() if v["valid"]]
 
 
 def publish(m, e):
@@ -26,16 +20,9 @@ def publish(m, e):
     return m.path(name)
 
 
-def metric(m, name):
-    for line in open(m.path(".kvcfs", "metrics")):
-        if line.startswith("kvcfs_" + name + " "):
-            return float(line.split()[1])
-    raise AssertionError("no metric " + name)
-
-
 def test_published_slabs_are_immutable(ws):
     m = ws.mount()
-    e = valid()[0]
+    e = valid_vectors()[0]
     p = publish(m, e)
     # O_WRONLY without O_TRUNC opens (cp's O_TRUNC arrives as a separate
     # truncate), but nothing can be written into the slab through it.
@@ -97,7 +84,7 @@ def test_namespace_refusals(ws):
 
 def test_corrupt_slab_is_refused_and_removed(ws):
     m = ws.mount(allowed_stderr=[r"dropped corrupt slab"])
-    e = next(v for v in valid() if v["kind"] == "large_payload")
+    e = next(v for v in valid_vectors() if v["kind"] == "large_payload")
     p = publish(m, e)
     backing = os.path.join(m.root, e["key"] + ".kvc")
     with open(backing, "r+b") as f:
@@ -127,7 +114,7 @@ def test_corrupt_slab_is_refused_and_removed(ws):
 def test_remount_keeps_everything(ws):
     root = ws.root()
     m = ws.mount(root)
-    entries = valid()[:6]
+    entries = valid_vectors()[:6]
     for e in entries:
         publish(m, e)
     with open(m.path(entries[0]["key"] + ".kvc"), "rb") as f:
@@ -149,7 +136,7 @@ def test_second_mount_sees_first(ws):
     root = ws.root()
     a = ws.mount(root, name="a")
     b = ws.mount(root, name="b")
-    e = valid()[3]
+    e = valid_vectors()[3]
     publish(a, e)
     with open(b.path(e["key"] + ".kvc"), "rb") as f:
         assert without_mutable_header(f.read()) == without_mutable_header(vector_bytes(e))
@@ -175,7 +162,7 @@ os.rename(tmp, os.path.join(mnt, name))
 def test_concurrent_publishers_one_key(ws):
     root = ws.root()
     mounts = [ws.mount(root, name="m%d" % i) for i in range(2)]
-    e = next(v for v in valid() if v["kind"] == "large_payload")
+    e = next(v for v in valid_vectors() if v["kind"] == "large_payload")
     src = os.path.join(ws.dir, "src")
     with open(src, "wb") as f:
         f.write(vector_bytes(e))
@@ -194,7 +181,7 @@ def test_concurrent_publishers_one_key(ws):
 def test_read_only_mount(ws):
     root = ws.root()
     m = ws.mount(root)
-    e = valid()[1]
+    e = valid_vectors()[1]
     publish(m, e)
     m.stop()
     before = open(os.path.join(root, e["key"] + ".kvc"), "rb").read()
@@ -210,7 +197,7 @@ def test_read_only_mount(ws):
 
 def test_metrics_format(ws):
     m = ws.mount()
-    publish(m, valid()[0])
+    publish(m, valid_vectors()[0])
     text = open(m.path(".kvcfs", "metrics")).read()
     for name in ("hits_total", "misses_total", "publishes_total", "adopted_total",
                  "rejected_total", "corrupt_dropped_total", "evictions_total", "bytes",
@@ -220,7 +207,7 @@ def test_metrics_format(ws):
         assert line.startswith("# HELP ") or line.startswith("# TYPE ") or \
             len(line.split()) == 2, line
     assert metric(m, "publishes_total") == 1
-    assert metric(m, "bytes") == valid()[0]["file_size"]
+    assert metric(m, "bytes") == valid_vectors()[0]["file_size"]
     out = run([KVC, "stats", m.mnt]).stdout
     assert "publishes_total" in out and "bytes" in out, out
 
@@ -228,7 +215,4 @@ def test_metrics_format(ws):
 KVC = os.environ.get("KVC_BIN")
 
 if __name__ == "__main__":
-    main([test_published_slabs_are_immutable, test_namespace_refusals,
-          test_corrupt_slab_is_refused_and_removed, test_remount_keeps_everything,
-          test_second_mount_sees_first, test_concurrent_publishers_one_key,
-          test_read_only_mount, test_metrics_format])
+    main()

@@ -71,4 +71,4 @@ def test_stress(ws):
 
 
 if __name__ == "__main__":
-    main([test_stress])
+    main()

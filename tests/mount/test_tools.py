@@ -6,12 +6,8 @@ import shutil
 import stat
 import subprocess
 
-from harness import (expect_errno, main, payload_of, run, vector_bytes, vectors,
-                     without_mutable_header)
-
-
-def valid():
-    return [v for v in vectors() if v["valid"]]
+from harness import (expect_errno, main, payload_of, run, valid_vectors, vector_bytes,
+                     vectors, without_mutable_header)
 
 
 def source_dir(ws, entries):
@@ -33,20 +29,20 @@ def assert_published(m, e):
 
 def test_cp_then_mv(ws):
     m = ws.mount()
-    src = source_dir(ws, valid()[:3])
-    for e in valid()[:3]:
+    src = source_dir(ws, valid_vectors()[:3])
+    for e in valid_vectors()[:3]:
         run(["cp", os.path.join(src, e["key"] + ".kvc"), m.path("upload.part")])
         assert "upload.part" in os.listdir(m.mnt)
         assert stat.S_IMODE(os.stat(m.path("upload.part")).st_mode) & 0o200
         run(["mv", m.path("upload.part"), m.path(e["key"] + ".kvc")])
         assert "upload.part" not in os.listdir(m.mnt)
         assert_published(m, e)
-    assert sorted(os.listdir(m.root)) == sorted(e["key"] + ".kvc" for e in valid()[:3])
+    assert sorted(os.listdir(m.root)) == sorted(e["key"] + ".kvc" for e in valid_vectors()[:3])
 
 
 def test_cp_direct_and_onto_existing(ws):
     m = ws.mount()
-    e = valid()[2]
+    e = valid_vectors()[2]
     src = source_dir(ws, [e])
     name = e["key"] + ".kvc"
     run(["cp", os.path.join(src, name), m.path(name)])
@@ -69,7 +65,7 @@ def test_cp_direct_and_onto_existing(ws):
 
 def test_mv_from_another_filesystem(ws):
     m = ws.mount()
-    e = valid()[4]
+    e = valid_vectors()[4]
     src = source_dir(ws, [e])
     run(["mv", os.path.join(src, e["key"] + ".kvc"), m.path(e["key"] + ".kvc")])
     assert_published(m, e)
@@ -77,7 +73,7 @@ def test_mv_from_another_filesystem(ws):
 
 def test_dd(ws):
     m = ws.mount()
-    e = next(v for v in valid() if v["kind"] == "large_payload")
+    e = next(v for v in valid_vectors() if v["kind"] == "large_payload")
     src = source_dir(ws, [e])
     run(["dd", "if=" + os.path.join(src, e["key"] + ".kvc"), "of=" + m.path(e["key"] + ".kvc"),
          "bs=64k", "conv=fsync", "status=none"])
@@ -90,37 +86,37 @@ def test_dd(ws):
 
 def test_rsync_in_and_out(ws):
     m = ws.mount()
-    src = source_dir(ws, valid())
+    src = source_dir(ws, valid_vectors())
     # rsync writes a dot-temp, sets its attributes, then renames it.
     run(["rsync", "-a", src + "/", m.mnt + "/"])
-    for e in valid():
+    for e in valid_vectors():
         assert_published(m, e)
     run(["rsync", "-a", src + "/", m.mnt + "/"])  # again: nothing to do, no error
     out = os.path.join(ws.dir, "out")
     run(["rsync", "-a", "--exclude", ".kvcfs", m.mnt + "/", out + "/"])
-    for e in valid():
+    for e in valid_vectors():
         with open(os.path.join(out, e["key"] + ".kvc"), "rb") as f:
             assert without_mutable_header(f.read()) == without_mutable_header(vector_bytes(e))
         with open(os.path.join(out, "payload", e["key"]), "rb") as f:
             assert f.read() == payload_of(vector_bytes(e))
-    run([KVC, "verify"] + [os.path.join(out, e["key"] + ".kvc") for e in valid()])
+    run([KVC, "verify"] + [os.path.join(out, e["key"] + ".kvc") for e in valid_vectors()])
 
 
 def test_cp_archive_in_and_out(ws):
     m = ws.mount()
-    src = source_dir(ws, valid()[:5])
+    src = source_dir(ws, valid_vectors()[:5])
     run(["cp", "-a", src + "/.", m.mnt + "/"])
-    for e in valid()[:5]:
+    for e in valid_vectors()[:5]:
         assert_published(m, e)
     out = os.path.join(ws.dir, "out")
     os.mkdir(out)
-    run(["cp", "-a"] + [m.path(e["key"] + ".kvc") for e in valid()[:5]] + [out])
-    run([KVC, "verify"] + [os.path.join(out, e["key"] + ".kvc") for e in valid()[:5]])
+    run(["cp", "-a"] + [m.path(e["key"] + ".kvc") for e in valid_vectors()[:5]] + [out])
+    run([KVC, "verify"] + [os.path.join(out, e["key"] + ".kvc") for e in valid_vectors()[:5]])
 
 
 def test_ls_stat_getfattr_find_du_rm(ws):
     m = ws.mount()
-    entries = valid()[:4]
+    entries = valid_vectors()[:4]
     src = source_dir(ws, entries)
     run(["cp", "-a", src + "/.", m.mnt + "/"])
     ls = run(["ls", "-l", m.mnt]).stdout
@@ -149,7 +145,7 @@ def test_ls_stat_getfattr_find_du_rm(ws):
 
 def test_python_standard_library(ws):
     m = ws.mount()
-    e = valid()[5]
+    e = valid_vectors()[5]
     data = vector_bytes(e)
     # open/write/os.rename, the way a model server in Python would save
     tmp = m.path("save.%d.tmp" % os.getpid())
@@ -161,7 +157,7 @@ def test_python_standard_library(ws):
     os.rename(tmp, m.path(e["key"] + ".kvc"))
     assert_published(m, e)
     # shutil.copy of a file straight to its key name
-    e2 = valid()[6]
+    e2 = valid_vectors()[6]
     src = source_dir(ws, [e2])
     shutil.copy(os.path.join(src, e2["key"] + ".kvc"), m.path(e2["key"] + ".kvc"))
     assert_published(m, e2)
@@ -170,6 +166,4 @@ def test_python_standard_library(ws):
 KVC = os.environ.get("KVC_BIN")
 
 if __name__ == "__main__":
-    main([test_cp_then_mv, test_cp_direct_and_onto_existing, test_mv_from_another_filesystem,
-          test_dd, test_rsync_in_and_out, test_cp_archive_in_and_out,
-          test_ls_stat_getfattr_find_du_rm, test_python_standard_library])
+    main()

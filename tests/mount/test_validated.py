@@ -11,19 +11,8 @@ import subprocess
 import threading
 import time
 
-from harness import expect_errno, main, payload_of, vector_bytes, vectors
+from harness import expect_errno, main, metric, payload_of, valid_vectors as valid, vector_bytes
 import workers
-
-
-def valid():
-    return [v for v in vectors() if v["valid"]]
-
-
-def metric(m, name):
-    for line in open(m.path(".kvcfs", "metrics")):
-        if line.startswith("kvcfs_" + name + " "):
-            return float(line.split()[1])
-    raise AssertionError("no metric " + name)
 
 
 def leftovers(root, wait=2.0):
@@ -210,9 +199,4 @@ def test_hit_counts_exact_under_concurrent_opens(ws):
 
 
 if __name__ == "__main__":
-    main([test_reader_never_sees_a_direct_create_in_flight,
-          test_direct_create_is_visible_once_published,
-          test_refused_direct_creates_leave_no_temp,
-          test_failed_write_frees_its_space,
-          test_change_during_verification_is_never_blessed,
-          test_hit_counts_exact_under_concurrent_opens])
+    main()

@@ -117,5 +117,4 @@ def test_valid_vectors_publish_on_close(ws):
 VECTORS_DIR = os.environ.get("KVC_VECTORS", "")
 
 if __name__ == "__main__":
-    main([test_valid_vectors_publish_and_read_back, test_invalid_vectors_refused_on_rename,
-          test_invalid_vectors_refused_on_close, test_valid_vectors_publish_on_close])
+    main()

@@ -12,9 +12,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "examples", "python"))
-import kvcache  # noqa: E402
+from harness import kvcache  # noqa: E402  (the examples' client)
 
 FP = bytes(range(100, 132))
 CTX = bytes(range(200, 232))

@@ -88,6 +88,8 @@ struct staging {
 	gid_t gid;
 
 	/* Lock-free: */
+	atomic_bool bypass;            /* written by the kernel directly
+					* (passthrough): no write is seen here */
 	atomic_bool replacing;         /* writes go here; false for a writer
 					* over a slab until it truncates (until
 					* then a write would be one into the slab:
@@ -107,6 +109,11 @@ struct node {
 	unsigned private_writers;  /* O_TRUNC writers of the key open on this
 				    * inode (their bytes go elsewhere, but the
 				    * kernel truncated its idea of this inode) */
+	int backing_id;            /* passthrough: the kernel's id of the file
+				    * behind this inode, while backing_refs > 0 */
+	unsigned backing_refs;     /* handles open in passthrough */
+	dev_t backing_dev;         /* which file that is */
+	ino_t backing_ino;
 	GSList *unarmed_writers;   /* their stages still waiting for the
 				    * truncate of open(O_TRUNC) (staging.c) */
 	bool cache_suspect;        /* the kernel's size and pages of this inode
@@ -135,6 +142,9 @@ struct kvcfs {
 	struct kvcfs_index index;
 	struct kvcfs_notifier notifier;
 	struct kvcfs_rescanner rescanner;
+	/* Set in op_init, before any other request, and only read after: */
+	bool passthrough;          /* the kernel may read/write backing files */
+	const char *passthrough_why; /* why not, when not */
 
 	/* Guards the tables below, struct node and the fs->lock fields of
 	 * struct staging; see the lock order above. */
@@ -147,6 +157,7 @@ struct kvcfs {
 				    * <key>.kvc that will publish at close:
 				    * a miss of such a key is not cached */
 	fuse_ino_t next_ino;
+	GArray *orphan_backing_ids; /* int: passthrough ids to close (passthrough.c) */
 
 	/* Per-key locks that keep hit writes apart from each other and from
 	 * verifications (hits.c): key → struct key_lock. A leaf lock. */
@@ -167,6 +178,7 @@ struct handle {
 	bool writable;
 	bool flushed;              /* close() was seen once for this handle */
 	bool pins;                 /* holds an index pin on key (open slab) */
+	bool passthrough;          /* holds a reference on node's backing id */
 	struct kvc_key key;
 	pthread_mutex_t verify_lock;
 	bool verify_lock_live;
@@ -317,6 +329,17 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 void verified_record(struct handle *h, const struct stat *st);
 void reply_verified_read(fuse_req_t req, struct handle *h, size_t size, off_t off);
 void verified_release(struct handle *h);
+
+/* passthrough.c: the kernel reads and writes backing files directly */
+void passthrough_init(struct kvcfs *fs, struct fuse_conn_info *conn);
+/* Open h in passthrough to fd for node if it can; false: the daemon's path
+ * (fi->direct_io may have been set to keep the kernel's io modes apart). */
+bool passthrough_attach(struct kvcfs *fs, fuse_req_t req, struct node *node, int fd,
+			struct handle *h, struct fuse_file_info *fi);
+/* Is node open in passthrough? (Then the kernel takes no other open.) */
+bool passthrough_in_use(struct kvcfs *fs, struct node *node);
+/* At release; req NULL when there is none (a failed open reply). */
+void passthrough_detach(struct kvcfs *fs, fuse_req_t req, struct handle *h);
 
 /* publish.c: the mount's side of the pipeline (metrics, index, errors).
  * final: a refusal is the last word (rename), so it is counted as one. */

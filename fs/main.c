@@ -9,7 +9,8 @@
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct kvcfs *fs = userdata;
+
 	/* open(O_TRUNC) arrives as open, then a truncate of that handle
 	 * (staging.c): with the truncate in the open instead, the kernel
 	 * would zero its size of a slab's inode that others are reading. */
@@ -20,6 +21,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * (libfuse 3.14's buffers hold 256 pages) rather than 128 KiB. */
 	conn->max_write = 1u << 20;
 	conn->max_readahead = 1u << 20;
+	passthrough_init(fs, conn);
 }
 
 static const struct fuse_lowlevel_ops kvcfs_ops = {

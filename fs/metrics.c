@@ -55,6 +55,12 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 	gauge(s, "slabs", "Slabs in the backing root, as indexed.", slabs);
 	gauge(s, "budget_bytes", "The byte budget (0: none).", fs->opts.max_size);
 	gauge(s, "low_watermark_bytes", "Eviction stops at this many bytes.", fs->opts.low_watermark);
+	gauge(s, "passthrough", "1: the kernel reads verified slabs and writes staging files directly.",
+	      fs->passthrough);
+	counter(s, "passthrough_opens_total", "Opens served by the kernel directly (passthrough).",
+		m->passthrough_opens);
+	counter(s, "passthrough_fallbacks_total", "Opens that could not use passthrough and go through the daemon.",
+		m->passthrough_fallbacks);
 	counter(s, "rescans_total", "Re-reads of the backing root into the index.", m->rescans);
 	seconds(s, "publish_seconds", "Time spent publishing.", m->publish_ns, m->publish_count);
 	seconds(s, "load_seconds", "Time spent opening and verifying slabs.", m->load_ns, m->load_count);

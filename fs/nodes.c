@@ -31,6 +31,7 @@ void nodes_init(struct kvcfs *fs)
 	fs->payload_nodes = g_hash_table_new(index_key_hash, index_key_equal);
 	fs->creating = g_hash_table_new_full(index_key_hash, index_key_equal, g_free, NULL);
 	fs->next_ino = INO_FIRST_DYNAMIC;
+	fs->orphan_backing_ids = g_array_new(FALSE, FALSE, sizeof(int));
 	for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++) {
 		struct node *node = g_new0(struct node, 1);
 		node->ino = fixed[i].ino;
@@ -59,6 +60,7 @@ void nodes_destroy(struct kvcfs *fs)
 	g_hash_table_destroy(fs->slab_nodes);
 	g_hash_table_destroy(fs->payload_nodes);
 	g_hash_table_destroy(fs->creating);
+	g_array_free(fs->orphan_backing_ids, TRUE);
 	g_hash_table_destroy(fs->nodes);
 	pthread_mutex_destroy(&fs->lock);
 }

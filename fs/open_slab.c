@@ -113,7 +113,10 @@ static int verify_between_stats(struct kvcfs *fs, struct node *node, bool payloa
 	if (fstat(fd, before) < 0)
 		return kvc_err_sys(err, errno, "fstat");
 	pthread_mutex_lock(&fs->lock);
-	alone = node->open_count == 0 && !node->storing && fs->notifier.running;
+	/* With passthrough the kernel reads the backing file's own pages:
+	 * storing into this inode's would be wasted. */
+	alone = node->open_count == 1 && !node->storing && fs->notifier.running &&
+		!fs->passthrough;
 	if (alone)
 		node->storing = true;
 	pthread_mutex_unlock(&fs->lock);
@@ -294,7 +297,7 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	 * very file before or stored them just now; otherwise let it drop
 	 * them. Kept pages get the header as it is now, hit count and all. */
 	fi->keep_cache = (l.reused || l.stored) && !distrust_kernel_view(fs, node, fi);
-	if (fi->keep_cache && !payload_view && fs->notifier.running)
+	if (fi->keep_cache && !payload_view && fs->notifier.running && !fs->passthrough)
 		store_header(fs, node->ino, l.fd, l.meta.payload_offset);
 	index_set_verified(&fs->index, key, &l.st);
 	index_opened(&fs->index, key);

@@ -14,8 +14,10 @@ static struct handle *handle_of(struct fuse_file_info *fi)
 	return (struct handle *)(uintptr_t)fi->fh;
 }
 
-static void handle_release(struct kvcfs *fs, struct handle *h)
+/* req: the release's, or NULL when the open's reply failed. */
+static void handle_release(struct kvcfs *fs, struct handle *h, fuse_req_t req)
 {
+	passthrough_detach(fs, req, h);
 	if (h->fd >= 0)
 		close(h->fd);
 	if (h->pins)
@@ -30,16 +32,12 @@ static void handle_release(struct kvcfs *fs, struct handle *h)
 	g_free(h);
 }
 
-static void reply_open_handle(fuse_req_t req, struct kvcfs *fs, struct node *node,
-			      struct handle *h, struct fuse_file_info *fi)
+static void reply_open_handle(fuse_req_t req, struct kvcfs *fs, struct handle *h,
+			      struct fuse_file_info *fi)
 {
-	h->node = node;
-	pthread_mutex_lock(&fs->lock);
-	node->open_count++;
-	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(req, fi) != 0)
-		handle_release(fs, h); /* the opener went away */
+		handle_release(fs, h, NULL); /* the opener went away */
 }
 
 static int open_text(struct kvcfs *fs, const struct node_view *v, struct handle *h,
@@ -77,16 +75,26 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h = g_new0(struct handle, 1);
 	h->fd = -1;
+	h->node = node;
+	/* Counted before the open is decided: whether it may go passthrough
+	 * depends on every other open of the node (passthrough.c). */
+	pthread_mutex_lock(&fs->lock);
+	node->open_count++;
+	pthread_mutex_unlock(&fs->lock);
 	switch (v.kind) {
 	case NODE_METRICS:
 	case NODE_RESCAN:
 		rc = open_text(fs, &v, h, fi);
 		break;
 	case NODE_SLAB:
-		if (acc == O_RDONLY && !(fi->flags & O_TRUNC))
+		if (acc == O_RDONLY && !(fi->flags & O_TRUNC)) {
 			rc = open_slab(fs, node, &v.key, false, h, fi);
+			if (rc == 0) /* verified: the kernel may read it itself */
+				passthrough_attach(fs, req, node, h->fd, h, fi);
+		}
 		else if (acc == O_WRONLY && !(fi->flags & O_APPEND))
-			rc = staging_open_private(fs, req, &v.key, node, h, fi);
+			rc = passthrough_in_use(fs, node) ? -ETXTBSY
+			     : staging_open_private(fs, req, &v.key, node, h, fi);
 		else
 			rc = -EPERM; /* published slabs are immutable */
 		break;
@@ -102,10 +110,13 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (rc < 0) {
 		g_free(h->text);
 		g_free(h);
+		pthread_mutex_lock(&fs->lock);
+		node_unref(fs, node, 0, 1);
+		pthread_mutex_unlock(&fs->lock);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_open_handle(req, fs, node, h, fi);
+	reply_open_handle(req, fs, h, fi);
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -196,6 +207,6 @@ void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	handle_release(kvcfs_of(req), handle_of(fi));
+	handle_release(kvcfs_of(req), handle_of(fi), req);
 	fuse_reply_err(req, 0);
 }

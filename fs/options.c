@@ -26,6 +26,7 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("entry_timeout=%lf", entry_timeout, 0),
 	KVCFS_OPT("negative_timeout=%lf", negative_timeout, 0),
 	KVCFS_OPT("recheck_delay=%d", recheck_delay_ms, 0),
+	KVCFS_OPT("passthrough=%s", passthrough_text, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
@@ -134,6 +135,15 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 		fprintf(stderr, "kvcfs: threads must be 1..1024\n");
 		return -1;
 	}
+	opts->passthrough = true;
+	if (opts->passthrough_text != NULL) {
+		if (strcmp(opts->passthrough_text, "off") == 0) {
+			opts->passthrough = false;
+		} else if (strcmp(opts->passthrough_text, "on") != 0) {
+			fprintf(stderr, "kvcfs: passthrough must be on or off\n");
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -153,6 +163,9 @@ void options_help(const char *progname)
 	       "    -o negative_timeout=SECS  how long it remembers a missing key (1)\n"
 	       "    -o recheck_delay=MS    wait before removing a slab that failed verification\n"
 	       "                           (default: 2000 on network/FUSE filesystems, else 0)\n"
+	       "    -o passthrough=on|off  let the kernel read verified slabs and write staging\n"
+	       "                           files directly (on; needs CAP_SYS_ADMIN, a kernel\n"
+	       "                           with FUSE passthrough and libfuse >= 3.16)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n\n",
 	       progname);
@@ -164,4 +177,5 @@ void options_free(struct kvcfs_options *opts)
 	free(opts->max_size_text);
 	free(opts->low_watermark_text);
 	free(opts->host_id);
+	free(opts->passthrough_text);
 }

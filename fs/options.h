@@ -22,6 +22,8 @@ struct kvcfs_options {
 	double negative_timeout;  /* seconds it may remember that a key has no slab */
 	int recheck_delay_ms;     /* before removing an invalid file; -1: by filesystem */
 	int read_only;
+	char *passthrough_text;   /* "on" (default) or "off" */
+	bool passthrough;         /* use FUSE passthrough where the kernel allows */
 	int positional;           /* how many non-options were seen */
 	int has_fsname;           /* the user named the filesystem */
 };

@@ -42,7 +42,8 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 		pthread_rwlock_unlock(&stage->lock);
 		return -ENOSPC;
 	}
-	if (atomic_exchange(&stage->dirty, false)) {
+	/* Written since the last try, or by the kernel directly (unseen). */
+	if (atomic_exchange(&stage->dirty, false) || atomic_load(&stage->bypass)) {
 		stage->tmp.synced = false;
 		stage->tmp.verified = false;
 	}

@@ -126,7 +126,6 @@ static struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t
 		staging_free(fs, stage);
 		return NULL;
 	}
-	kvc_tmp_track(&stage->tmp);
 	atomic_store(&stage->replacing, true);
 	stage->mode = mode & 07777;
 	stage->uid = ctx->uid;
@@ -152,6 +151,7 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 	stage = stage_for_writer(fs, req, 0444, &err);
 	if (stage == NULL)
 		return -kvc_err_to_errno(&err);
+	kvc_tmp_track(&stage->tmp); /* the daemon sees every write */
 	atomic_store(&stage->replacing, (fi->flags & O_TRUNC) != 0);
 	stage->publish_on_close = true;
 	stage->target = *key;
@@ -172,6 +172,26 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 	h->owns_stage = true;
 	h->writable = true;
 	return 0;
+}
+
+/*
+ * A named staging file's opens all go to the kernel directly when they
+ * can (passthrough.c): from then on no write of it is seen here, so its
+ * publish reads the temp back instead of trusting tracked writes. Only
+ * named staging files: a <key>.kvc publishes at a close while a dup of the
+ * descriptor may still write, and the kernel would let those writes into
+ * the published slab.
+ */
+static void attach_stage(struct kvcfs *fs, fuse_req_t req, struct node *node,
+			 struct staging *stage, struct handle *h, struct fuse_file_info *fi)
+{
+	int fd;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	fd = stage->published ? -1 : stage->tmp.fd;
+	if (fd >= 0 && passthrough_attach(fs, req, node, fd, h, fi))
+		atomic_store(&stage->bypass, true);
+	pthread_rwlock_unlock(&stage->lock);
 }
 
 static int truncate_for_open(struct staging *stage)
@@ -210,6 +230,7 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 		if (private_writer)
 			return -ENOENT;
 		h->stage = stage;
+		attach_stage(fs, req, node, stage, h, fi);
 		return 0;
 	}
 	target = stage->target;
@@ -228,8 +249,10 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 		pthread_mutex_unlock(&fs->lock);
 		h->stage = NULL;
 		h->writable = false;
+		return rc;
 	}
-	return rc;
+	attach_stage(fs, req, node, stage, h, fi);
+	return 0;
 }
 
 static void handle_free(struct kvcfs *fs, struct handle *h)
@@ -315,9 +338,16 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	}
 	e.ino = node->ino;
 	e.attr.st_ino = node->ino;
+	if (cls == NAME_STAGING)
+		attach_stage(fs, req, node, stage, h, fi);
+	else if (fs->passthrough)
+		fi->direct_io = 1; /* see passthrough.c: never cached next to it */
+	if (!atomic_load(&stage->bypass))
+		kvc_tmp_track(&stage->tmp);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		/* The creator went away: no handle and no lookup to forget. */
+		passthrough_detach(fs, NULL, h);
 		staging_release(fs, h);
 		handle_free(fs, h);
 		pthread_mutex_lock(&fs->lock);
@@ -597,17 +627,73 @@ static void drop_name(struct kvcfs *fs, struct node *node)
 	node_unref(fs, node, 0, 0);
 }
 
+/* The temp's bytes, as they are now, into a temp of their own. */
+static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to)
+{
+	struct kvc_err err;
+	struct stat st;
+	loff_t in = 0, out = 0;
+	int rc = 0;
+
+	if (kvc_tmp_create(fs->store, "stage", &to->tmp, &err) < 0)
+		return -kvc_err_to_errno(&err);
+	pthread_rwlock_rdlock(&from->lock);
+	if (from->tmp.fd < 0 || fstat(from->tmp.fd, &st) < 0)
+		rc = -EIO;
+	while (rc == 0 && in < st.st_size) {
+		ssize_t n = copy_file_range(from->tmp.fd, &in, to->tmp.fd, &out,
+					    (size_t)(st.st_size - in), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			rc = n < 0 ? -errno : -EIO;
+	}
+	pthread_rwlock_unlock(&from->lock);
+	return rc;
+}
+
+/*
+ * A rename while a writer still has the file open in passthrough: the
+ * kernel would let that writer's later bytes into the published slab, so
+ * what is published is a copy of the file as it is at the rename. The
+ * writer goes on writing its own temp, which is dropped at its close.
+ */
+static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key)
+{
+	struct staging *copy = staging_new();
+	int rc = copy_temp(fs, stage, copy);
+
+	if (rc == 0)
+		rc = publish_stage(fs, copy, key, true);
+	if (rc < 0 && copy->error != NULL) {
+		pthread_rwlock_wrlock(&stage->lock);
+		g_free(stage->error);
+		stage->error = g_strdup(copy->error);
+		stage->refused = copy->refused;
+		pthread_rwlock_unlock(&stage->lock);
+	}
+	staging_free(fs, copy);
+	return rc;
+}
+
 static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_key *key,
 			  unsigned flags)
 {
 	char newname[KVC_SLAB_NAME_LEN + 1];
+	bool writing;
 	int rc;
 
 	kvc_key_slab_name(key, newname);
 	if ((flags & RENAME_NOREPLACE) &&
 	    faccessat(kvc_store_dirfd(fs->store), newname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return -EEXIST;
-	rc = publish_stage(fs, src->stage, key, true);
+	pthread_mutex_lock(&fs->lock);
+	writing = src->stage->writers > 0;
+	pthread_mutex_unlock(&fs->lock);
+	if (writing && atomic_load(&src->stage->bypass))
+		rc = publish_copy(fs, src->stage, key);
+	else
+		rc = publish_stage(fs, src->stage, key, true);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&fs->lock);

@@ -54,6 +54,11 @@ class Mount:
     def __init__(self, root, mnt, options=(), allowed_stderr=()):
         self.root, self.mnt = root, mnt
         self.options = list(options)
+        # KVCFS_TEST_OPTIONS (e.g. passthrough=off): the suite runs the
+        # data-path tests again with these, unless a test chose itself.
+        for o in filter(None, os.environ.get("KVCFS_TEST_OPTIONS", "").split(",")):
+            if not any(x.split("=")[0] == o.split("=")[0] for x in self.options):
+                self.options.append(o)
         self.allowed = [re.compile(a) for a in allowed_stderr]
         self.proc = None
         self.stderr_path = mnt.rstrip("/") + ".stderr"

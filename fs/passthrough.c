@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * FUSE passthrough: the kernel reads and writes a file of the backing root
+ * directly, without a round trip through this daemon per request.
+ *
+ * Where it is used, and why that keeps the guarantees:
+ *   - reads of a published slab, after its open verified it (open_slab.c):
+ *     the open replies only after verification, with the very descriptor
+ *     that was verified, and no handle of the mount can write a slab;
+ *   - reads and writes of a named staging file, into its writer-unique
+ *     temp: the daemon no longer sees the bytes, so publish reads the temp
+ *     back for its CRC, and a rename while a writer still has the file open
+ *     publishes a copy (staging.c), so that writer's later bytes never land
+ *     in a published slab.
+ * Everything else (payload/<key>, whose offsets are not the file's; files
+ * created as <key>.kvc, whose close publishes while a dup of the descriptor
+ * may still write; writers over a slab; metrics) keeps the daemon's path.
+ *
+ * The kernel wants one backing file per inode, and every open of an inode
+ * either passthrough or not (direct_io opens are exempt): a node holds one
+ * backing id, counted per handle, registered by its first passthrough open
+ * and closed by its last release. An open whose file is not the node's
+ * backing file (a slab replaced while an old handle reads the old one)
+ * gets direct_io instead, and so does every other open of a slab or
+ * staging inode while passthrough is on (a file created as <key>.kvc, a
+ * writer over a slab, a failed registration). The kernel refuses any open
+ * of the daemon's path, direct_io included, while a passthrough open of the
+ * inode exists, and the reverse: a writer over a slab that is open in
+ * passthrough gets ETXTBSY (ops_file.c), and a reader of an inode with
+ * daemon-path opens gets direct_io.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kvcfs.h"
+
+#if FUSE_MAKE_VERSION(FUSE_MAJOR_VERSION, FUSE_MINOR_VERSION) >= FUSE_MAKE_VERSION(3, 16)
+#define HAVE_PASSTHROUGH 1
+#else
+#define HAVE_PASSTHROUGH 0
+#endif
+
+/* Registering a backing file needs CAP_SYS_ADMIN (in the initial user
+ * namespace); asking without it only fills the log. */
+static bool has_cap_sys_admin(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned long long eff = 0;
+
+	if (f == NULL)
+		return false;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "CapEff: %llx", &eff) == 1)
+			break;
+	fclose(f);
+	return (eff >> 21) & 1; /* CAP_SYS_ADMIN */
+}
+
+void passthrough_init(struct kvcfs *fs, struct fuse_conn_info *conn)
+{
+	const char *why = NULL;
+
+	fs->passthrough = false;
+	if (!fs->opts.passthrough)
+		why = "-o passthrough=off";
+	else if (!HAVE_PASSTHROUGH)
+		why = "libfuse is older than 3.16";
+	else if (!has_cap_sys_admin())
+		why = "it needs CAP_SYS_ADMIN";
+#if HAVE_PASSTHROUGH
+	else if (!(conn->capable & FUSE_CAP_PASSTHROUGH))
+		why = "the kernel has no FUSE passthrough";
+	if (why == NULL) {
+		conn->want |= FUSE_CAP_PASSTHROUGH;
+		fs->passthrough = true;
+	}
+#else
+	(void)conn;
+#endif
+	fs->passthrough_why = why;
+	if (why == NULL)
+		fprintf(stderr, "kvcfs: passthrough on: verified slabs and staging files are "
+				"read and written by the kernel directly\n");
+	else
+		fprintf(stderr, "kvcfs: passthrough off (%s): every read and write goes through "
+				"the daemon\n", why);
+}
+
+static void close_backing(fuse_req_t req, int id)
+{
+#if HAVE_PASSTHROUGH
+	fuse_passthrough_close(req, id);
+#else
+	(void)req;
+	(void)id;
+#endif
+}
+
+/* Backing ids whose last handle went without a request to close them with
+ * (an open whose reply failed): closed at the next release. fs->lock held. */
+static void close_orphans(struct kvcfs *fs, fuse_req_t req)
+{
+	for (guint i = 0; i < fs->orphan_backing_ids->len; i++)
+		close_backing(req, g_array_index(fs->orphan_backing_ids, int, i));
+	g_array_set_size(fs->orphan_backing_ids, 0);
+}
+
+/* h is counted in node->open_count already. */
+bool passthrough_attach(struct kvcfs *fs, fuse_req_t req, struct node *node, int fd,
+			struct handle *h, struct fuse_file_info *fi)
+{
+	struct stat st;
+	bool ok = false;
+
+	if (!fs->passthrough || fi->direct_io || fstat(fd, &st) < 0)
+		return false;
+	pthread_mutex_lock(&fs->lock);
+	if (node->open_count - 1 > node->backing_refs) {
+		/* Opens of the daemon's path are there already (a writer
+		 * over a slab, a <key>.kvc whose close just published it): the
+		 * kernel refuses to mix them with passthrough. */
+	} else if (node->backing_refs > 0) {
+		if (node->backing_dev == st.st_dev && node->backing_ino == st.st_ino) {
+			node->backing_refs++;
+			ok = true;
+		}
+	} else {
+#if HAVE_PASSTHROUGH
+		int id = fuse_passthrough_open(req, fd);
+		if (id > 0) {
+			node->backing_id = id;
+			node->backing_refs = 1;
+			node->backing_dev = st.st_dev;
+			node->backing_ino = st.st_ino;
+			ok = true;
+		}
+#endif
+	}
+	if (ok) {
+		fi->backing_id = node->backing_id;
+		fi->keep_cache = 0;
+		h->passthrough = true;
+	} else {
+		/* Every open of an inode is passthrough or direct_io while
+		 * passthrough is on: a cached open next to a passthrough one
+		 * of the same inode makes the kernel fail one of them. */
+		fi->direct_io = 1;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	atomic_fetch_add(ok ? &fs->metrics.passthrough_opens : &fs->metrics.passthrough_fallbacks,
+			 1);
+	return ok;
+}
+
+void passthrough_detach(struct kvcfs *fs, fuse_req_t req, struct handle *h)
+{
+	struct node *node = h->node;
+
+	if (!h->passthrough)
+		return;
+	h->passthrough = false;
+	pthread_mutex_lock(&fs->lock);
+	if (req != NULL)
+		close_orphans(fs, req);
+	if (--node->backing_refs == 0) {
+		if (req != NULL)
+			close_backing(req, node->backing_id);
+		else
+			g_array_append_val(fs->orphan_backing_ids, node->backing_id);
+		node->backing_id = 0;
+	}
+	pthread_mutex_unlock(&fs->lock);
+}
+
+bool passthrough_in_use(struct kvcfs *fs, struct node *node)
+{
+	bool in_use;
+
+	pthread_mutex_lock(&fs->lock);
+	in_use = node->backing_refs > 0;
+	pthread_mutex_unlock(&fs->lock);
+	return in_use;
+}

@@ -124,7 +124,18 @@ def read_all(path):
             pass
 
 
-def bench_big(base):
+MODES = (("passthrough", []), ("daemon path", ["passthrough=off"]))
+
+
+def mode_of(m):
+    with open(os.path.join(m.mnt, ".kvcfs", "metrics")) as f:
+        for line in f:
+            if line.startswith("kvcfs_passthrough "):
+                return "passthrough" if line.split()[1] == "1" else "daemon path"
+    return "daemon path"
+
+
+def bench_big(base, mode, opts):
     src_dir = os.path.join(base, "src")
     os.makedirs(src_dir)
     src = os.path.join(src_dir, "slab")
@@ -132,7 +143,12 @@ def bench_big(base):
     name = key + ".kvc"
     root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
     os.makedirs(direct)
-    m = Mount(root, os.path.join(base, "mnt"))
+    m = Mount(root, os.path.join(base, "mnt"), opts)
+    if mode_of(m) != mode:
+        print("%s: not available here, skipped" % mode)
+        m.stop()
+        shutil.rmtree(base)
+        return
     pub_k, pub_d = [], []
     for r in range(ROUNDS):
         for path in (os.path.join(root, name), os.path.join(direct, name)):
@@ -142,7 +158,7 @@ def bench_big(base):
         staging = os.path.join(m.mnt, "incoming")
         pub_k.append(timed(lambda: (copy_file(src, staging, False),
                                     os.rename(staging, os.path.join(m.mnt, name)))))
-    record("publish %d MiB slab (cp + mv, durable)" % (GIB >> 20), pub_k, pub_d, 0.90)
+    record("[%s] publish %d MiB slab (cp + mv, durable)" % (mode, GIB >> 20), pub_k, pub_d, 0.90)
     # cold read: page cache dropped, validation included on both sides
     if drop_caches():
         cold_k, cold_d = [], []
@@ -150,13 +166,13 @@ def bench_big(base):
             # A fresh mount each round: it has verified nothing yet, so the
             # open reads and checks the whole slab, as after a restart.
             m.stop()
-            m = Mount(root, os.path.join(base, "mnt"))
+            m = Mount(root, os.path.join(base, "mnt"), opts)
             drop_caches()
             cold_d.append(timed(lambda: subprocess.run([KVC, "verify", os.path.join(direct, name)],
                                                        check=True, capture_output=True)))
             drop_caches()
             cold_k.append(timed(lambda: read_all(os.path.join(m.mnt, name))))
-        record("cold read %d MiB slab, validated" % (GIB >> 20), cold_k, cold_d, 0.80)
+        record("[%s] cold open + read %d MiB, validated" % (mode, GIB >> 20), cold_k, cold_d, 0.85)
     else:
         print("cold read: skipped (cannot drop the page cache without root)")
     # warm: first open validates; re-open of an unchanged slab
@@ -164,12 +180,12 @@ def bench_big(base):
     read_all(os.path.join(direct, name))
     warm_k = [timed(lambda: read_all(os.path.join(m.mnt, name))) for _ in range(ROUNDS)]
     warm_d = [timed(lambda: read_all(os.path.join(direct, name))) for _ in range(ROUNDS)]
-    record("warm re-open + read %d MiB slab" % (GIB >> 20), warm_k, warm_d, 0.70)
+    record("[%s] warm re-open + read %d MiB" % (mode, GIB >> 20), warm_k, warm_d, 0.90)
     m.stop()
     shutil.rmtree(base)
 
 
-def bench_small(base):
+def bench_small(base, mode, opts):
     n = 200 if QUICK else 1000
     root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
     os.makedirs(direct)
@@ -179,7 +195,12 @@ def bench_small(base):
         slabs.append((kvcache.cache_key(FP, "f16", CTX, tokens),
                       kvcache.build_slab(FP, "f16", CTX, tokens, bytes([i % 256]) * 65536,
                                          hostname=b"b")))
-    m = Mount(root, os.path.join(base, "mnt"))
+    m = Mount(root, os.path.join(base, "mnt"), opts)
+    if mode_of(m) != mode:
+        print("%s: not available here, skipped" % mode)
+        m.stop()
+        shutil.rmtree(base)
+        return
     k_s, d_s = [], []
     for r in range(ROUNDS):
         for d in (root, direct):
@@ -207,7 +228,7 @@ def bench_small(base):
             os.close(dfd)
         d_s.append(timed(via_direct) / n)
         k_s.append(timed(via_mount) / n)
-    record("publish 64 KiB slabs (per slab)", k_s, d_s, 0.80)
+    record("[%s] publish 64 KiB slabs (per slab)" % mode, k_s, d_s, 0.80)
     m.stop()
     shutil.rmtree(base)
 
@@ -290,9 +311,14 @@ def bench_rss(base):
 
 def main():
     os.makedirs(WORK, exist_ok=True)
-    for name, fn in (("big", bench_big), ("small", bench_small), ("listing", bench_listing),
-                     ("startup", bench_startup), ("rss", bench_rss)):
-        if len(sys.argv) > 4 and sys.argv[4] not in ("--quick", name):
+    only = [a for a in sys.argv[4:] if a != "--quick"]
+    for name, fn in (("big", bench_big), ("small", bench_small)):
+        if only and name not in only:
+            continue
+        for mode, opts in MODES:
+            fn(os.path.join(WORK, name), mode, opts)
+    for name, fn in (("listing", bench_listing), ("startup", bench_startup), ("rss", bench_rss)):
+        if only and name not in only:
             continue
         fn(os.path.join(WORK, name))
     missed = [r[0] for r in results if not r[6]]

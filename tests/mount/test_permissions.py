@@ -8,6 +8,7 @@ whatever happens); each action runs as one of those users in a child process
 (setpriv), which prints "OK" or the errno's name.
 """
 import contextlib
+import fcntl
 import grp
 import json
 import os
@@ -310,6 +311,10 @@ class UserMount(Mount):
         return self
 
     def stop(self):
+        if self.proc is not None and self.proc.poll() is not None and not mounted(self.mnt):
+            self.proc = None  # never mounted: start() said why
+            self.err.close()
+            return
         if self.proc is not None and mounted(self.mnt):
             subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
         super().stop()
@@ -319,12 +324,16 @@ class UserMount(Mount):
 def dev_fuse_open_to_all():
     """/dev/fuse may be 0600 (root only) on a CI machine: open it to users
     for the test, and put its mode back whatever happens."""
-    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
-    try:
-        os.chmod("/dev/fuse", mode | 0o666)
-        yield
-    finally:
-        os.chmod("/dev/fuse", mode)
+    # One test run at a time changes it (and /etc/fuse.conf): a second one
+    # would otherwise save the first one's 0666 and leave it behind.
+    with open("/run/kvcfs-test-permissions.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+        try:
+            os.chmod("/dev/fuse", mode | 0o666)
+            yield
+        finally:
+            os.chmod("/dev/fuse", mode)
 
 
 def test_non_root_daemon(ws):
@@ -360,6 +369,79 @@ def non_root_daemon_serves(m, svc, root):
                     "--init-groups", "fusermount3", "-u", m.mnt], check=True,
                    capture_output=True)
     assert not mounted(m.mnt)
+
+
+@contextlib.contextmanager
+def fuse_conf_allowing_other(allow):
+    """/etc/fuse.conf with or without user_allow_other for the test, put
+    back as it was whatever happens."""
+    path = "/etc/fuse.conf"
+    with open(path, "rb") as f:
+        saved = f.read()
+    lines = [line for line in saved.decode().splitlines()
+             if line.strip() != "user_allow_other"]
+    try:
+        with open(path, "w") as f:
+            f.write("\n".join(lines + (["user_allow_other"] if allow else [])) + "\n")
+        yield
+    finally:
+        with open(path, "wb") as f:
+            f.write(saved)
+
+
+def unit_options():
+    """The -o options of examples/systemd/kvcfs.service's ExecStart, and its
+    User= (which must not be root)."""
+    unit = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                        "systemd", "kvcfs.service")
+    with open(unit) as f:
+        fields = dict(line.strip().split("=", 1) for line in f
+                      if "=" in line and not line.startswith("#"))
+    argv = fields["ExecStart"].split()
+    return argv[argv.index("-o") + 1].split(","), fields["User"]
+
+
+def test_recommended_set_up(ws):
+    """docs/guide.md's "Several users": a non-root daemon (as the systemd
+    example runs it) on a 2775 backing root of a group, with allow_other."""
+    options, unit_user = unit_options()
+    assert unit_user != "root" and "allow_other" in options, (unit_user, options)
+    with users("svc", "srv", "out", group_members=("svc", "srv")) as (u, gid), \
+            dev_fuse_open_to_all():
+        root = shared_workspace(ws, 0o755)
+        os.chown(root, u["svc"][0], gid)
+        os.chmod(root, 0o2775)
+        # Without user_allow_other, fusermount3 refuses, and kvcfs said why.
+        with fuse_conf_allowing_other(False):
+            m = UserMount(u["svc"], root, os.path.join(ws.dir, "refused"), options)
+            try:
+                m.start()
+            except AssertionError as e:
+                refusal = str(e)
+            else:
+                refusal = None
+            finally:
+                m.stop()
+            assert refusal is not None and "exited 1 before mounting" in refusal, refusal
+            assert "kvcfs: allow_other: off: /etc/fuse.conf has no user_allow_other" in refusal
+        with fuse_conf_allowing_other(True):
+            m = UserMount(u["svc"], root, os.path.join(ws.dir, "mnt"), options)
+            try:
+                m.start()
+                assert "publisher ownership: off" in m.stderr()
+                assert "allow_other: off" not in m.stderr(), m.stderr()
+                key, data = slab(6)
+                # The model server's account publishes; an outsider reads
+                # but cannot remove.
+                expect(u["srv"], "OK", "publish", m.path("in.part"), m.path(key + ".kvc"),
+                       data=data)
+                assert same_slab(as_user(u["out"], "read", m.path(key + ".kvc"))[0], data)
+                expect(u["out"], "EACCES", "rm", m.path(key + ".kvc"))
+                real = os.stat(os.path.join(root, key + ".kvc"))
+                assert (real.st_uid, real.st_gid) == (u["svc"][0], gid), real
+                assert verify_slabs(root) == [key + ".kvc"]
+            finally:
+                m.stop()
 
 
 if __name__ == "__main__":

@@ -57,9 +57,14 @@ def users(*names, group_members=()):
                     pwd.getpwnam("%s-%s" % (TAG, n)).pw_gid) for n in names},
                grp.getgrnam(group).gr_gid)
     finally:
-        left = [["userdel", user] for user in made] + [["groupdel", group]]
-        for cmd in left:
-            retry(cmd)
+        problems = []
+        for cmd in [["userdel", user] for user in made] + [["groupdel", group]]:
+            try:
+                retry(cmd)
+            except AssertionError as e:
+                problems.append(str(e))
+        if problems:
+            raise AssertionError("; ".join(problems))
 
 
 def retry(cmd):

@@ -72,6 +72,10 @@ int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 	return 0;
 }
 
+/* perm 0: the backing root's own mode, read now (so a chmod of the backing
+ * root shows, and is what the kernel checks, within the root's attribute
+ * timeout); the kernel's write check on -o ro answers EROFS anyway, but ls
+ * should not show writable bits. */
 static void attr_of_dir(struct kvcfs *fs, mode_t perm, struct stat *st)
 {
 	struct stat root;
@@ -83,7 +87,11 @@ static void attr_of_dir(struct kvcfs *fs, mode_t perm, struct stat *st)
 		st->st_atim = root.st_atim;
 		st->st_mtim = root.st_mtim;
 		st->st_ctim = root.st_ctim;
+		if (perm == 0)
+			perm = root.st_mode & (fs->opts.read_only ? 07555 : 07777);
 	}
+	if (perm == 0)
+		perm = 0700; /* the root is gone: only its owner may try */
 	st->st_mode = S_IFDIR | perm;
 	st->st_nlink = 2;
 	st->st_size = 4096;
@@ -118,7 +126,7 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 	pthread_mutex_unlock(&fs->lock);
 	switch (v.kind) {
 	case NODE_ROOT:
-		attr_of_dir(fs, fs->opts.read_only ? 0555 : 0755, st);
+		attr_of_dir(fs, 0, st);
 		break;
 	case NODE_PAYLOAD_DIR:
 	case NODE_META_DIR:

@@ -134,9 +134,20 @@ struct node_view {
 	struct staging *stage;
 };
 
+/* Who may do what (access.c). Set before serving; chown_temps may be
+ * turned off once, lock-free. */
+struct kvcfs_access {
+	bool kernel_checks;        /* default_permissions: the kernel checks
+				    * modes first; kvcfs re-checks only
+				    * changes to the root's names */
+	atomic_bool chown_temps;   /* running as root: temps (so slabs) are
+				    * chowned to their creator */
+};
+
 struct kvcfs {
 	struct kvc_store *store;
 	struct kvcfs_options opts;
+	struct kvcfs_access access;
 	bool verbose;              /* foreground or debug: say what start-up found */
 	struct kvcfs_metrics metrics;
 	struct kvcfs_index index;
@@ -246,6 +257,29 @@ int staging_unlink(struct kvcfs *fs, const char *name);
 bool staging_in_flight(struct kvcfs *fs, struct staging *stage);
 /* Is a writer of this mount creating <key>.kvc right now? fs->lock held. */
 bool staging_creating(struct kvcfs *fs, const struct kvc_key *key);
+
+/* access.c: Unix permissions against the caller's credentials; each
+ * returns 0, or -EACCES, -EPERM (sticky bit, ownership) or -EROFS. */
+void access_init(struct kvcfs *fs);           /* before serving; says what is off */
+/* Always checked (the kernel's view may be stale): a new name in the root,
+ * a removed one, and a rename (its target counts as removed if it exists). */
+int access_may_add(struct kvcfs *fs, fuse_req_t req);
+int access_may_remove(struct kvcfs *fs, fuse_req_t req, const char *name);
+int access_may_rename(struct kvcfs *fs, fuse_req_t req, const char *name,
+		      const char *newname);
+/* Checked only without default_permissions (the kernel checks them with). */
+int access_may_lookup(struct kvcfs *fs, fuse_req_t req, fuse_ino_t parent);
+int access_may_opendir(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino);
+int access_may_open(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, int flags);
+int access_may_setattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino,
+		       const struct stat *attr, int to_set);
+int access_may_xattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, bool set);
+/* A new stage's owner (its creator; the root's group if it is set-group-ID),
+ * and its temp chowned to match when running as root. */
+void access_stage_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage);
+/* After a chown of a staging file: its temp follows (stage lock held). */
+void access_stage_chowned(struct kvcfs *fs, struct staging *stage);
+void op_access(fuse_req_t req, fuse_ino_t ino, int mask);
 
 /* attr.c */
 /* What stat shows for node, and how long the kernel may cache it. */

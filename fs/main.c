@@ -54,6 +54,7 @@ static const struct fuse_lowlevel_ops kvcfs_ops = {
 	.listxattr = op_listxattr,
 	.setxattr = op_setxattr,
 	.removexattr = op_removexattr,
+	.access = op_access,
 };
 
 /* mount(8) and df show "ROOT on MNT type fuse.kvcfs" rather than a bare
@@ -143,6 +144,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	add_identity_options(&args, &fs.opts);
+	/* The kernel checks modes against what stat shows (access.c), unless
+	 * the user said -o no_default_permissions. */
+	if (fs.opts.default_permissions)
+		fuse_opt_add_arg(&args, "-odefault_permissions");
 	/* Before any work on the backing root: this is where libfuse rejects
 	 * options it does not know. */
 	se = fuse_session_new(&args, &kvcfs_ops, sizeof(kvcfs_ops), &fs);
@@ -157,6 +162,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	fs.verbose = cmd.foreground || cmd.debug;
+	access_init(&fs);
 	index_init(&fs.index, fs.opts.hit_credit);
 	nodes_init(&fs);
 	hits_init(&fs);

@@ -89,9 +89,14 @@ static void add_staging(struct kvcfs *fs, GPtrArray *list)
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	GPtrArray *list = g_ptr_array_new_with_free_func(entry_free);
-	int rc = 0;
+	GPtrArray *list;
+	int rc = access_may_opendir(fs, req, ino);
 
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	list = g_ptr_array_new_with_free_func(entry_free);
 	add(list, ".", ino, S_IFDIR);
 	add(list, "..", INO_ROOT, S_IFDIR);
 	switch (ino) {

@@ -151,7 +151,12 @@ static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct kvcfs *fs = kvcfs_of(req);
+	int rc = access_may_lookup(fs, req, parent);
 
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	switch (parent) {
 	case INO_ROOT:
 		lookup_in_root(req, fs, name);
@@ -235,7 +240,11 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	if (fi != NULL && v.kind != NODE_ROOT && v.kind != NODE_PAYLOAD_DIR &&
 	    v.kind != NODE_META_DIR)
 		h = (struct handle *)(uintptr_t)fi->fh;
-	if (h != NULL && h->stage != NULL && h->writable) {
+	if (h == NULL || !h->writable)
+		rc = access_may_setattr(fs, req, ino, attr, to_set);
+	if (rc < 0) {
+		/* nothing changed */
+	} else if (h != NULL && h->stage != NULL && h->writable) {
 		/* ftruncate or futimens of a writer: its own stage. The reply
 		 * shows the node as it is, so a slab's inode keeps its size. */
 		rc = staging_setattr(fs, h->stage, attr, to_set);

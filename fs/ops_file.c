@@ -69,8 +69,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct handle *h;
 	int acc = fi->flags & O_ACCMODE, rc = 0;
 
-	if (node == NULL) {
-		fuse_reply_err(req, ENOENT);
+	if (node == NULL || (rc = access_may_open(fs, req, ino, fi->flags)) < 0) {
+		fuse_reply_err(req, node == NULL ? ENOENT : -rc);
 		return;
 	}
 	h = g_new0(struct handle, 1);
@@ -123,9 +123,14 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
+	int rc;
 
 	if (parent != INO_ROOT) {
 		fuse_reply_err(req, parent == INO_PAYLOAD_DIR || parent == INO_META_DIR ? EPERM : ENOTDIR);
+		return;
+	}
+	if ((rc = access_may_add(fs, req)) < 0) {
+		fuse_reply_err(req, -rc);
 		return;
 	}
 	if (fs->opts.read_only) {

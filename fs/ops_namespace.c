@@ -36,6 +36,10 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	if ((rc = access_may_rename(fs, req, name, newname)) < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	rc = staging_rename(fs, name, newname, flags);
 	if (rc == -ENOENT) {
 		src_cls = classify_name(name, &src_key, &e);
@@ -58,6 +62,10 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 	if (parent != INO_ROOT) {
 		fuse_reply_err(req, parent == INO_PAYLOAD_DIR || parent == INO_META_DIR ? EPERM : ENOTDIR);
+		return;
+	}
+	if ((e = access_may_remove(fs, req, name)) < 0) {
+		fuse_reply_err(req, -e);
 		return;
 	}
 	if (staging_unlink(fs, name) == 0) {
@@ -120,6 +128,12 @@ void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
+	int rc = newparent == INO_ROOT ? access_may_add(kvcfs_of(req), req) : 0;
+
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
 	(void)ino;
 	(void)newparent;
 	(void)newname;

@@ -117,8 +117,8 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 	GString *v;
 	int rc;
 
-	if (node == NULL) {
-		fuse_reply_err(req, ENOENT);
+	if (node == NULL || (rc = access_may_xattr(fs, req, ino, false)) < 0) {
+		fuse_reply_err(req, node == NULL ? ENOENT : -rc);
 		return;
 	}
 	if (strncmp(name, "user.", 5) != 0) {
@@ -194,21 +194,25 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	g_string_free(list, TRUE);
 }
 
+/* Slab attributes are the slab's content, not settable metadata: whoever
+ * may write the file (its mode and owner decide, as for user.* anywhere)
+ * learns that setting one is not supported; anyone else is refused. */
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		 size_t size, int flags)
 {
-	(void)ino;
+	int rc = access_may_xattr(kvcfs_of(req), req, ino, true);
+
 	(void)name;
 	(void)value;
 	(void)size;
 	(void)flags;
-	/* Slab attributes are the slab's content, not settable metadata. */
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, rc < 0 ? -rc : ENOTSUP);
 }
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	(void)ino;
+	int rc = access_may_xattr(kvcfs_of(req), req, ino, true);
+
 	(void)name;
-	fuse_reply_err(req, ENOTSUP);
+	fuse_reply_err(req, rc < 0 ? -rc : ENOTSUP);
 }

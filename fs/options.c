@@ -13,7 +13,7 @@
 
 #define KVCFS_OPT(t, field, v) { t, offsetof(struct kvcfs_options, field), v }
 
-enum { KEY_RO, KEY_RW, KEY_FSNAME };
+enum { KEY_RO, KEY_RW, KEY_FSNAME, KEY_DEFAULT_PERMS, KEY_NO_DEFAULT_PERMS, KEY_ALLOW_OTHER };
 
 static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("max_size=%s", max_size_text, 0),
@@ -31,6 +31,9 @@ static const struct fuse_opt kvcfs_opts[] = {
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
 	FUSE_OPT_KEY("subtype=", KEY_FSNAME),
+	FUSE_OPT_KEY("default_permissions", KEY_DEFAULT_PERMS),
+	FUSE_OPT_KEY("no_default_permissions", KEY_NO_DEFAULT_PERMS),
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	FUSE_OPT_END,
 };
 
@@ -84,6 +87,15 @@ static int take_arg(void *data, const char *arg, int key, struct fuse_args *outa
 	case KEY_FSNAME:
 		opts->has_fsname = 1;
 		return 1;
+	case KEY_DEFAULT_PERMS:
+		opts->default_permissions = 1;
+		return 0; /* main() passes it on once, whatever came last */
+	case KEY_NO_DEFAULT_PERMS:
+		opts->default_permissions = 0;
+		return 0; /* ours alone: libfuse does not know it */
+	case KEY_ALLOW_OTHER:
+		opts->allow_other = 1;
+		return 1;
 	default:
 		return 1;
 	}
@@ -99,6 +111,7 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 	opts->negative_timeout = 1.0;
 	opts->recheck_delay_ms = -1;
 	opts->rescan_interval = 60;
+	opts->default_permissions = 1;
 	if (fuse_opt_parse(args, opts, kvcfs_opts, take_arg) < 0)
 		return -1;
 	if (opts->max_size_text != NULL && parse_size(opts->max_size_text, &opts->max_size) < 0) {
@@ -167,7 +180,9 @@ void options_help(const char *progname)
 	       "                           files directly (on; needs CAP_SYS_ADMIN, a kernel\n"
 	       "                           with FUSE passthrough and libfuse >= 3.16)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
-	       "                           or hit persistence\n\n",
+	       "                           or hit persistence\n"
+	       "    -o no_default_permissions  kvcfs checks file modes itself instead of\n"
+	       "                           the kernel (default_permissions is on by default)\n\n",
 	       progname);
 }
 

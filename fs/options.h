@@ -26,6 +26,9 @@ struct kvcfs_options {
 	bool passthrough;         /* use FUSE passthrough where the kernel allows */
 	int positional;           /* how many non-options were seen */
 	int has_fsname;           /* the user named the filesystem */
+	int default_permissions;  /* the kernel checks modes (default; off with
+				   * -o no_default_permissions) */
+	int allow_other;          /* -o allow_other was given */
 };
 
 /* Parse kvcfs's own options out of args (libfuse's stay in args). Prints

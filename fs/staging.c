@@ -119,7 +119,6 @@ static void staging_discard(struct kvcfs *fs, struct staging *stage)
 static struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t mode,
 					struct kvc_err *err)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct staging *stage = staging_new();
 
 	if (kvc_tmp_create(fs->store, "stage", &stage->tmp, err) < 0) {
@@ -128,8 +127,7 @@ static struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t
 	}
 	atomic_store(&stage->replacing, true);
 	stage->mode = mode & 07777;
-	stage->uid = ctx->uid;
-	stage->gid = ctx->gid;
+	access_stage_owner(fs, req, stage);
 	return stage;
 }
 
@@ -580,6 +578,8 @@ int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *
 		if (to_set & FUSE_SET_ATTR_GID)
 			stage->gid = attr->st_gid;
 		pthread_mutex_unlock(&fs->lock);
+		if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+			access_stage_chowned(fs, stage);
 	}
 out:
 	pthread_rwlock_unlock(&stage->lock);

@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""Unix permissions on a shared mount (-o allow_other), with real users made
+for the test: who may list, read, publish, rename and remove, and that a
+refusal changes nothing in the backing root; and a daemon that is not root.
+
+The test runs as root (it creates users with useradd and removes them
+whatever happens); each action runs as one of those users in a child process
+(setpriv), which prints "OK" or the errno's name.
+"""
+import contextlib
+import fcntl
+import grp
+import json
+import os
+import pwd
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import harness
+from harness import Mount, main, verify_slabs, without_mutable_header
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "examples", "python"))
+import kvcache  # noqa: E402
+
+FP = bytes(range(32))
+CTX = bytes(range(32, 64))
+TAG = "kvcfs-t-%d" % os.getpid()
+
+
+def slab(i):
+    tokens = [i, i + 1, i + 2]
+    data = kvcache.build_slab(FP, "q8_0", CTX, tokens, bytes([i & 0xFF]) * 3000,
+                              created=1_700_000_000, last_used=1_700_000_000, hostname=b"t")
+    return kvcache.cache_key(FP, "q8_0", CTX, tokens), data
+
+
+@contextlib.contextmanager
+def users(*names, group_members=()):
+    """Makes a group TAG-g and users TAG-<name> (those in group_members also
+    in the group); yields {name: (uid, gid)} and the group's gid; removes
+    them all at the end, whatever happened."""
+    made, group = [], TAG + "-g"
+    try:
+        retry(["groupadd", group])
+        for n in names:
+            user = "%s-%s" % (TAG, n)
+            cmd = ["useradd", "-M", "-U", "-d", "/nonexistent", "-s", "/usr/sbin/nologin"]
+            if n in group_members:
+                cmd += ["-G", group]
+            made.append(user)
+            retry(cmd + [user])
+        yield ({n: (pwd.getpwnam("%s-%s" % (TAG, n)).pw_uid,
+                    pwd.getpwnam("%s-%s" % (TAG, n)).pw_gid) for n in names},
+               grp.getgrnam(group).gr_gid)
+    finally:
+        problems = []
+        for cmd in [["userdel", user] for user in made] + [["groupdel", group]]:
+            try:
+                retry(cmd)
+            except AssertionError as e:
+                problems.append(str(e))
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+
+def retry(cmd):
+    """useradd and friends refuse while another program holds the lock of
+    /etc/passwd: try again for a while, then say what is left."""
+    for _ in range(50):
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode == 0 or "does not exist" in p.stderr:
+            return
+        time.sleep(0.1)
+    raise AssertionError("%s: %s" % (" ".join(cmd), p.stderr))
+
+
+# What a user may try, in the child: each prints OK or the errno's name.
+ACTIONS = textwrap.dedent("""
+    import errno, json, os, sys
+    op, args, data = sys.argv[1], json.loads(sys.argv[2]), sys.stdin.buffer.read()
+    def write(path, flags):
+        fd = os.open(path, flags, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    def read(path):
+        with open(path, "rb") as f:
+            sys.stdout.write(f.read().hex() + " ")
+    try:
+        if op == "publish":      # cp to a staging name + mv to <key>.kvc
+            write(args[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            os.rename(args[0], args[1])
+        elif op == "create":     # cp straight to a name
+            write(args[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        elif op == "overwrite":  # cp onto an existing file
+            write(args[0], os.O_WRONLY | os.O_TRUNC)
+        elif op == "append":
+            write(args[0], os.O_WRONLY | os.O_APPEND)
+        elif op == "rename":
+            os.rename(args[0], args[1])
+        elif op == "rm":
+            os.unlink(args[0])
+        elif op == "read":
+            read(args[0])
+        elif op == "ls":
+            sys.stdout.write(",".join(sorted(os.listdir(args[0]))) + " ")
+        elif op == "setxattr":
+            os.setxattr(args[0], "user.test", b"x")
+        elif op == "chmod":
+            os.chmod(args[0], 0o666)
+        elif op == "truncate":
+            os.truncate(args[0], 0)
+        print("OK")
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+""")
+
+
+def as_user(ids, op, *args, data=b""):
+    """Runs one action as the user with these (uid, gid) and their groups;
+    returns what it printed: [output..., "OK" | errno name]."""
+    uid, gid = ids
+    p = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--init-groups",
+                        sys.executable, "-c", ACTIONS, op, json.dumps(list(args))],
+                       input=data, capture_output=True, timeout=60)
+    if p.returncode != 0:
+        raise AssertionError("%s as uid %d: %s" % (op, uid, p.stderr.decode()))
+    return p.stdout.decode().split()
+
+
+def expect(ids, want, op, *args, data=b""):
+    got = as_user(ids, op, *args, data=data)[-1]
+    if got != want:
+        raise AssertionError("%s %s as uid %d: %s, want %s" % (op, args, ids[0], got, want))
+
+
+def same_slab(hex_read, data):
+    """A slab as read equals the one written, but for the hit fields the
+    open updated."""
+    return without_mutable_header(bytes.fromhex(hex_read)) == without_mutable_header(data)
+
+
+def mounted(path):
+    """Is path a mount point? (os.path.ismount cannot tell when the mount
+    is a user's without allow_other: root may not stat it.)"""
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == path for line in f)
+
+
+def backing_state(root):
+    """Every name in the backing root, and each slab's bytes without the
+    header fields every open updates."""
+    state = {}
+    for n in sorted(os.listdir(root)):
+        with open(os.path.join(root, n), "rb") as f:
+            data = f.read()
+        state[n] = without_mutable_header(data) if n.endswith(".kvc") else data
+    return state
+
+
+def shared_workspace(ws, mode):
+    """A backing root with this mode, in a workspace others can walk into."""
+    os.chmod(ws.dir, 0o755)
+    root = ws.root()
+    os.chmod(root, mode)
+    return root
+
+
+def outsider_changes_nothing(ws, options):
+    root = shared_workspace(ws, 0o755)  # root's, like /var/cache/kvc
+    m = ws.mount(root, options=["allow_other"] + options)
+    key, data = slab(1)
+    other_key, other = slab(2)
+    with open(m.path(key + ".kvc"), "wb") as f:
+        f.write(data)
+    with open(m.path("root.part"), "wb") as f:  # root's staging file, 0644
+        f.write(b"root's bytes")
+    st = os.stat(m.mnt)
+    assert stat.S_IMODE(st.st_mode) == 0o755 and st.st_uid == 0, oct(st.st_mode)
+    before = backing_state(root)
+    with users("out") as (u, _):
+        out = u["out"]
+        # It may look and read...
+        listed = as_user(out, "ls", m.mnt)
+        assert listed[0] == ".kvcfs,%s.kvc,payload,root.part" % key, listed
+        assert same_slab(as_user(out, "read", m.path(key + ".kvc"))[0], data)
+        assert as_user(out, "read", m.path("payload", key))[-1] == "OK"
+        assert b"kvcfs_hits_total" in bytes.fromhex(
+            as_user(out, "read", m.path(".kvcfs", "metrics"))[0])
+        assert bytes.fromhex(as_user(out, "read", m.path("root.part"))[0]) == b"root's bytes"
+        # ...and change nothing.
+        expect(out, "EACCES", "publish", m.path("x.part"), m.path(other_key + ".kvc"),
+               data=other)
+        expect(out, "EACCES", "create", m.path(other_key + ".kvc"), data=other)
+        expect(out, "EACCES", "overwrite", m.path(key + ".kvc"), data=other)
+        expect(out, "EACCES", "rename", m.path("root.part"), m.path(other_key + ".kvc"))
+        expect(out, "EACCES", "rename", m.path("root.part"), m.path("mine.part"))
+        expect(out, "EACCES", "rm", m.path(key + ".kvc"))
+        expect(out, "EACCES", "rm", m.path("root.part"))
+        expect(out, "EACCES", "overwrite", m.path("root.part"), data=b"theirs")
+        expect(out, "EACCES", "append", m.path("root.part"), data=b"theirs")
+        expect(out, "EACCES", "truncate", m.path("root.part"))
+        expect(out, "EACCES", "setxattr", m.path(key + ".kvc"))
+        expect(out, "EPERM", "chmod", m.path("root.part"))
+    assert backing_state(root) == before, "a refused request changed the backing root"
+    assert sorted(os.listdir(m.mnt)) == [".kvcfs", key + ".kvc", "payload", "root.part"]
+    with open(m.path("root.part"), "rb") as f:
+        assert f.read() == b"root's bytes"
+
+
+def test_outsider_cannot_publish_rename_or_remove(ws):
+    outsider_changes_nothing(ws, [])
+
+
+def test_outsider_refused_by_kvcfs_itself(ws):
+    """The same, with kvcfs's own checks instead of the kernel's."""
+    outsider_changes_nothing(ws, ["no_default_permissions"])
+
+
+def test_group_member_publishes(ws):
+    with users("op", "out", group_members=("op",)) as (u, gid):
+        root = shared_workspace(ws, 0o755)
+        os.chown(root, 0, gid)
+        os.chmod(root, 0o2775)
+        m = ws.mount(root, options=["allow_other"])
+        st = os.stat(m.mnt)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o2775, 0, gid), st
+        key, data = slab(3)
+        expect(u["op"], "OK", "publish", m.path("in.part"), m.path(key + ".kvc"), data=data)
+        assert verify_slabs(root) == [key + ".kvc"]
+        # Root runs the daemon: the slab is its publisher's, in the group
+        # of the set-group-ID root, in the backing root and in stat.
+        real = os.stat(os.path.join(root, key + ".kvc"))
+        assert (real.st_uid, real.st_gid) == (u["op"][0], gid), real
+        shown = os.stat(m.path(key + ".kvc"))
+        assert (shown.st_uid, shown.st_gid, stat.S_IMODE(shown.st_mode)) == \
+            (u["op"][0], gid, 0o444), shown
+        # The member may remove it; an outsider may not publish.
+        other_key, other = slab(4)
+        expect(u["out"], "EACCES", "publish", m.path("x.part"), m.path(other_key + ".kvc"),
+               data=other)
+        expect(u["op"], "OK", "rm", m.path(key + ".kvc"))
+        assert not os.path.exists(os.path.join(root, key + ".kvc"))
+        # The mount follows a chmod of the backing root (within the root's
+        # one-second attribute timeout).
+        os.chmod(root, 0o2755)
+        time.sleep(1.2)
+        assert stat.S_IMODE(os.stat(m.mnt).st_mode) == 0o2755
+        expect(u["op"], "EACCES", "publish", m.path("in.part"), m.path(key + ".kvc"), data=data)
+        assert verify_slabs(root) == []
+
+
+def sticky(ws, options):
+    with users("a", "b", group_members=("a", "b")) as (u, gid):
+        root = shared_workspace(ws, 0o755)
+        os.chown(root, 0, gid)
+        os.chmod(root, 0o3775)
+        m = ws.mount(root, options=["allow_other"] + options)
+        expect(u["a"], "OK", "create", m.path("a.part"), data=b"a's bytes")
+        st = os.stat(m.path("a.part"))
+        assert (st.st_uid, st.st_gid) == (u["a"][0], gid), st
+        before = backing_state(root)
+        expect(u["b"], "EPERM", "rm", m.path("a.part"))
+        expect(u["b"], "EPERM", "rename", m.path("a.part"), m.path("b.part"))
+        expect(u["b"], "EACCES", "overwrite", m.path("a.part"), data=b"b's bytes")
+        assert backing_state(root) == before
+        # b's own files are b's to remove; a's are a's.
+        expect(u["b"], "OK", "create", m.path("b.part"), data=b"b's bytes")
+        expect(u["b"], "OK", "rm", m.path("b.part"))
+        expect(u["a"], "OK", "rm", m.path("a.part"))
+        assert sorted(os.listdir(m.mnt)) == [".kvcfs", "payload"]
+
+
+def test_sticky_bit_protects_staging_files(ws):
+    sticky(ws, [])
+
+
+def test_sticky_bit_without_default_permissions(ws):
+    sticky(ws, ["no_default_permissions"])
+
+
+class UserMount(Mount):
+    """kvcfs started by a user (fusermount3 mounts it)."""
+
+    def __init__(self, ids, *a, **kw):
+        super().__init__(*a, **kw)
+        self.ids = ids
+
+    def start(self):
+        return self._start_as_user(harness.KVCFS)
+
+    def _start_as_user(self, kvcfs):
+        uid, gid = self.ids
+        os.makedirs(self.mnt, exist_ok=True)
+        os.chown(self.mnt, uid, gid)
+        args = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--init-groups",
+                kvcfs, "-f"]
+        for o in self.options:
+            args += ["-o", o]
+        self.err = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(args + [self.root, self.mnt],
+                                     stdout=subprocess.DEVNULL, stderr=self.err)
+        deadline = time.time() + 20
+        while not mounted(self.mnt):
+            if self.proc.poll() is not None:
+                raise AssertionError("kvcfs exited %d before mounting: %s"
+                                     % (self.proc.returncode, self.stderr()))
+            if time.time() > deadline:
+                raise AssertionError("kvcfs did not mount within 20 s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is not None and not mounted(self.mnt):
+            self.proc = None  # never mounted: start() said why
+            self.err.close()
+            return
+        if self.proc is not None and mounted(self.mnt):
+            subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
+        super().stop()
+
+
+@contextlib.contextmanager
+def dev_fuse_open_to_all():
+    """/dev/fuse may be 0600 (root only) on a CI machine: open it to users
+    for the test, and put its mode back whatever happens."""
+    # One test run at a time changes it (and /etc/fuse.conf): a second one
+    # would otherwise save the first one's 0666 and leave it behind.
+    with open("/run/kvcfs-test-permissions.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+        try:
+            os.chmod("/dev/fuse", mode | 0o666)
+            yield
+        finally:
+            os.chmod("/dev/fuse", mode)
+
+
+def test_non_root_daemon(ws):
+    with users("svc") as (u, _), dev_fuse_open_to_all():
+        svc = u["svc"]
+        root = shared_workspace(ws, 0o755)
+        os.chown(root, *svc)
+        m = UserMount(svc, root, os.path.join(ws.dir, "mnt"))
+        try:
+            m.start()
+            non_root_daemon_serves(m, svc, root)
+        finally:
+            m.stop()  # before its user goes
+
+
+def non_root_daemon_serves(m, svc, root):
+    assert "publisher ownership: off" in m.stderr(), m.stderr()
+    assert "allow_other: off" in m.stderr(), m.stderr()
+    with open("/proc/self/mounts") as f:
+        entry = [line.split() for line in f if line.split()[1] == m.mnt]
+    assert entry and "user_id=%d" % svc[0] in entry[0][3], entry
+    key, data = slab(5)
+    expect(svc, "OK", "publish", m.path("in.part"), m.path(key + ".kvc"), data=data)
+    assert same_slab(as_user(svc, "read", m.path(key + ".kvc"))[0], data)
+    assert as_user(svc, "read", m.path("payload", key))[-1] == "OK"
+    assert as_user(svc, "ls", m.mnt)[0] == ".kvcfs,%s.kvc,payload" % key
+    assert verify_slabs(root) == [key + ".kvc"]
+    assert os.stat(os.path.join(root, key + ".kvc")).st_uid == svc[0]
+    expect(svc, "OK", "rm", m.path(key + ".kvc"))
+    assert verify_slabs(root) == []
+    # The user unmounts it, as fusermount3 lets the one who mounted.
+    subprocess.run(["setpriv", "--reuid=%d" % svc[0], "--regid=%d" % svc[1],
+                    "--init-groups", "fusermount3", "-u", m.mnt], check=True,
+                   capture_output=True)
+    assert not mounted(m.mnt)
+
+
+@contextlib.contextmanager
+def fuse_conf_allowing_other(allow):
+    """/etc/fuse.conf with or without user_allow_other for the test, put
+    back as it was whatever happens."""
+    path = "/etc/fuse.conf"
+    with open(path, "rb") as f:
+        saved = f.read()
+    lines = [line for line in saved.decode().splitlines()
+             if line.strip() != "user_allow_other"]
+    try:
+        with open(path, "w") as f:
+            f.write("\n".join(lines + (["user_allow_other"] if allow else [])) + "\n")
+        yield
+    finally:
+        with open(path, "wb") as f:
+            f.write(saved)
+
+
+def unit_options():
+    """The -o options of examples/systemd/kvcfs.service's ExecStart, and its
+    User= (which must not be root)."""
+    unit = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples",
+                        "systemd", "kvcfs.service")
+    with open(unit) as f:
+        fields = dict(line.strip().split("=", 1) for line in f
+                      if "=" in line and not line.startswith("#"))
+    argv = fields["ExecStart"].split()
+    return argv[argv.index("-o") + 1].split(","), fields["User"]
+
+
+def test_recommended_set_up(ws):
+    """docs/guide.md's "Several users": a non-root daemon (as the systemd
+    example runs it) on a 2775 backing root of a group, with allow_other."""
+    options, unit_user = unit_options()
+    assert unit_user != "root" and "allow_other" in options, (unit_user, options)
+    with users("svc", "srv", "out", group_members=("svc", "srv")) as (u, gid), \
+            dev_fuse_open_to_all():
+        root = shared_workspace(ws, 0o755)
+        os.chown(root, u["svc"][0], gid)
+        os.chmod(root, 0o2775)
+        # Without user_allow_other, fusermount3 refuses, and kvcfs said why.
+        with fuse_conf_allowing_other(False):
+            m = UserMount(u["svc"], root, os.path.join(ws.dir, "refused"), options)
+            try:
+                m.start()
+            except AssertionError as e:
+                refusal = str(e)
+            else:
+                refusal = None
+            finally:
+                m.stop()
+            assert refusal is not None and "exited 1 before mounting" in refusal, refusal
+            assert "kvcfs: allow_other: off: /etc/fuse.conf has no user_allow_other" in refusal
+        with fuse_conf_allowing_other(True):
+            m = UserMount(u["svc"], root, os.path.join(ws.dir, "mnt"), options)
+            try:
+                m.start()
+                assert "publisher ownership: off" in m.stderr()
+                assert "allow_other: off" not in m.stderr(), m.stderr()
+                key, data = slab(6)
+                # The model server's account publishes; an outsider reads
+                # but cannot remove.
+                expect(u["srv"], "OK", "publish", m.path("in.part"), m.path(key + ".kvc"),
+                       data=data)
+                assert same_slab(as_user(u["out"], "read", m.path(key + ".kvc"))[0], data)
+                expect(u["out"], "EACCES", "rm", m.path(key + ".kvc"))
+                real = os.stat(os.path.join(root, key + ".kvc"))
+                assert (real.st_uid, real.st_gid) == (u["svc"][0], gid), real
+                assert verify_slabs(root) == [key + ".kvc"]
+            finally:
+                m.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -74,6 +74,11 @@ struct staging {
 	struct kvc_key published_key;  /* the slab it became */
 	char *error;                   /* why the last publish failed (xattr) */
 	bool refused;                  /* the last publish failed on the content */
+	bool seal;                     /* user.kvcfs.seal: fill in the payload's
+					* CRC at publish (staging.c) */
+	int published_fd;              /* published by link(2): the slab's file,
+					* which the staging name still names;
+					* -1 otherwise */
 
 	/* Set before the stage is visible, never changed: */
 	struct kvc_key target;         /* the key to publish to on close */
@@ -165,6 +170,8 @@ struct handle {
 	struct staging *stage;     /* writing: where the bytes go */
 	bool owns_stage;           /* stage exists only for this handle */
 	bool writable;
+	bool header_writes;        /* O_RDWR of a slab: writes may change the
+				    * hit count and last-used time only */
 	bool flushed;              /* close() was seen once for this handle */
 	bool pins;                 /* holds an index pin on key (open slab) */
 	struct kvc_key key;
@@ -230,6 +237,13 @@ int staging_arm_writers(struct kvcfs *fs, struct node *node, const struct stat *
 int staging_rename(struct kvcfs *fs, const char *name, const char *newname,
 		   unsigned flags);
 int staging_unlink(struct kvcfs *fs, const char *name);
+/* link(2) of the staging node ino to newname: publishes it as rename does,
+ * but the staging name stays. *slab: the slab's node (nlookup++) for the
+ * reply. -EEXIST: a valid slab of the key is there, nothing changed. */
+int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab);
+/* user.kvcfs.seal on a stage: set (on) or clear it; flags as setxattr's. */
+int staging_request_seal(struct staging *stage, bool on, int flags);
+bool staging_seal_requested(struct staging *stage);
 /* Is this stage a <key>.kvc waiting for its close (no name yet)? */
 bool staging_in_flight(struct kvcfs *fs, struct staging *stage);
 /* Is a writer of this mount creating <key>.kvc right now? fs->lock held. */
@@ -308,6 +322,11 @@ struct key_lock *hits_hold_off(struct kvcfs *fs, const struct kvc_key *key);
 void hits_resume(struct kvcfs *fs, struct key_lock *kl);
 int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t now,
 		   uint32_t *count);
+/* A program's own write of the header's hit count (offset 12) or last-used
+ * time (offset 32) through an O_RDWR open of the slab (fd); any other byte:
+ * -EPERM. Persisted under the key's hit lock. */
+ssize_t hits_write_header(struct kvcfs *fs, const struct kvc_key *key, int fd,
+			  const void *buf, size_t size, off_t off);
 
 /* open_slab.c: open a slab or payload view for reading, verified */
 int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
@@ -319,8 +338,18 @@ void reply_verified_read(fuse_req_t req, struct handle *h, size_t size, off_t of
 void verified_release(struct handle *h);
 
 /* publish.c: the mount's side of the pipeline (metrics, index, errors).
- * final: a refusal is the last word (rename), so it is counted as one. */
+ * PUBLISH_FINAL: a refusal is the last word (rename, link), so it is
+ * counted as one. PUBLISH_AS_LINK: a valid slab already there is not
+ * adopted (-EEXIST, the stage stays), and the stage keeps the published
+ * file open (published_fd) for its name. A stage asked to be sealed is
+ * sealed first. */
+#define PUBLISH_FINAL 1u
+#define PUBLISH_AS_LINK 2u
 int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
-		  bool final);
+		  unsigned flags);
+
+/* ops_entry.c: reply to lookup, link... with node (whose nlookup the
+ * caller took for the kernel). */
+void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node);
 
 #endif

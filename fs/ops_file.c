@@ -85,6 +85,13 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case NODE_SLAB:
 		if (acc == O_RDONLY && !(fi->flags & O_TRUNC))
 			rc = open_slab(fs, node, &v.key, false, h, fi);
+		else if (acc == O_RDWR && !(fi->flags & (O_TRUNC | O_APPEND)) &&
+			 !fs->opts.read_only) {
+			/* A program counting its own hits: its writes may
+			 * change only the header's counters (hits.c). */
+			rc = open_slab(fs, node, &v.key, false, h, fi);
+			h->header_writes = true;
+		}
 		else if (acc == O_WRONLY && !(fi->flags & O_APPEND))
 			rc = staging_open_private(fs, req, &v.key, node, h, fi);
 		else
@@ -164,6 +171,14 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	ssize_t n;
 
 	(void)ino;
+	if (h->header_writes) {
+		n = hits_write_header(kvcfs_of(req), &h->key, h->fd, buf, size, off);
+		if (n < 0)
+			fuse_reply_err(req, (int)-n);
+		else
+			fuse_reply_write(req, (size_t)n);
+		return;
+	}
 	if (h->stage == NULL || !h->writable) {
 		fuse_reply_err(req, EBADF);
 		return;

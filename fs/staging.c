@@ -636,8 +636,27 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 			  unsigned flags)
 {
 	char newname[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_key published_key;
+	bool published;
 	int rc;
 
+	pthread_rwlock_rdlock(&src->stage->lock);
+	published = src->stage->published;
+	published_key = src->stage->published_key;
+	pthread_rwlock_unlock(&src->stage->lock);
+	if (published) {
+		/* Linked before (LINKED): the bytes are that slab already; the
+		 * kernel moves this node to the key's name, so it becomes the
+		 * slab's node, as after any rename to a key. Another key is
+		 * not the content's. */
+		if (!kvc_key_equal(&published_key, key))
+			return -EBADMSG;
+		pthread_mutex_lock(&fs->lock);
+		node_became_slab(fs, src, key);
+		src->cache_suspect = true;
+		pthread_mutex_unlock(&fs->lock);
+		return 0;
+	}
 	kvc_key_slab_name(key, newname);
 	if ((flags & RENAME_NOREPLACE) &&
 	    faccessat(kvc_store_dirfd(fs->store), newname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)

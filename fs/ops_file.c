@@ -88,9 +88,11 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		else if (acc == O_RDWR && !(fi->flags & (O_TRUNC | O_APPEND)) &&
 			 !fs->opts.read_only) {
 			/* A program counting its own hits: its writes may
-			 * change only the header's counters (hits.c). */
-			rc = open_slab(fs, node, &v.key, false, h, fi);
+			 * change only the header's counters (hits.c), so
+			 * they must all reach the daemon (set before the
+			 * open decides how reads are served). */
 			h->header_writes = true;
+			rc = open_slab(fs, node, &v.key, false, h, fi);
 		}
 		else if (acc == O_WRONLY && !(fi->flags & O_APPEND))
 			rc = staging_open_private(fs, req, &v.key, node, h, fi);

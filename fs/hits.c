@@ -16,6 +16,8 @@
  * a hit.
  */
 #include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kvcfs.h"
@@ -107,6 +109,69 @@ int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t
 		rc = -kvc_err_to_errno(&err);
 	else
 		*count = hits;
+out:
+	pthread_rwlock_unlock(&kl->lock);
+	key_lock_put(fs, kl);
+	return rc;
+}
+
+/* Does [off, off + size) lie within one of the header's two mutable
+ * fields? Every other byte of a published slab is immutable. */
+static bool mutable_field(off_t off, size_t size)
+{
+	uint64_t end = (uint64_t)off + size;
+
+	return size > 0 &&
+	       (((uint64_t)off >= KVC_OFF_HIT_COUNT && end <= KVC_OFF_HIT_COUNT + 4) ||
+		((uint64_t)off >= KVC_OFF_LAST_USED && end <= KVC_OFF_LAST_USED + 8));
+}
+
+static uint64_t le_bytes(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = n; i-- > 0;)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/*
+ * The format's reference server counts a hit by opening the slab O_RDWR
+ * and writing the two fields itself. The write is merged into the fields
+ * as they are and persisted like one of our own hits: under the key's
+ * lock, through the store (which patches only a v1 header). If this mount
+ * had verified the file just before, it stays verified: only these fields
+ * changed, and open readers of it must not read the payload again.
+ */
+ssize_t hits_write_header(struct kvcfs *fs, const struct kvc_key *key, int fd,
+			  const void *buf, size_t size, off_t off)
+{
+	struct key_lock *kl;
+	uint8_t head[KVC_OFF_LAST_USED + 8];
+	struct stat before, after;
+	struct kvc_err err;
+	bool was_verified;
+	ssize_t rc = (ssize_t)size;
+
+	if (off < 0 || !mutable_field(off, size))
+		return -EPERM;
+	if (fs->opts.read_only)
+		return -EROFS;
+	kl = key_lock_get(fs, key);
+	pthread_rwlock_wrlock(&kl->lock);
+	if (pread(fd, head, sizeof(head), 0) != (ssize_t)sizeof(head) || fstat(fd, &before) < 0) {
+		rc = -EIO;
+		goto out;
+	}
+	was_verified = index_is_verified(&fs->index, key, &before);
+	memcpy(head + off, buf, size);
+	if (kvc_store_touch(fs->store, key, (uint32_t)le_bytes(head + KVC_OFF_HIT_COUNT, 4),
+			    le_bytes(head + KVC_OFF_LAST_USED, 8), &err) < 0) {
+		rc = -kvc_err_to_errno(&err);
+		goto out;
+	}
+	if (was_verified && fstat(fd, &after) == 0 && after.st_size == before.st_size)
+		index_set_verified(&fs->index, key, &after);
 out:
 	pthread_rwlock_unlock(&kl->lock);
 	key_lock_put(fs, kl);

@@ -74,6 +74,11 @@ struct staging {
 	struct kvc_key published_key;  /* the slab it became */
 	char *error;                   /* why the last publish failed (xattr) */
 	bool refused;                  /* the last publish failed on the content */
+	bool seal;                     /* user.kvcfs.seal: fill in the payload's
+					* CRC at publish (staging.c) */
+	int published_fd;              /* published by link(2): the slab's file,
+					* which the staging name still names;
+					* -1 otherwise */
 
 	/* Set before the stage is visible, never changed: */
 	struct kvc_key target;         /* the key to publish to on close */
@@ -110,8 +115,11 @@ struct node {
 				    * inode (their bytes go elsewhere, but the
 				    * kernel truncated its idea of this inode) */
 	int backing_id;            /* passthrough: the kernel's id of the file
-				    * behind this inode, while backing_refs > 0 */
+				    * behind this inode; 0: none */
 	unsigned backing_refs;     /* handles open in passthrough */
+	unsigned direct_opens;     /* handles on the daemon's path while
+				    * passthrough is on (never both kinds) */
+	bool backing_writable;     /* registered with a read-write descriptor */
 	dev_t backing_dev;         /* which file that is */
 	ino_t backing_ino;
 	GSList *unarmed_writers;   /* their stages still waiting for the
@@ -187,9 +195,12 @@ struct handle {
 	struct staging *stage;     /* writing: where the bytes go */
 	bool owns_stage;           /* stage exists only for this handle */
 	bool writable;
+	bool header_writes;        /* O_RDWR of a slab: writes may change the
+				    * hit count and last-used time only */
 	bool flushed;              /* close() was seen once for this handle */
 	bool pins;                 /* holds an index pin on key (open slab) */
-	bool passthrough;          /* holds a reference on node's backing id */
+	bool passthrough;          /* counted in node->backing_refs */
+	bool direct_counted;       /* counted in node->direct_opens */
 	struct kvc_key key;
 	pthread_mutex_t verify_lock;
 	bool verify_lock_live;
@@ -253,6 +264,13 @@ int staging_arm_writers(struct kvcfs *fs, struct node *node, const struct stat *
 int staging_rename(struct kvcfs *fs, const char *name, const char *newname,
 		   unsigned flags);
 int staging_unlink(struct kvcfs *fs, const char *name);
+/* link(2) of the staging node ino to newname: publishes it as rename does,
+ * but the staging name stays. *slab: the slab's node (nlookup++) for the
+ * reply. -EEXIST: a valid slab of the key is there, nothing changed. */
+int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab);
+/* user.kvcfs.seal on a stage: set (on) or clear it; flags as setxattr's. */
+int staging_request_seal(struct staging *stage, bool on, int flags);
+bool staging_seal_requested(struct staging *stage);
 /* Is this stage a <key>.kvc waiting for its close (no name yet)? */
 bool staging_in_flight(struct kvcfs *fs, struct staging *stage);
 /* Is a writer of this mount creating <key>.kvc right now? fs->lock held. */
@@ -354,6 +372,11 @@ struct key_lock *hits_hold_off(struct kvcfs *fs, const struct kvc_key *key);
 void hits_resume(struct kvcfs *fs, struct key_lock *kl);
 int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t now,
 		   uint32_t *count);
+/* A program's own write of the header's hit count (offset 12) or last-used
+ * time (offset 32) through an O_RDWR open of the slab (fd); any other byte:
+ * -EPERM. Persisted under the key's hit lock. */
+ssize_t hits_write_header(struct kvcfs *fs, const struct kvc_key *key, int fd,
+			  const void *buf, size_t size, off_t off);
 
 /* open_slab.c: open a slab or payload view for reading, verified */
 int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
@@ -366,18 +389,29 @@ void verified_release(struct handle *h);
 
 /* passthrough.c: the kernel reads and writes backing files directly */
 void passthrough_init(struct kvcfs *fs, struct fuse_conn_info *conn);
-/* Open h in passthrough to fd for node if it can; false: the daemon's path
- * (fi->direct_io may have been set to keep the kernel's io modes apart). */
-bool passthrough_attach(struct kvcfs *fs, fuse_req_t req, struct node *node, int fd,
-			struct handle *h, struct fuse_file_info *fi);
-/* Is node open in passthrough? (Then the kernel takes no other open.) */
-bool passthrough_in_use(struct kvcfs *fs, struct node *node);
+/* How an open of node is served: passthrough to fd (fd >= 0) when the
+ * node's other opens allow, else the daemon's path; -ETXTBSY when fd < 0
+ * and the node is open in passthrough. */
+int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, int fd,
+			  struct handle *h, struct fuse_file_info *fi);
+/* A node is going: its backing id is closed at the next chance. fs->lock held. */
+void passthrough_forget_node(struct kvcfs *fs, struct node *node);
 /* At release; req NULL when there is none (a failed open reply). */
 void passthrough_detach(struct kvcfs *fs, fuse_req_t req, struct handle *h);
 
 /* publish.c: the mount's side of the pipeline (metrics, index, errors).
- * final: a refusal is the last word (rename), so it is counted as one. */
+ * PUBLISH_FINAL: a refusal is the last word (rename, link), so it is
+ * counted as one. PUBLISH_AS_LINK: a valid slab already there is not
+ * adopted (-EEXIST, the stage stays), and the stage keeps the published
+ * file open (published_fd) for its name. A stage asked to be sealed is
+ * sealed first. */
+#define PUBLISH_FINAL 1u
+#define PUBLISH_AS_LINK 2u
 int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
-		  bool final);
+		  unsigned flags);
+
+/* ops_entry.c: reply to lookup, link... with node (whose nlookup the
+ * caller took for the kernel). */
+void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node);
 
 #endif

@@ -146,5 +146,6 @@ void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup, unsigned 
 	if ((node->kind == NODE_SLAB || node->kind == NODE_PAYLOAD) &&
 	    g_hash_table_lookup(key_table(fs, node->kind), &node->key) == node)
 		g_hash_table_remove(key_table(fs, node->kind), &node->key);
+	passthrough_forget_node(fs, node);
 	g_hash_table_remove(fs->nodes, &node->ino);
 }

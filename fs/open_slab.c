@@ -225,7 +225,8 @@ static int load(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	return -1;
 }
 
-static int refuse(struct kvcfs *fs, const struct kvc_key *key, const struct kvc_err *err)
+static int refuse(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
+		  const struct kvc_err *err)
 {
 	char hex[KVC_KEY_HEX_LEN + 1];
 
@@ -241,6 +242,11 @@ static int refuse(struct kvcfs *fs, const struct kvc_key *key, const struct kvc_
 	if (err->tag != KVC_E_UNSUPPORTED_VERSION) {
 		atomic_fetch_add(&fs->metrics.corrupt_dropped, 1);
 		index_remove(&fs->index, key);
+		/* stat must say it is gone now: drop the inode's cached
+		 * attributes (no lock is taken for that); the names go from
+		 * the notifier's thread. */
+		if (fs->notifier.running)
+			fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, -1, 0);
 		forget_slab_entries(fs, key, FORGET_LATER);
 		fuse_log(FUSE_LOG_WARNING, "kvcfs: dropped corrupt slab %s: %s: %s\n", hex,
 			 kvc_tag_name(err->tag), err->detail);
@@ -287,7 +293,7 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	atomic_fetch_add(&fs->metrics.load_ns, metrics_now_ns() - started);
 	atomic_fetch_add(&fs->metrics.load_count, 1);
 	if (rc < 0)
-		return refuse(fs, key, &err);
+		return refuse(fs, node, key, &err);
 	atomic_fetch_add(&fs->metrics.hits, 1);
 	if (l.reused)
 		atomic_fetch_add(&fs->metrics.reopens_unverified, 1);

@@ -7,7 +7,7 @@
 
 #include "kvcfs.h"
 
-static void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node)
+void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node)
 {
 	struct fuse_entry_param e;
 	int rc;

@@ -90,11 +90,22 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		if (acc == O_RDONLY && !(fi->flags & O_TRUNC)) {
 			rc = open_slab(fs, node, &v.key, false, h, fi);
 			if (rc == 0) /* verified: the kernel may read it itself */
-				passthrough_attach(fs, req, node, h->fd, h, fi);
+				rc = passthrough_open_mode(fs, req, node,
+							   fi->direct_io ? -1 : h->fd, h, fi);
+		} else if (acc == O_RDWR && !(fi->flags & (O_TRUNC | O_APPEND)) &&
+			   !fs->opts.read_only) {
+			/* A program counting its own hits: its writes may
+			 * change only the header's counters (hits.c), so
+			 * they must all reach the daemon (set before the
+			 * open decides how reads are served). The kernel
+			 * takes no such open beside a passthrough one. */
+			h->header_writes = true;
+			rc = open_slab(fs, node, &v.key, false, h, fi);
+			if (rc == 0)
+				rc = passthrough_open_mode(fs, req, node, -1, h, fi);
 		}
 		else if (acc == O_WRONLY && !(fi->flags & O_APPEND))
-			rc = passthrough_in_use(fs, node) ? -ETXTBSY
-			     : staging_open_private(fs, req, &v.key, node, h, fi);
+			rc = staging_open_private(fs, req, &v.key, node, h, fi);
 		else
 			rc = -EPERM; /* published slabs are immutable */
 		break;
@@ -108,6 +119,13 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -EISDIR;
 	}
 	if (rc < 0) {
+		/* Whatever the open got before it failed. */
+		passthrough_detach(fs, req, h);
+		if (h->fd >= 0)
+			close(h->fd);
+		if (h->pins)
+			index_closed(&fs->index, &h->key);
+		verified_release(h);
 		g_free(h->text);
 		g_free(h);
 		pthread_mutex_lock(&fs->lock);
@@ -180,6 +198,14 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	ssize_t n;
 
 	(void)ino;
+	if (h->header_writes) {
+		n = hits_write_header(kvcfs_of(req), &h->key, h->fd, buf, size, off);
+		if (n < 0)
+			fuse_reply_err(req, (int)-n);
+		else
+			fuse_reply_write(req, (size_t)n);
+		return;
+	}
 	if (h->stage == NULL || !h->writable) {
 		fuse_reply_err(req, EBADF);
 		return;

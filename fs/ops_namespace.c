@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Changing names: rename (which publishes), unlink, and what is refused. */
+/* Changing names: rename and link (which publish), unlink, and what is
+ * refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -126,18 +127,24 @@ void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 	fuse_reply_err(req, EPERM);
 }
 
+/* Only link(staging, "<key>.kvc") is allowed: it publishes (staging.c). */
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-	int rc = newparent == INO_ROOT ? access_may_add(kvcfs_of(req), req) : 0;
+	struct kvcfs *fs = kvcfs_of(req);
+	struct node *slab;
+	int rc;
 
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
+	if (newparent != INO_ROOT) {
+		fuse_reply_err(req, EPERM);
 		return;
 	}
-	(void)ino;
-	(void)newparent;
-	(void)newname;
-	fuse_reply_err(req, EPERM);
+	rc = access_may_add(fs, req);
+	if (rc == 0)
+		rc = staging_link(fs, ino, newname, &slab);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		reply_node_entry(req, fs, slab);
 }
 
 void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Extended attributes: every header and TLV field as user.kvc.*, and
- * user.kvcfs.error on a staging file whose publish was refused. */
+/* Extended attributes: every header and TLV field as user.kvc.*,
+ * user.kvcfs.error on a staging file whose publish was refused, and
+ * user.kvcfs.seal, a writer's request to have the payload's CRC filled in
+ * at publish (docs/format.md, "Sealed slabs"). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -11,6 +13,7 @@
 #include "kvcfs.h"
 
 #define ERROR_XATTR "user.kvcfs.error"
+#define SEAL_XATTR "user.kvcfs.seal"
 
 /* The attribute list, in the order listxattr shows it. */
 static const char *const slab_xattrs[] = {
@@ -133,6 +136,8 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 		pthread_rwlock_rdlock(&nv.stage->lock);
 		if (strcmp(name, ERROR_XATTR) == 0 && nv.stage->error != NULL)
 			copy = g_strdup(nv.stage->error);
+		else if (strcmp(name, SEAL_XATTR) == 0 && nv.stage->seal)
+			copy = g_strdup("1");
 		pthread_rwlock_unlock(&nv.stage->lock);
 		if (copy == NULL)
 			fuse_reply_err(req, ENODATA);
@@ -178,6 +183,8 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		pthread_rwlock_rdlock(&nv.stage->lock);
 		if (nv.stage->error != NULL)
 			g_string_append_len(list, ERROR_XATTR, sizeof(ERROR_XATTR));
+		if (nv.stage->seal)
+			g_string_append_len(list, SEAL_XATTR, sizeof(SEAL_XATTR));
 		pthread_rwlock_unlock(&nv.stage->lock);
 	} else if ((nv.kind == NODE_SLAB || nv.kind == NODE_PAYLOAD) &&
 		   read_meta(fs, &nv.key, &meta) == 0) {
@@ -194,25 +201,44 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	g_string_free(list, TRUE);
 }
 
+/* user.kvcfs.seal on a file not yet published: on (set, any value) or
+ * off (removed). Elsewhere: EPERM; other names: 1 (not ours). */
+static int seal_xattr(struct kvcfs *fs, fuse_ino_t ino, const char *name, bool on, int flags)
+{
+	struct node_view nv;
+
+	if (strcmp(name, SEAL_XATTR) != 0)
+		return 1;
+	if (node_held(fs, ino, &nv) == NULL)
+		return -ENOENT;
+	if (fs->opts.read_only)
+		return -EROFS;
+	if (nv.kind != NODE_STAGING)
+		return -EPERM; /* a published slab is sealed already, or refused */
+	return staging_request_seal(nv.stage, on, flags);
+}
+
 /* Slab attributes are the slab's content, not settable metadata: whoever
  * may write the file (its mode and owner decide, as for user.* anywhere)
- * learns that setting one is not supported; anyone else is refused. */
+ * learns that setting one is not supported; anyone else is refused. The
+ * one attribute that may be set is the seal request of a staging file. */
 void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		 size_t size, int flags)
 {
 	int rc = access_may_xattr(kvcfs_of(req), req, ino, true);
 
-	(void)name;
 	(void)value;
 	(void)size;
-	(void)flags;
-	fuse_reply_err(req, rc < 0 ? -rc : ENOTSUP);
+	if (rc == 0)
+		rc = seal_xattr(kvcfs_of(req), ino, name, true, flags);
+	fuse_reply_err(req, rc == 1 ? ENOTSUP : -rc);
 }
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	int rc = access_may_xattr(kvcfs_of(req), req, ino, true);
 
-	(void)name;
-	fuse_reply_err(req, rc < 0 ? -rc : ENOTSUP);
+	if (rc == 0)
+		rc = seal_xattr(kvcfs_of(req), ino, name, false, 0);
+	fuse_reply_err(req, rc == 1 ? ENOTSUP : -rc);
 }

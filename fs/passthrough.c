@@ -17,19 +17,19 @@
  * may still write; writers over a slab; metrics) keeps the daemon's path.
  *
  * The kernel wants one backing file per inode, and every open of an inode
- * either passthrough or not (direct_io opens are exempt): a node holds one
- * backing id, counted per handle, registered by its first passthrough open
- * and closed by its last release. An open whose file is not the node's
+ * either passthrough or not: a node holds one backing id, registered by its
+ * first passthrough open and kept until the node goes or its file changes. An open whose file is not the node's
  * backing file (a slab replaced while an old handle reads the old one)
  * gets direct_io instead, and so does every other open of a slab or
  * staging inode while passthrough is on (a file created as <key>.kvc, a
  * writer over a slab, a failed registration). The kernel refuses any open
  * of the daemon's path, direct_io included, while a passthrough open of the
  * inode exists, and the reverse: a writer over a slab that is open in
- * passthrough gets ETXTBSY (ops_file.c), and a reader of an inode with
- * daemon-path opens gets direct_io.
+ * passthrough gets ETXTBSY, and a reader of an inode with daemon-path opens
+ * gets direct_io (passthrough_open_mode).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -109,79 +109,101 @@ static void close_orphans(struct kvcfs *fs, fuse_req_t req)
 	g_array_set_size(fs->orphan_backing_ids, 0);
 }
 
-/* h is counted in node->open_count already. */
-bool passthrough_attach(struct kvcfs *fs, fuse_req_t req, struct node *node, int fd,
-			struct handle *h, struct fuse_file_info *fi)
+/*
+ * Decides, under fs->lock so that two racing opens cannot disagree, how an
+ * open of node is served. fd >= 0: the open may go passthrough to fd; it
+ * does unless daemon-path opens of the node exist (then direct_io). fd < 0:
+ * the daemon's path (direct_io), which the kernel refuses beside
+ * passthrough opens of the node: -ETXTBSY then. A reader that finds the
+ * node in passthrough to an older file of the key (replaced while open)
+ * joins it: that file was verified too.
+ */
+int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, int fd,
+			  struct handle *h, struct fuse_file_info *fi)
 {
 	struct stat st;
 	bool ok = false;
+	int rc = 0;
 
-	if (!fs->passthrough || fi->direct_io || fstat(fd, &st) < 0)
-		return false;
+	if (!fs->passthrough)
+		return 0;
+	if (fd >= 0 && (fi->direct_io || fstat(fd, &st) < 0))
+		fd = -1;
 	pthread_mutex_lock(&fs->lock);
-	if (node->open_count - 1 > node->backing_refs) {
-		/* Opens of the daemon's path are there already (a writer
-		 * over a slab, a <key>.kvc whose close just published it): the
-		 * kernel refuses to mix them with passthrough. */
-	} else if (node->backing_refs > 0) {
-		if (node->backing_dev == st.st_dev && node->backing_ino == st.st_ino) {
-			node->backing_refs++;
+	close_orphans(fs, req);
+	if (fd >= 0 && node->direct_opens == 0) {
+		if (node->backing_refs > 0 ||
+		    (node->backing_id > 0 && node->backing_dev == st.st_dev &&
+		     node->backing_ino == st.st_ino)) {
 			ok = true;
-		}
-	} else {
+		} else {
 #if HAVE_PASSTHROUGH
-		int id = fuse_passthrough_open(req, fd);
-		if (id > 0) {
-			node->backing_id = id;
-			node->backing_refs = 1;
-			node->backing_dev = st.st_dev;
-			node->backing_ino = st.st_ino;
-			ok = true;
-		}
+			int id;
+
+			if (node->backing_id > 0) /* an older file of the key */
+				close_backing(req, node->backing_id);
+			node->backing_id = 0;
+			id = fuse_passthrough_open(req, fd);
+			if (id > 0) {
+				node->backing_id = id;
+				node->backing_writable = (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDONLY;
+				node->backing_dev = st.st_dev;
+				node->backing_ino = st.st_ino;
+				ok = true;
+			}
 #endif
+		}
 	}
 	if (ok) {
+		node->backing_refs++;
+		h->passthrough = true;
 		fi->backing_id = node->backing_id;
 		fi->keep_cache = 0;
-		h->passthrough = true;
+	} else if (node->backing_refs > 0) {
+		rc = -ETXTBSY;
 	} else {
-		/* Every open of an inode is passthrough or direct_io while
-		 * passthrough is on: a cached open next to a passthrough one
-		 * of the same inode makes the kernel fail one of them. */
+		node->direct_opens++;
+		h->direct_counted = true;
 		fi->direct_io = 1;
 	}
 	pthread_mutex_unlock(&fs->lock);
-	atomic_fetch_add(ok ? &fs->metrics.passthrough_opens : &fs->metrics.passthrough_fallbacks,
-			 1);
-	return ok;
+	if (fd >= 0)
+		atomic_fetch_add(ok ? &fs->metrics.passthrough_opens
+				    : &fs->metrics.passthrough_fallbacks, 1);
+	return rc;
 }
 
+/*
+ * The node keeps a read-only backing id after its last passthrough handle
+ * goes, until the node goes or its file changes: the kernel may still hold
+ * the old file's backing for a moment after RELEASE, and an open that
+ * brought a new id for the same inode then would fail with EIO. A writable
+ * one (a staging temp) is closed with its last handle.
+ */
 void passthrough_detach(struct kvcfs *fs, fuse_req_t req, struct handle *h)
 {
-	struct node *node = h->node;
-
-	if (!h->passthrough)
+	if (!h->passthrough && !h->direct_counted)
 		return;
-	h->passthrough = false;
 	pthread_mutex_lock(&fs->lock);
 	if (req != NULL)
 		close_orphans(fs, req);
-	if (--node->backing_refs == 0) {
-		if (req != NULL)
-			close_backing(req, node->backing_id);
-		else
-			g_array_append_val(fs->orphan_backing_ids, node->backing_id);
-		node->backing_id = 0;
+	if (h->passthrough && --h->node->backing_refs == 0 && h->node->backing_writable &&
+	    req != NULL) {
+		/* A staging temp: the kernel's reference would keep a writable
+		 * file open (and its filesystem from going read-only). */
+		close_backing(req, h->node->backing_id);
+		h->node->backing_id = 0;
 	}
+	if (h->direct_counted)
+		h->node->direct_opens--;
 	pthread_mutex_unlock(&fs->lock);
+	h->passthrough = false;
+	h->direct_counted = false;
 }
 
-bool passthrough_in_use(struct kvcfs *fs, struct node *node)
+void passthrough_forget_node(struct kvcfs *fs, struct node *node)
 {
-	bool in_use;
-
-	pthread_mutex_lock(&fs->lock);
-	in_use = node->backing_refs > 0;
-	pthread_mutex_unlock(&fs->lock);
-	return in_use;
+	if (node->backing_id > 0)
+		g_array_append_val(fs->orphan_backing_ids, node->backing_id);
+	node->backing_id = 0;
 }

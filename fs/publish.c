@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kvcfs.h"
 
@@ -22,9 +23,20 @@ static bool exceeds_budget(struct kvcfs *fs, struct staging *stage)
 	return true;
 }
 
-int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
-		  bool final)
+/* The writer asked kvcfs to fill in the payload's CRC (user.kvcfs.seal):
+ * done before the pipeline validates the rest. Stage lock held. */
+static int seal_if_asked(struct staging *stage, struct kvc_err *err)
 {
+	if (!stage->seal)
+		return 0;
+	return kvc_tmp_seal(&stage->tmp, err);
+}
+
+int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+		  unsigned flags)
+{
+	bool final = flags & PUBLISH_FINAL, as_link = flags & PUBLISH_AS_LINK;
+	int keep_fd = -1;
 	uint64_t started = metrics_now_ns();
 	enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
 	struct kvc_meta meta;
@@ -49,16 +61,27 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	}
 	/* No eviction may pick this key while its publish is under way. */
 	index_publishing(&fs->index, key, true);
-	rc = kvc_store_publish(fs->store, &stage->tmp, key, &meta, &outcome, &err);
+	rc = seal_if_asked(stage, &err);
+	/* A link leaves the staging name naming the published file: keep it
+	 * open for reads through that name (the pipeline closes the temp). */
+	if (rc == 0 && as_link && (keep_fd = dup(stage->tmp.fd)) < 0)
+		rc = kvc_err_sys(&err, errno, "dup of temp %s", stage->tmp.name);
+	if (rc == 0)
+		rc = as_link ? kvc_store_publish_no_adopt(fs->store, &stage->tmp, key, &meta,
+							  &outcome, &err)
+			     : kvc_store_publish(fs->store, &stage->tmp, key, &meta, &outcome, &err);
 	g_free(stage->error);
 	stage->error = NULL;
 	stage->refused = rc < 0 && kvc_tag_is_format_error(err.tag);
 	if (rc == 0) {
 		stage->published = true;
 		stage->published_key = *key;
-	}
-	else
+		stage->published_fd = keep_fd;
+	} else {
 		stage->error = g_strdup_printf("%s: %s", kvc_tag_name(err.tag), err.detail);
+		if (keep_fd >= 0)
+			close(keep_fd);
+	}
 	pthread_rwlock_unlock(&stage->lock);
 
 	atomic_fetch_add(&fs->metrics.publish_ns, metrics_now_ns() - started);
@@ -68,7 +91,7 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 		if (kvc_tag_is_format_error(err.tag)) {
 			if (final)
 				atomic_fetch_add(&fs->metrics.rejected, 1);
-		} else {
+		} else if (err.tag != KVC_E_EXISTS) {
 			fuse_log(FUSE_LOG_ERR, "kvcfs: publish failed: %s\n", err.detail);
 		}
 		return -kvc_err_to_errno(&err);

@@ -28,6 +28,22 @@
  *                                    the inode (it forgets it later).
  *   PUBLISHED: the temp's inode is <key>.kvc now; writes get EPERM.
  *
+ *   NAMED, link(name, <key>.kvc) --> publish as for rename (staging_link),
+ *                                    except that a valid slab already under
+ *                                    <key>.kvc is not adopted:
+ *            valid                    -> LINKED: the node stays the staging
+ *                                        name's, published; the kernel gets
+ *                                        the slab's node for <key>.kvc
+ *            refused                  -> stays NAMED, user.kvcfs.error says why
+ *            valid slab already there -> EEXIST, stays NAMED, nothing changed
+ *   LINKED: both names exist, as after link(2). Through the staging name,
+ *   reads return the published file (published_fd) and write opens get
+ *   EPERM; unlink(name) removes only that name (-> UNNAMED, and the
+ *   published file is closed when the kernel forgets the node).
+ *
+ *   Any NAMED or UNNAMED stage not yet published: setxattr user.kvcfs.seal
+ *   makes its publish fill in the payload's CRC first (kvc_tmp_seal).
+ *
  *   O_WRONLY open of a published slab (cp onto it) -> a private stage of the
  *   handle, not yet replacing: the kernel sends the open's O_TRUNC as a
  *   truncate of the handle right after (FUSE_CAP_ATOMIC_O_TRUNC is off), and
@@ -44,6 +60,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "kvcfs.h"
@@ -58,6 +75,7 @@ struct staging *staging_new(void)
 
 	pthread_rwlock_init(&stage->lock, NULL);
 	stage->tmp.fd = -1;
+	stage->published_fd = -1;
 	return stage;
 }
 
@@ -69,6 +87,8 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 		kvc_store_abort_tmp(fs->store, &stage->tmp);
 	else if (stage->tmp.fd >= 0)
 		close(stage->tmp.fd);
+	if (stage->published_fd >= 0)
+		close(stage->published_fd);
 	pthread_rwlock_destroy(&stage->lock);
 	g_free(stage->error);
 	g_free(stage);
@@ -143,9 +163,13 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 {
 	struct staging *stage;
 	struct kvc_err err;
+	int rc;
 
 	if (fs->opts.read_only)
 		return -EROFS;
+	rc = passthrough_open_mode(fs, req, over, -1, h, fi);
+	if (rc < 0)
+		return rc; /* open in passthrough: the kernel takes no writer */
 	stage = stage_for_writer(fs, req, 0444, &err);
 	if (stage == NULL)
 		return -kvc_err_to_errno(&err);
@@ -180,16 +204,19 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
  * descriptor may still write, and the kernel would let those writes into
  * the published slab.
  */
-static void attach_stage(struct kvcfs *fs, fuse_req_t req, struct node *node,
+static int attach_stage(struct kvcfs *fs, fuse_req_t req, struct node *node,
 			 struct staging *stage, struct handle *h, struct fuse_file_info *fi)
 {
-	int fd;
+	int fd, rc;
 
 	pthread_rwlock_rdlock(&stage->lock);
-	fd = stage->published ? -1 : stage->tmp.fd;
-	if (fd >= 0 && passthrough_attach(fs, req, node, fd, h, fi))
+	/* Linked: the same file, now the slab's (a read-only descriptor). */
+	fd = stage->tmp.fd >= 0 ? stage->tmp.fd : stage->published_fd;
+	rc = passthrough_open_mode(fs, req, node, fd, h, fi);
+	if (h->passthrough)
 		atomic_store(&stage->bypass, true);
 	pthread_rwlock_unlock(&stage->lock);
+	return rc;
 }
 
 static int truncate_for_open(struct staging *stage)
@@ -206,6 +233,16 @@ static int truncate_for_open(struct staging *stage)
 	atomic_store(&stage->dirty, true);
 	pthread_rwlock_unlock(&stage->lock);
 	return rc;
+}
+
+static bool stage_published(struct staging *stage)
+{
+	bool published;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	published = stage->published;
+	pthread_rwlock_unlock(&stage->lock);
+	return published;
 }
 
 int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
@@ -228,8 +265,7 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 		if (private_writer)
 			return -ENOENT;
 		h->stage = stage;
-		attach_stage(fs, req, node, stage, h, fi);
-		return 0;
+		return attach_stage(fs, req, node, stage, h, fi);
 	}
 	target = stage->target;
 	if (!private_writer)
@@ -237,10 +273,20 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	pthread_mutex_unlock(&fs->lock);
 	if (private_writer)
 		return staging_open_private(fs, req, &target, node, h, fi);
+	if (stage_published(stage)) {
+		/* Linked: the name names a published slab. (A <key>.kvc whose
+		 * close is publishing it takes a private writer above.) */
+		pthread_mutex_lock(&fs->lock);
+		stage->writers--;
+		pthread_mutex_unlock(&fs->lock);
+		return -EPERM;
+	}
 	h->stage = stage;
 	h->writable = true;
 	if (flags & O_TRUNC)
 		rc = truncate_for_open(stage);
+	if (rc == 0)
+		rc = attach_stage(fs, req, node, stage, h, fi);
 	if (rc < 0) {
 		pthread_mutex_lock(&fs->lock);
 		stage->writers--;
@@ -249,7 +295,6 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 		h->writable = false;
 		return rc;
 	}
-	attach_stage(fs, req, node, stage, h, fi);
 	return 0;
 }
 
@@ -336,10 +381,10 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	}
 	e.ino = node->ino;
 	e.attr.st_ino = node->ino;
-	if (cls == NAME_STAGING)
-		attach_stage(fs, req, node, stage, h, fi);
-	else if (fs->passthrough)
-		fi->direct_io = 1; /* see passthrough.c: never cached next to it */
+	/* A fresh node: the mode cannot be refused. */
+	(void)passthrough_open_mode(fs, req, node, cls == NAME_STAGING ? stage->tmp.fd : -1, h, fi);
+	if (h->passthrough)
+		atomic_store(&stage->bypass, true);
 	if (!atomic_load(&stage->bypass))
 		kvc_tmp_track(&stage->tmp);
 	fi->fh = (uint64_t)(uintptr_t)h;
@@ -357,9 +402,12 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 ssize_t staging_read(struct handle *h, void *buf, size_t size, off_t off)
 {
 	ssize_t n;
+	int fd;
 
 	pthread_rwlock_rdlock(&h->stage->lock);
-	n = h->stage->tmp.fd < 0 ? (errno = EBADF, -1) : pread(h->stage->tmp.fd, buf, size, off);
+	/* Linked: the staging name reads the published file. */
+	fd = h->stage->tmp.fd >= 0 ? h->stage->tmp.fd : h->stage->published_fd;
+	n = fd < 0 ? (errno = EBADF, -1) : pread(fd, buf, size, off);
 	if (n < 0)
 		n = -errno;
 	pthread_rwlock_unlock(&h->stage->lock);
@@ -441,7 +489,7 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 		rc = -atomic_load(&stage->write_error);
 		settle_close_publish(fs, h, rc, true);
 	} else if (publish) {
-		rc = publish_stage(fs, stage, &stage->target, false);
+		rc = publish_stage(fs, stage, &stage->target, 0);
 		settle_close_publish(fs, h, rc, false);
 	}
 	return rc;
@@ -485,7 +533,7 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 		/* Bytes written since the last close's try get one more;
 		 * then a refusal is final and nothing appears. */
 		int rc = atomic_load(&stage->write_error) != 0 ? -atomic_load(&stage->write_error)
-			 : atomic_load(&stage->dirty) ? publish_stage(fs, stage, &stage->target, false)
+			 : atomic_load(&stage->dirty) ? publish_stage(fs, stage, &stage->target, 0)
 						       : -EBADMSG;
 		if (rc < 0 && stage->refused)
 			atomic_fetch_add(&fs->metrics.rejected, 1);
@@ -658,13 +706,16 @@ static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to)
  * what is published is a copy of the file as it is at the rename. The
  * writer goes on writing its own temp, which is dropped at its close.
  */
-static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key)
+static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+			unsigned flags)
 {
 	struct staging *copy = staging_new();
 	int rc = copy_temp(fs, stage, copy);
 
-	if (rc == 0)
-		rc = publish_stage(fs, copy, key, true);
+	if (rc == 0) {
+		copy->seal = staging_seal_requested(stage);
+		rc = publish_stage(fs, copy, key, flags);
+	}
 	if (rc < 0 && copy->error != NULL) {
 		pthread_rwlock_wrlock(&stage->lock);
 		g_free(stage->error);
@@ -676,24 +727,58 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 	return rc;
 }
 
+/* A writer holds the staging file open, and the kernel writes it itself. */
+static bool held_in_passthrough(struct kvcfs *fs, struct staging *stage)
+{
+	bool writing;
+
+	pthread_mutex_lock(&fs->lock);
+	writing = stage->writers > 0;
+	pthread_mutex_unlock(&fs->lock);
+	return writing && atomic_load(&stage->bypass);
+}
+
+/* Publish a staging file by rename or link: a copy of it when a writer
+ * still holds it open in passthrough, whose later writes must never land
+ * in the slab. */
+static int publish_named(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+			 unsigned flags)
+{
+	if (held_in_passthrough(fs, stage))
+		return publish_copy(fs, stage, key, flags);
+	return publish_stage(fs, stage, key, flags);
+}
+
 static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_key *key,
 			  unsigned flags)
 {
 	char newname[KVC_SLAB_NAME_LEN + 1];
-	bool writing;
+	struct kvc_key published_key;
+	bool published;
 	int rc;
 
+	pthread_rwlock_rdlock(&src->stage->lock);
+	published = src->stage->published;
+	published_key = src->stage->published_key;
+	pthread_rwlock_unlock(&src->stage->lock);
+	if (published) {
+		/* Linked before (LINKED): the bytes are that slab already; the
+		 * kernel moves this node to the key's name, so it becomes the
+		 * slab's node, as after any rename to a key. Another key is
+		 * not the content's. */
+		if (!kvc_key_equal(&published_key, key))
+			return -EBADMSG;
+		pthread_mutex_lock(&fs->lock);
+		node_became_slab(fs, src, key);
+		src->cache_suspect = true;
+		pthread_mutex_unlock(&fs->lock);
+		return 0;
+	}
 	kvc_key_slab_name(key, newname);
 	if ((flags & RENAME_NOREPLACE) &&
 	    faccessat(kvc_store_dirfd(fs->store), newname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return -EEXIST;
-	pthread_mutex_lock(&fs->lock);
-	writing = src->stage->writers > 0;
-	pthread_mutex_unlock(&fs->lock);
-	if (writing && atomic_load(&src->stage->bypass))
-		rc = publish_copy(fs, src->stage, key);
-	else
-		rc = publish_stage(fs, src->stage, key, true);
+	rc = publish_named(fs, src->stage, key, PUBLISH_FINAL);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&fs->lock);
@@ -781,4 +866,98 @@ int staging_unlink(struct kvcfs *fs, const char *name)
 	node_unref(fs, node, 1, 0);
 	pthread_mutex_unlock(&fs->lock);
 	return 0;
+}
+
+/* The staging node of a link(2), held (nlookup++) when it can publish. */
+static int link_source(struct kvcfs *fs, fuse_ino_t ino, struct node **out)
+{
+	struct node *node;
+	int rc = 0;
+
+	pthread_mutex_lock(&fs->lock);
+	node = node_get(fs, ino);
+	if (node == NULL)
+		rc = -ENOENT;
+	else if (node->kind != NODE_STAGING || node->stage->publish_on_close)
+		rc = -EPERM; /* a slab, a directory, or a <key>.kvc in flight */
+	else if (node->name == NULL)
+		rc = -ENOENT; /* unlinked: link(2) of a deleted file */
+	else
+		node->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+	*out = node;
+	return rc;
+}
+
+/*
+ * link(2) is how many programs publish (the format's reference server,
+ * maildir-style writers, kvc build): the same pipeline as rename, and the
+ * same answer as link(2) gives when the name is taken. A valid slab of the
+ * key already there is the EEXIST of link(2), after which such a program
+ * checks and adopts the existing file itself; the staging file stays.
+ */
+int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab)
+{
+	struct kvc_key key, published_key;
+	struct node *src;
+	bool published;
+	int rc, e;
+	enum name_class cls = classify_name(newname, &key, &e);
+
+	if (cls == NAME_INVALID)
+		return -e;
+	if (cls != NAME_SLAB)
+		return -EPERM; /* hard links are a way to publish, nothing else */
+	rc = link_source(fs, ino, &src);
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&src->stage->lock);
+	published = src->stage->published;
+	published_key = src->stage->published_key;
+	pthread_rwlock_unlock(&src->stage->lock);
+	if (fs->opts.read_only)
+		rc = -EROFS;
+	else if (published) /* linked before: the name is taken, or another key's */
+		rc = kvc_key_equal(&published_key, &key) ? -EEXIST : -EPERM;
+	else
+		/* With a writer the kernel serves directly still holding the
+		 * file, what is linked is a copy: the staging name then goes
+		 * on naming the writer's own file, not the slab. */
+		rc = publish_named(fs, src->stage, &key, PUBLISH_FINAL | PUBLISH_AS_LINK);
+	pthread_mutex_lock(&fs->lock);
+	if (rc == 0) {
+		*slab = node_for_key(fs, NODE_SLAB, &key);
+		/* Whatever the kernel cached of an older file of the key. */
+		(*slab)->cache_suspect = true;
+	}
+	node_unref(fs, src, 1, 0);
+	pthread_mutex_unlock(&fs->lock);
+	return rc;
+}
+
+int staging_request_seal(struct staging *stage, bool on, int flags)
+{
+	int rc = 0;
+
+	pthread_rwlock_wrlock(&stage->lock);
+	if (stage->published || stage->tmp.fd < 0)
+		rc = -EPERM; /* too late: sealing happens at publish */
+	else if (on && (flags & XATTR_CREATE) && stage->seal)
+		rc = -EEXIST;
+	else if ((!on || (flags & XATTR_REPLACE)) && !stage->seal)
+		rc = -ENODATA;
+	else
+		stage->seal = on;
+	pthread_rwlock_unlock(&stage->lock);
+	return rc;
+}
+
+bool staging_seal_requested(struct staging *stage)
+{
+	bool seal;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	seal = stage->seal;
+	pthread_rwlock_unlock(&stage->lock);
+	return seal;
 }

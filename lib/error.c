@@ -29,6 +29,7 @@ static const char *const tag_names[KVC_TAG_COUNT] = {
 	[KVC_E_NOT_FOUND] = "not_found",
 	[KVC_E_BAD_NAME] = "bad_name",
 	[KVC_E_NO_SPACE] = "no_space",
+	[KVC_E_EXISTS] = "exists",
 };
 
 const char *kvc_tag_name(enum kvc_tag tag)
@@ -105,6 +106,8 @@ int kvc_err_to_errno(const struct kvc_err *err)
 		return EINVAL;
 	case KVC_E_NO_SPACE:
 		return err->sys_errno ? err->sys_errno : ENOSPC;
+	case KVC_E_EXISTS:
+		return EEXIST;
 	default:
 		return err->sys_errno ? err->sys_errno : EIO;
 	}

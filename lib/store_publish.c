@@ -208,9 +208,9 @@ static enum kvc_publish_outcome take_back(struct kvc_store *store, struct kvc_tm
 	return KVC_PUBLISH_FAILED;
 }
 
-int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
-		      const struct kvc_key *key, struct kvc_meta *meta,
-		      enum kvc_publish_outcome *outcome, struct kvc_err *err)
+static int publish(struct kvc_store *store, struct kvc_tmp *tmp, const struct kvc_key *key,
+		   bool adopt, struct kvc_meta *meta, enum kvc_publish_outcome *outcome,
+		   struct kvc_err *err)
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
 	enum kvc_publish_outcome result = KVC_PUBLISH_NEW, unused;
@@ -234,6 +234,10 @@ int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
 			return kvc_err_sys(err, errno, "link %s to %s", tmp->name, slab);
 		if (resolve_existing(store, tmp, key, slab, &result, err) < 0)
 			return -1;
+		/* Nothing was linked: the temp is still the caller's. */
+		if (result == KVC_PUBLISH_ADOPTED && !adopt)
+			return kvc_err_set(err, KVC_E_EXISTS, "%s already holds a slab of the key",
+					   slab);
 	}
 	/* Check and make durable before dropping the temp: until then a
 	 * failure takes our bytes back off the name and the caller keeps its
@@ -257,4 +261,18 @@ int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
 	tmp->tracker = NULL;
 	*outcome = result;
 	return 0;
+}
+
+int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
+		      const struct kvc_key *key, struct kvc_meta *meta,
+		      enum kvc_publish_outcome *outcome, struct kvc_err *err)
+{
+	return publish(store, tmp, key, true, meta, outcome, err);
+}
+
+int kvc_store_publish_no_adopt(struct kvc_store *store, struct kvc_tmp *tmp,
+			       const struct kvc_key *key, struct kvc_meta *meta,
+			       enum kvc_publish_outcome *outcome, struct kvc_err *err)
+{
+	return publish(store, tmp, key, false, meta, outcome, err);
 }

@@ -10,6 +10,7 @@
 #include <kvc/crc32c.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "crc_tracker.h"
 #include "store_internal.h"
 #include "verify_internal.h"
@@ -47,6 +48,53 @@ void kvc_tmp_note_truncate(struct kvc_tmp *tmp, uint64_t size)
 {
 	if (tmp->tracker != NULL)
 		kvc_crc_tracker_truncate(tmp->tracker, size);
+}
+
+/*
+ * The payload's CRC comes from the tracked writes when they vouch for all
+ * of it (no second pass over a 1 GiB payload), else from the file. Only
+ * the 4 bytes of payload_crc32c change, outside the payload: the tracked
+ * CRCs of the payload stay true, so this write is not noted (noting it
+ * would overlap the header's write and make the tracker give up). The
+ * header did change, so the temp is neither synced nor verified any more.
+ */
+int kvc_tmp_seal(struct kvc_tmp *tmp, struct kvc_err *err)
+{
+	struct kvc_fd_head head;
+	struct kvc_source src;
+	struct kvc_meta meta;
+	struct stat st;
+	uint8_t field[4];
+	uint32_t crc;
+	ssize_t n;
+
+	if (tmp->fd < 0)
+		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT, "seal of a closed temp");
+	tmp->synced = false;
+	tmp->verified = false;
+	if (tmp->tracker == NULL || fstat(tmp->fd, &st) < 0)
+		return kvc_seal_fd(tmp->fd, err);
+	kvc_source_from_fd_head(&src, &head, tmp->fd, (uint64_t)st.st_size);
+	if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, &meta, err) < 0)
+		return -1;
+	if (kvc_crc_tracker_crc(tmp->tracker, tmp->fd, meta.payload_offset, meta.payload_length,
+				&crc) < 0) {
+		kvc_meta_clear(&meta);
+		return kvc_seal_fd(tmp->fd, err);
+	}
+	n = 4;
+	if (crc != meta.payload_crc32c) {
+		put_le32(field, crc);
+		do
+			n = pwrite(tmp->fd, field, sizeof(field), KVC_OFF_PAYLOAD_CRC32C);
+		while (n < 0 && errno == EINTR);
+	}
+	kvc_meta_clear(&meta);
+	if (n < 0)
+		return kvc_err_sys(err, errno, "write payload_crc32c of temp %s", tmp->name);
+	if (n != 4)
+		return kvc_err_set(err, KVC_E_IO, "short write of payload_crc32c (%zd of 4 bytes)", n);
+	return 0;
 }
 
 void kvc_store_abort_tmp(struct kvc_store *store, struct kvc_tmp *tmp)

@@ -1,7 +1,8 @@
 """Use a kvcfs mount from Python with the standard library only.
 
 Frames a KV-cache state blob as a KVC v1 slab (CRC-32C in pure Python),
-computes cache keys, saves by write + os.rename, restores through
+computes cache keys, saves by write + os.rename (or, without computing the
+CRC, asks kvcfs to seal the slab: save_sealed), restores through
 payload/<key>, and finds the longest cached prefix of a token list by
 probing names with os.stat.
 """
@@ -55,11 +56,12 @@ def cache_key(fingerprint, quant, ctx_params_hash, tokens):
     return h.hexdigest()
 
 
-def build_slab(fingerprint, quant, ctx_params_hash, tokens, payload, *, quant_bits=16,
-               save_reason="cold", fingerprint_mode="safe", context_size=0, prompt=b"",
-               created=None, last_used=None, hits=0, hostname=None,
-               writer_version=b"kvcache.py", detail=b""):
-    """The bytes of a KVC v1 file, laid out as the reference writer does."""
+def slab_prefix(fingerprint, quant, ctx_params_hash, tokens, payload_length, payload_crc, *,
+                quant_bits=16, save_reason="cold", fingerprint_mode="safe", context_size=0,
+                prompt=b"", created=None, last_used=None, hits=0, hostname=None,
+                writer_version=b"kvcache.py", detail=b""):
+    """The bytes of a KVC v1 file before its payload, laid out as the
+    reference writer does. payload_crc 0 and save_sealed: kvcfs fills it in."""
     now = int(time.time())
     created = now if created is None else created
     last_used = created if last_used is None else last_used
@@ -75,9 +77,18 @@ def build_slab(fingerprint, quant, ctx_params_hash, tokens, payload, *, quant_bi
     offset = 48 + 24 + len(prompt_section) + len(tlv_section)
     header = b"KVC" + struct.pack("<BBBxxIII4xQQQ", 1, quant_bits,
                                   SAVE_REASONS.index(save_reason), len(tokens), hits,
-                                  context_size, created, last_used, len(payload))
-    trailer = struct.pack("<QQI4x", offset, len(payload), crc32c(payload))
-    return header + trailer + prompt_section + tlv_section + payload
+                                  context_size, created, last_used, payload_length)
+    trailer = struct.pack("<QQI4x", offset, payload_length, payload_crc)
+    return header + trailer + prompt_section + tlv_section
+
+
+def build_slab(fingerprint, quant, ctx_params_hash, tokens, payload, *, compute_crc=True,
+               **fields):
+    """The bytes of a KVC v1 file. compute_crc=False leaves payload_crc32c 0
+    for save_sealed (the pure-Python CRC runs at a few MB/s)."""
+    crc = crc32c(payload) if compute_crc else 0
+    return slab_prefix(fingerprint, quant, ctx_params_hash, tokens, len(payload), crc,
+                       **fields) + payload
 
 
 def save(mount, key, slab):
@@ -87,6 +98,24 @@ def save(mount, key, slab):
     with open(staging, "wb") as f:
         f.write(slab)
     try:
+        os.rename(staging, os.path.join(mount, key + ".kvc"))
+    except OSError:
+        os.unlink(staging)
+        raise
+
+
+def save_sealed(mount, key, *parts):
+    """Publish a slab whose payload_crc32c the writer left 0: write the
+    parts (e.g. slab_prefix(...) and the payload) to a staging file, ask
+    kvcfs to seal it (setxattr user.kvcfs.seal), then rename it. kvcfs
+    fills in the CRC from the bytes it received and validates the rest;
+    see "Sealed slabs" in docs/format.md for what that does not protect."""
+    staging = os.path.join(mount, ".save-%d-%s" % (os.getpid(), key[:16]))
+    with open(staging, "wb") as f:
+        for part in parts:
+            f.write(part)
+    try:
+        os.setxattr(staging, "user.kvcfs.seal", b"1")
         os.rename(staging, os.path.join(mount, key + ".kvc"))
     except OSError:
         os.unlink(staging)

@@ -38,6 +38,7 @@ enum kvc_tag {
 	KVC_E_NOT_FOUND,
 	KVC_E_BAD_NAME,
 	KVC_E_NO_SPACE,
+	KVC_E_EXISTS,      /* a valid slab of the key is already there (publish without adopt) */
 	KVC_TAG_COUNT
 };
 

@@ -81,6 +81,15 @@ void kvc_tmp_track(struct kvc_tmp *tmp);
 void kvc_tmp_note_write(struct kvc_tmp *tmp, uint64_t off, const void *data, size_t len);
 void kvc_tmp_note_truncate(struct kvc_tmp *tmp, uint64_t size);
 
+/*
+ * Seal a temp a caller wrote itself: fill in its payload_crc32c from the
+ * payload's bytes (see kvc_seal_fd and "Sealed slabs" in docs/format.md),
+ * from the tracked writes when they cover the payload. The publish then
+ * validates everything else as usual. Fails on a file whose metadata does
+ * not parse (a format error, as the publish would give).
+ */
+int kvc_tmp_seal(struct kvc_tmp *tmp, struct kvc_err *err);
+
 /* Phase 1 of save: bytes of a whole slab file into a new temp, fdatasync'd.
  * The bytes are checked on the way (prefix parse, CRC, key) so publish
  * need not read them back. */
@@ -127,6 +136,17 @@ enum kvc_publish_outcome {
 int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
 		      const struct kvc_key *key, struct kvc_meta *meta,
 		      enum kvc_publish_outcome *outcome, struct kvc_err *err);
+
+/*
+ * The same, except that a slab under <key>.kvc that would be adopted (a
+ * valid one of the key, or one of a newer format) is not: -1 with
+ * KVC_E_EXISTS, *outcome FAILED, and the temp stays the caller's, as after
+ * link(2) failing with EEXIST. An invalid file under the name is still
+ * replaced. For callers that answer link(2) (the mount).
+ */
+int kvc_store_publish_no_adopt(struct kvc_store *store, struct kvc_tmp *tmp,
+			       const struct kvc_key *key, struct kvc_meta *meta,
+			       enum kvc_publish_outcome *outcome, struct kvc_err *err);
 
 /*
  * Open <key>.kvc and verify it fully. On success *fd_out is an O_RDONLY fd

@@ -51,6 +51,7 @@ def test_python_example(ws):
     p = run([sys.executable, os.path.join(EXAMPLES, "python", "example.py"), m.mnt])
     assert "longest cached prefix: 512 of 600 tokens" in p.stdout, p.stdout
     assert "corrupt save refused" in p.stdout, p.stdout
+    assert "sealed save of 8388608 bytes published" in p.stdout, p.stdout
 
 
 def test_c_example_against_installed_libkvc(ws):

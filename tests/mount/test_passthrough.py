@@ -96,6 +96,32 @@ def test_rename_while_written_never_changes_the_slab(ws):
     assert leftover == [], leftover
 
 
+def test_link_while_written_never_changes_the_slab(ws):
+    """link(2) while the writer still holds the staging file (libkvc's own
+    save does this): with passthrough the slab is a copy and the staging
+    name goes on naming the writer's file; without, later writes get
+    EPERM. Either way the slab keeps the bytes it was published with."""
+    m = ws.mount()
+    on = passthrough_on(m)
+    e = valid_vectors()[1]
+    good = vector_bytes(e)
+    fd = os.open(m.path("held.part"), os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.write(fd, good)
+        os.link(m.path("held.part"), m.path(e["key"] + ".kvc"))
+        try:
+            os.pwrite(fd, b"\xee" * 32, len(good) - 32)
+            assert on, "a write into a linked slab went through on the daemon's path"
+        except OSError as err:
+            assert err.errno == errno.EPERM and not on, err
+    finally:
+        os.close(fd)
+    os.unlink(m.path("held.part"))
+    with open(m.path(e["key"] + ".kvc"), "rb") as f:
+        assert payload_of(f.read()) == payload_of(good)
+    run([KVC, "verify", os.path.join(m.root, e["key"] + ".kvc")])
+
+
 def test_copy_over_a_slab_being_read(ws):
     """The kernel takes no daemon-path open of an inode open in passthrough:
     cp onto a slab that someone is reading is ETXTBSY then (the slab of

@@ -993,6 +993,92 @@ static void test_republish_keeps_original_when_fsync_fails(void **state)
 	free_slab(&s);
 }
 
+/* The publish behind link(2) in the mount: a valid slab already there is
+ * EEXIST and the temp stays the caller's; an invalid one is replaced. */
+static void test_no_adopt_keeps_temp(void **state)
+{
+	struct fixture *f = *state;
+	struct slab first, second, third;
+	struct kvc_tmp tmp;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
+	char name[KVC_SLAB_NAME_LEN + 1];
+
+	make_slab(&first, 70, 3000, 1);
+	make_slab(&second, 70, 3000, 5);
+	assert_int_equal(save(f->store, &first, &outcome, &err), 0);
+	stage(f->store, &second, &tmp);
+	assert_int_equal(kvc_store_publish_no_adopt(f->store, &tmp, &second.key, NULL, &outcome,
+						    &err), -1);
+	assert_int_equal(err.tag, KVC_E_EXISTS);
+	assert_int_equal(kvc_err_to_errno(&err), EEXIST);
+	assert_int_equal(outcome, KVC_PUBLISH_FAILED);
+	assert_true(tmp.fd >= 0 && exists(f->dir, tmp.name));
+	/* The caller may still adopt. */
+	assert_int_equal(kvc_store_publish(f->store, &tmp, &second.key, NULL, &outcome, &err), 0);
+	assert_int_equal(outcome, KVC_PUBLISH_ADOPTED);
+	assert_int_equal(count_entries(f->dir), 1);
+
+	make_slab(&third, 80, 3000, 0);
+	kvc_key_slab_name(&third.key, name);
+	write_file(f->dir, name, "KVC garbage", 11);
+	stage(f->store, &third, &tmp);
+	assert_int_equal(kvc_store_publish_no_adopt(f->store, &tmp, &third.key, NULL, &outcome,
+						    &err), 0);
+	assert_int_equal(outcome, KVC_PUBLISH_REPLACED);
+	assert_loads(f->store, &third);
+	free_slab(&first);
+	free_slab(&second);
+	free_slab(&third);
+}
+
+/* A temp written by its caller with payload_crc32c 0, tracked or not, in
+ * one write or several: sealing fills in the CRC and the publish accepts
+ * it; unsealed it is crc_mismatch. */
+static void test_tmp_seal(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome;
+
+	make_slab(&s, 90, 5000, 0);
+	memset(s.prefix + KVC_OFF_PAYLOAD_CRC32C, 0, 4);
+	for (int way = 0; way < 3; way++) {
+		struct kvc_tmp tmp = KVC_TMP_INIT;
+		size_t len = s.prefix_len + s.payload_len;
+		uint8_t *whole = malloc(len);
+
+		memcpy(whole, s.prefix, s.prefix_len);
+		memcpy(whole + s.prefix_len, s.payload, s.payload_len);
+		assert_int_equal(kvc_tmp_create(f->store, "sealtest", &tmp, &err), 0);
+		if (way > 0)
+			kvc_tmp_track(&tmp);
+		if (way == 2) { /* prefix and payload apart */
+			assert_true(pwrite(tmp.fd, s.prefix, s.prefix_len, 0) ==
+				    (ssize_t)s.prefix_len);
+			kvc_tmp_note_write(&tmp, 0, s.prefix, s.prefix_len);
+			assert_true(pwrite(tmp.fd, s.payload, s.payload_len,
+					   (off_t)s.prefix_len) == (ssize_t)s.payload_len);
+			kvc_tmp_note_write(&tmp, s.prefix_len, s.payload, s.payload_len);
+		} else {
+			assert_true(pwrite(tmp.fd, whole, len, 0) == (ssize_t)len);
+			kvc_tmp_note_write(&tmp, 0, whole, len);
+		}
+		if (way == 0) {
+			assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome,
+							   &err), -1);
+			assert_int_equal(err.tag, KVC_E_CRC_MISMATCH);
+		}
+		assert_int_equal(kvc_tmp_seal(&tmp, &err), 0);
+		assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome, &err), 0);
+		assert_loads(f->store, &s);
+		assert_int_equal(kvc_store_delete(f->store, &s.key, &err), 0);
+		free(whole);
+	}
+	free_slab(&s);
+}
+
 static int thread_count(void)
 {
 	return count_entries("/proc/self/task");
@@ -1183,6 +1269,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_eexist_then_vanished, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eexist_valid_is_adopted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_adopt_keeps_temp, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tmp_seal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eexist_corrupt_is_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_removes_corrupt_keeps_newer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_and_touch, setup, teardown),

@@ -15,6 +15,7 @@
 
 #include "evict.h"
 #include "index.h"
+#include "local_tier.h"
 #include "metrics.h"
 #include "notify.h"
 #include "options.h"
@@ -87,7 +88,15 @@ struct staging {
 	uid_t uid;
 	gid_t gid;
 
+	/* The same bytes in a temp of the local tier (-o local), so that a
+	 * publish keeps a copy there without reading the backing root back.
+	 * fd -1: none (no tier, or a write there failed). Guarded by lock
+	 * like tmp; local_tier.c. */
+	struct kvc_tmp local_tmp;
+	struct kvc_store *local_store; /* the tier's store; set at creation */
+
 	/* Lock-free: */
+	atomic_bool local_failed;      /* a write of local_tmp failed: no copy */
 	atomic_bool replacing;         /* writes go here; false for a writer
 					* over a slab until it truncates (until
 					* then a write would be one into the slab:
@@ -135,6 +144,8 @@ struct kvcfs {
 	struct kvcfs_index index;
 	struct kvcfs_notifier notifier;
 	struct kvcfs_rescanner rescanner;
+	struct local_tier *local;  /* -o local; NULL without. Set before
+				    * serving, never changed (local_tier.h) */
 
 	/* Guards the tables below, struct node and the fs->lock fields of
 	 * struct staging; see the lock order above. */
@@ -167,6 +178,9 @@ struct handle {
 	bool writable;
 	bool flushed;              /* close() was seen once for this handle */
 	bool pins;                 /* holds an index pin on key (open slab) */
+	struct kvcfs_index *tier_index; /* open slab: the index of the store fd
+				    * is in (fs->index, or the local tier's,
+				    * which the handle then pins too) */
 	struct kvc_key key;
 	pthread_mutex_t verify_lock;
 	bool verify_lock_live;
@@ -298,7 +312,8 @@ enum forget_context {
 void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from);
 
 /* hits.c: count one hit of a slab, persisted in its header; exact among
- * the opens of this mount. fd is the open slab; *count gets the new count.
+ * the opens of this mount. fd is the open slab, <key>.kvc in store (the
+ * backing root's or the local tier's); *count gets the new count.
  * hits_hold_off/hits_resume bracket a verification of key: no hit write of
  * this mount changes the file meanwhile. */
 struct key_lock;
@@ -306,8 +321,8 @@ void hits_init(struct kvcfs *fs);
 void hits_destroy(struct kvcfs *fs);
 struct key_lock *hits_hold_off(struct kvcfs *fs, const struct kvc_key *key);
 void hits_resume(struct kvcfs *fs, struct key_lock *kl);
-int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t now,
-		   uint32_t *count);
+int hits_count_one(struct kvcfs *fs, struct kvc_store *store, const struct kvc_key *key,
+		   int fd, uint64_t now, uint32_t *count);
 
 /* open_slab.c: open a slab or payload view for reading, verified */
 int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,

@@ -26,6 +26,8 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("entry_timeout=%lf", entry_timeout, 0),
 	KVCFS_OPT("negative_timeout=%lf", negative_timeout, 0),
 	KVCFS_OPT("recheck_delay=%d", recheck_delay_ms, 0),
+	KVCFS_OPT("local=%s", local_dir, 0),
+	KVCFS_OPT("local_size=%s", local_size_text, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
@@ -117,6 +119,21 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 		fprintf(stderr, "kvcfs: low_watermark must not exceed max_size\n");
 		return -1;
 	}
+	if (opts->local_size_text != NULL &&
+	    parse_size(opts->local_size_text, &opts->local_size) < 0) {
+		fprintf(stderr, "kvcfs: bad local_size '%s' (a byte count, optionally with K, M, G or T)\n",
+			opts->local_size_text);
+		return -1;
+	}
+	if (opts->local_size_text != NULL && opts->local_dir == NULL) {
+		fprintf(stderr, "kvcfs: local_size needs local=DIR\n");
+		return -1;
+	}
+	if (opts->local_dir != NULL && opts->local_dir[0] == '\0') {
+		fprintf(stderr, "kvcfs: local must name a directory\n");
+		return -1;
+	}
+	opts->local_low_watermark = opts->local_size / 10 * 9;
 	if (opts->host_id != NULL && opts->host_id[0] == '\0') {
 		fprintf(stderr, "kvcfs: host_id must not be empty\n");
 		return -1;
@@ -153,6 +170,9 @@ void options_help(const char *progname)
 	       "    -o negative_timeout=SECS  how long it remembers a missing key (1)\n"
 	       "    -o recheck_delay=MS    wait before removing a slab that failed verification\n"
 	       "                           (default: 2000 on network/FUSE filesystems, else 0)\n"
+	       "    -o local=DIR           a host-local tier: copies of the slabs this host\n"
+	       "                           reads or publishes, served from DIR (docs/shared-roots.md)\n"
+	       "    -o local_size=SIZE     byte budget of the local tier (default: none)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n\n",
 	       progname);
@@ -164,4 +184,6 @@ void options_free(struct kvcfs_options *opts)
 	free(opts->max_size_text);
 	free(opts->low_watermark_text);
 	free(opts->host_id);
+	free(opts->local_dir);
+	free(opts->local_size_text);
 }

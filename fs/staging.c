@@ -58,6 +58,7 @@ struct staging *staging_new(void)
 
 	pthread_rwlock_init(&stage->lock, NULL);
 	stage->tmp.fd = -1;
+	stage->local_tmp.fd = -1;
 	return stage;
 }
 
@@ -69,6 +70,7 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 		kvc_store_abort_tmp(fs->store, &stage->tmp);
 	else if (stage->tmp.fd >= 0)
 		close(stage->tmp.fd);
+	local_tier_stage_end(fs, stage);
 	pthread_rwlock_destroy(&stage->lock);
 	g_free(stage->error);
 	g_free(stage);
@@ -113,6 +115,7 @@ static void staging_discard(struct kvcfs *fs, struct staging *stage)
 	pthread_rwlock_wrlock(&stage->lock);
 	if (!stage->published)
 		kvc_store_abort_tmp(fs->store, &stage->tmp);
+	local_tier_stage_end(fs, stage);
 	pthread_rwlock_unlock(&stage->lock);
 }
 
@@ -127,6 +130,7 @@ static struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t
 		return NULL;
 	}
 	kvc_tmp_track(&stage->tmp);
+	local_tier_stage_begin(fs, stage);
 	atomic_store(&stage->replacing, true);
 	stage->mode = mode & 07777;
 	stage->uid = ctx->uid;
@@ -185,6 +189,8 @@ static int truncate_for_open(struct staging *stage)
 		rc = -errno;
 	else
 		kvc_tmp_note_truncate(&stage->tmp, 0);
+	if (rc == 0)
+		local_tier_stage_truncate(stage, 0);
 	atomic_store(&stage->dirty, true);
 	pthread_rwlock_unlock(&stage->lock);
 	return rc;
@@ -351,8 +357,10 @@ ssize_t staging_write(struct handle *h, const void *buf, size_t size, off_t off)
 	} else {
 		n = pwrite(stage->tmp.fd, buf, size, off);
 		atomic_store(&stage->dirty, true);
-		if (n > 0)
+		if (n > 0) {
 			kvc_tmp_note_write(&stage->tmp, (uint64_t)off, buf, (size_t)n);
+			local_tier_stage_write(stage, (uint64_t)off, buf, (size_t)n);
+		}
 		if (n < 0) {
 			n = -errno;
 			if (errno == ENOSPC || errno == EDQUOT || errno == EIO)
@@ -534,6 +542,7 @@ int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *
 			goto out;
 		}
 		kvc_tmp_note_truncate(&stage->tmp, (uint64_t)attr->st_size);
+		local_tier_stage_truncate(stage, (uint64_t)attr->st_size);
 		atomic_store(&stage->replacing, true);
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |

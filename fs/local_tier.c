@@ -348,8 +348,8 @@ int local_tier_open(struct kvcfs *fs, const struct kvc_key *key, bool refetch, i
 		*st = shared_st;
 		return 0;
 	}
-	if (refetch)
-		drop_copy(fs, key);
+	if (refetch) /* dropped (and counted) by the caller; make sure */
+		kvc_store_delete(fs->local->store, key, &why);
 	local_fd = refetch ? -1 : open_matching_copy(fs, key, &id, st);
 	if (local_fd >= 0) {
 		atomic_fetch_add(&fs->local->hits, 1);

@@ -352,6 +352,9 @@ int local_tier_open(struct kvcfs *fs, const struct kvc_key *key, bool refetch, i
 		kvc_store_delete(fs->local->store, key, &why);
 	local_fd = refetch ? -1 : open_matching_copy(fs, key, &id, st);
 	if (local_fd >= 0) {
+		/* Its first open in this process reads it all (verification):
+		 * from local disk, readahead pays. */
+		posix_fadvise(local_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 		atomic_fetch_add(&fs->local->hits, 1);
 		pick_local(fs, pick, false);
 	} else if ((fs->opts.local_size == 0 || id.size <= fs->opts.local_size) &&

@@ -167,6 +167,12 @@ void local_tier_stop(struct kvcfs *fs)
 	fs->local = NULL;
 }
 
+void local_tier_key_gone(struct kvcfs *fs, const struct kvc_key *key)
+{
+	if (fs->local != NULL && index_contains(&fs->local->index, key))
+		drop_copy(fs, key);
+}
+
 void local_tier_reconcile(struct kvcfs *fs)
 {
 	struct eviction_candidate *all;

@@ -63,6 +63,8 @@ int local_tier_open(struct kvcfs *fs, const struct kvc_key *key, bool refetch, i
 /* A local copy failed verification: drop that file (only if still st). */
 void local_tier_drop_corrupt(struct kvcfs *fs, const struct kvc_key *key,
 			     const struct stat *st);
+/* The backing root has no slab of key (a lookup missed): drop its copy. */
+void local_tier_key_gone(struct kvcfs *fs, const struct kvc_key *key);
 /* After a rescan of the backing root: drop copies of keys it lacks. */
 void local_tier_reconcile(struct kvcfs *fs);
 

@@ -1,22 +1,23 @@
 /* SPDX-License-Identifier: MIT */
-/* Keeping the backing root within its byte budget. */
+/* Keeping the backing root, or the local tier, within its byte budget. */
 #include <unistd.h>
 
 #include "kvcfs.h"
 
 static pthread_mutex_t evicting = PTHREAD_MUTEX_INITIALIZER;
 
-static void evict_one(struct kvcfs *fs, const struct kvc_key *key)
+static void evict_one(struct kvcfs *fs, const struct evict_scope *s, const struct kvc_key *key)
 {
 	struct kvc_err err;
 
-	if (kvc_store_delete(fs->store, key, &err) < 0) {
+	if (kvc_store_delete(s->store, key, &err) < 0) {
 		fuse_log(FUSE_LOG_ERR, "kvcfs: evicting: %s\n", err.detail);
 		return;
 	}
-	index_remove(&fs->index, key);
-	forget_slab_entries(fs, key, FORGET_LATER);
-	atomic_fetch_add(&fs->metrics.evictions, 1);
+	index_remove(s->index, key);
+	if (s->names_in_mount)
+		forget_slab_entries(fs, key, FORGET_LATER);
+	atomic_fetch_add(s->evictions, 1);
 }
 
 enum verdict { STAYS, DROPPED };
@@ -31,36 +32,38 @@ enum verdict { STAYS, DROPPED };
  * that cannot be read for another reason (I/O) is given the benefit of the
  * doubt.
  */
-static enum verdict check_slab(struct kvcfs *fs, const struct kvc_key *key)
+static enum verdict check_slab(struct kvcfs *fs, const struct evict_scope *s,
+			       const struct kvc_key *key)
 {
 	struct kvc_meta meta;
 	struct kvc_err err;
 	struct stat st;
 	int fd;
 
-	if (kvc_store_open_slab(fs->store, key, &fd, &st, &err) < 0) {
+	if (kvc_store_open_slab(s->store, key, &fd, &st, &err) < 0) {
 		if (err.tag != KVC_E_NOT_FOUND && err.sys_errno != EIO)
 			return STAYS;
-		index_remove(&fs->index, key); /* gone, or not a file: holds nothing */
+		index_remove(s->index, key); /* gone, or not a file: holds nothing */
 		return DROPPED;
 	}
-	if (index_is_verified(&fs->index, key, &st)) {
+	if (index_is_verified(s->index, key, &st)) {
 		close(fd);
 		return STAYS;
 	}
 	if (kvc_verify_fd(fd, KVC_PARSE_LIGHT, key, &meta, &err) == 0) {
 		close(fd);
 		kvc_meta_clear(&meta);
-		index_set_verified(&fs->index, key, &st);
+		index_set_verified(s->index, key, &st);
 		return STAYS;
 	}
 	close(fd);
 	if (!kvc_tag_is_format_error(err.tag) || err.tag == KVC_E_UNSUPPORTED_VERSION)
 		return STAYS;
 	fuse_log(FUSE_LOG_WARNING, "kvcfs: not counting invalid %s\n", err.detail);
-	kvc_store_drop_corrupt(fs->store, key, &st);
-	index_remove(&fs->index, key);
-	forget_slab_entries(fs, key, FORGET_LATER);
+	kvc_store_drop_corrupt(s->store, key, &st);
+	index_remove(s->index, key);
+	if (s->names_in_mount)
+		forget_slab_entries(fs, key, FORGET_LATER);
 	return DROPPED;
 }
 
@@ -73,55 +76,71 @@ static enum verdict check_slab(struct kvcfs *fs, const struct kvc_key *key)
  * bounded by the budget (each verification reads one slab once).
  * skip[i] is set for the candidates handled here.
  */
-static void clear_the_way(struct kvcfs *fs, const struct eviction_candidate *order,
+static void clear_the_way(struct kvcfs *fs, const struct evict_scope *s,
+			  const struct eviction_candidate *order,
 			  size_t n, bool *skip)
 {
 	uint64_t kept = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		if (order[i].size > fs->opts.max_size && !index_is_pinned(&fs->index, &order[i].key)) {
-			evict_one(fs, &order[i].key);
+		if (order[i].size > s->max_size && !index_is_pinned(s->index, &order[i].key)) {
+			evict_one(fs, s, &order[i].key);
 			skip[i] = true;
 		}
 	}
-	for (size_t i = n; i-- > 0 && kept < fs->opts.low_watermark;) {
-		if (skip[i] || index_is_pinned(&fs->index, &order[i].key))
+	for (size_t i = n; i-- > 0 && kept < s->low_watermark;) {
+		if (skip[i] || index_is_pinned(s->index, &order[i].key))
 			continue;
-		if (check_slab(fs, &order[i].key) == DROPPED)
+		if (check_slab(fs, s, &order[i].key) == DROPPED)
 			skip[i] = true;
 		else
 			kept += order[i].size;
 	}
 }
 
-void evict_if_needed(struct kvcfs *fs)
+void evict_scope_if_needed(struct kvcfs *fs, const struct evict_scope *s)
 {
 	struct eviction_candidate *order;
 	uint64_t bytes, count;
 	bool *skip;
 	size_t n;
 
-	if (fs->opts.max_size == 0 || fs->opts.read_only)
+	if (s->max_size == 0)
 		return;
-	index_totals(&fs->index, &bytes, &count);
-	if (bytes <= fs->opts.max_size)
+	index_totals(s->index, &bytes, &count);
+	if (bytes <= s->max_size)
 		return;
 	/* One evictor at a time: two would both see the same excess and
 	 * evict twice as much as needed. */
 	pthread_mutex_lock(&evicting);
-	order = index_eviction_order(&fs->index, &n);
+	order = index_eviction_order(s->index, &n);
 	skip = g_new0(bool, n + 1);
-	clear_the_way(fs, order, n, skip);
+	clear_the_way(fs, s, order, n, skip);
 	for (size_t i = 0; i < n; i++) {
-		index_totals(&fs->index, &bytes, &count);
-		if (bytes <= fs->opts.low_watermark)
+		index_totals(s->index, &bytes, &count);
+		if (bytes <= s->low_watermark)
 			break;
 		/* Opened since the order was taken: it stays. */
-		if (skip[i] || index_is_pinned(&fs->index, &order[i].key))
+		if (skip[i] || index_is_pinned(s->index, &order[i].key))
 			continue;
-		evict_one(fs, &order[i].key);
+		evict_one(fs, s, &order[i].key);
 	}
 	pthread_mutex_unlock(&evicting);
 	g_free(skip);
 	g_free(order);
+}
+
+void evict_if_needed(struct kvcfs *fs)
+{
+	struct evict_scope s = {
+		.store = fs->store,
+		.index = &fs->index,
+		.max_size = fs->opts.max_size,
+		.low_watermark = fs->opts.low_watermark,
+		.evictions = &fs->metrics.evictions,
+		.names_in_mount = true,
+	};
+
+	if (!fs->opts.read_only)
+		evict_scope_if_needed(fs, &s);
 }

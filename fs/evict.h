@@ -2,9 +2,27 @@
 #ifndef KVCFS_EVICT_H
 #define KVCFS_EVICT_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "rescan.h" /* kvcfs.h finds struct kvcfs_rescanner through here */
 
 struct kvcfs;
+struct kvcfs_index;
+struct kvc_store;
+
+/* One directory kept within a budget: the backing root, or the local tier
+ * (local_tier.c). Set before use, never changed. */
+struct evict_scope {
+	struct kvc_store *store;
+	struct kvcfs_index *index;
+	uint64_t max_size;        /* 0: no budget */
+	uint64_t low_watermark;
+	atomic_uint_fast64_t *evictions; /* counted here */
+	bool names_in_mount;      /* its slabs are the mount's names: the kernel's
+				   * entries of an evicted one are forgotten */
+};
 
 /*
  * If the index holds more than max_size bytes, evict slabs in eviction
@@ -15,5 +33,7 @@ struct kvcfs;
  * verified (evict.c says why).
  */
 void evict_if_needed(struct kvcfs *fs);
+/* The same for any scope. */
+void evict_scope_if_needed(struct kvcfs *fs, const struct evict_scope *s);
 
 #endif

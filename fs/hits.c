@@ -87,8 +87,8 @@ void hits_resume(struct kvcfs *fs, struct key_lock *kl)
 	key_lock_put(fs, kl);
 }
 
-int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t now,
-		   uint32_t *count)
+int hits_count_one(struct kvcfs *fs, struct kvc_store *store, const struct kvc_key *key,
+		   int fd, uint64_t now, uint32_t *count)
 {
 	struct key_lock *kl = key_lock_get(fs, key);
 	uint8_t raw[4];
@@ -105,7 +105,7 @@ int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t
 	       (uint32_t)raw[3] << 24;
 	if (hits < UINT32_MAX)
 		hits++;
-	if (kvc_store_touch(fs->store, key, hits, now, &err) < 0)
+	if (kvc_store_touch(store, key, hits, now, &err) < 0)
 		rc = -kvc_err_to_errno(&err);
 	else
 		*count = hits;

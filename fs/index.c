@@ -115,6 +115,37 @@ void index_totals(struct kvcfs_index *idx, uint64_t *bytes, uint64_t *count)
 	pthread_mutex_unlock(&idx->lock);
 }
 
+bool index_contains(struct kvcfs_index *idx, const struct kvc_key *key)
+{
+	bool found;
+
+	pthread_mutex_lock(&idx->lock);
+	found = g_hash_table_lookup(idx->slabs, key) != NULL;
+	pthread_mutex_unlock(&idx->lock);
+	return found;
+}
+
+struct eviction_candidate *index_all(struct kvcfs_index *idx, size_t *n)
+{
+	struct eviction_candidate *out;
+	GHashTableIter it;
+	gpointer value;
+	size_t count = 0;
+
+	pthread_mutex_lock(&idx->lock);
+	out = g_new0(struct eviction_candidate, g_hash_table_size(idx->slabs) + 1);
+	g_hash_table_iter_init(&it, idx->slabs);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		const struct index_entry *e = value;
+		out[count].key = e->key;
+		out[count].size = e->size;
+		count++;
+	}
+	pthread_mutex_unlock(&idx->lock);
+	*n = count;
+	return out;
+}
+
 void index_opened(struct kvcfs_index *idx, const struct kvc_key *key)
 {
 	struct index_entry *e;

@@ -59,6 +59,9 @@ void index_note(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t siz
 		uint32_t hits, uint64_t last_used, uint64_t created);
 void index_remove(struct kvcfs_index *idx, const struct kvc_key *key);
 void index_totals(struct kvcfs_index *idx, uint64_t *bytes, uint64_t *count);
+bool index_contains(struct kvcfs_index *idx, const struct kvc_key *key);
+/* Every slab, pinned or not, in no particular order (score 0). g_free. */
+struct eviction_candidate *index_all(struct kvcfs_index *idx, size_t *n);
 
 /* Open handles pin a slab; the last publish pins it until the next one. */
 void index_opened(struct kvcfs_index *idx, const struct kvc_key *key);

@@ -15,6 +15,7 @@
 
 #include "evict.h"
 #include "index.h"
+#include "local_tier.h"
 #include "metrics.h"
 #include "notify.h"
 #include "options.h"
@@ -92,9 +93,17 @@ struct staging {
 	uid_t uid;
 	gid_t gid;
 
+	/* The same bytes in a temp of the local tier (-o local), so that a
+	 * publish keeps a copy there without reading the backing root back.
+	 * fd -1: none (no tier, or a write there failed). Guarded by lock
+	 * like tmp; local_tier.c. */
+	struct kvc_tmp local_tmp;
+	struct kvc_store *local_store; /* the tier's store; set at creation */
+
 	/* Lock-free: */
 	atomic_bool bypass;            /* written by the kernel directly
 					* (passthrough): no write is seen here */
+	atomic_bool local_failed;      /* a write of local_tmp failed: no copy */
 	atomic_bool replacing;         /* writes go here; false for a writer
 					* over a slab until it truncates (until
 					* then a write would be one into the slab:
@@ -164,6 +173,8 @@ struct kvcfs {
 	/* Set in op_init, before any other request, and only read after: */
 	bool passthrough;          /* the kernel may read/write backing files */
 	const char *passthrough_why; /* why not, when not */
+	struct local_tier *local;  /* -o local; NULL without. Set before
+				    * serving, never changed (local_tier.h) */
 
 	/* Guards the tables below, struct node and the fs->lock fields of
 	 * struct staging; see the lock order above. */
@@ -201,6 +212,9 @@ struct handle {
 	bool pins;                 /* holds an index pin on key (open slab) */
 	bool passthrough;          /* counted in node->backing_refs */
 	bool direct_counted;       /* counted in node->direct_opens */
+	struct kvcfs_index *tier_index; /* open slab: the index of the store fd
+				    * is in (fs->index, or the local tier's,
+				    * which the handle then pins too) */
 	struct kvc_key key;
 	pthread_mutex_t verify_lock;
 	bool verify_lock_live;
@@ -362,7 +376,8 @@ enum forget_context {
 void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from);
 
 /* hits.c: count one hit of a slab, persisted in its header; exact among
- * the opens of this mount. fd is the open slab; *count gets the new count.
+ * the opens of this mount. fd is the open slab, <key>.kvc in store (the
+ * backing root's or the local tier's); *count gets the new count.
  * hits_hold_off/hits_resume bracket a verification of key: no hit write of
  * this mount changes the file meanwhile. */
 struct key_lock;
@@ -370,8 +385,8 @@ void hits_init(struct kvcfs *fs);
 void hits_destroy(struct kvcfs *fs);
 struct key_lock *hits_hold_off(struct kvcfs *fs, const struct kvc_key *key);
 void hits_resume(struct kvcfs *fs, struct key_lock *kl);
-int hits_count_one(struct kvcfs *fs, const struct kvc_key *key, int fd, uint64_t now,
-		   uint32_t *count);
+int hits_count_one(struct kvcfs *fs, struct kvc_store *store, const struct kvc_key *key,
+		   int fd, uint64_t now, uint32_t *count);
 /* A program's own write of the header's hit count (offset 12) or last-used
  * time (offset 32) through an O_RDWR open of the slab (fd); any other byte:
  * -EPERM. Persisted under the key's hit lock. */

@@ -166,11 +166,12 @@ int main(int argc, char **argv)
 	index_init(&fs.index, fs.opts.hit_credit);
 	nodes_init(&fs);
 	hits_init(&fs);
-	if (startup_scan(&fs) == 0) {
+	if (startup_scan(&fs) == 0 && local_tier_start(&fs) == 0) {
 		evict_if_needed(&fs); /* a budget smaller than what is there */
 		rc = serve(&fs, se, &cmd);
 	}
 	nodes_destroy(&fs);
+	local_tier_stop(&fs);
 	hits_destroy(&fs);
 	index_destroy(&fs.index);
 	kvc_store_close(fs.store);

@@ -64,6 +64,7 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 	counter(s, "rescans_total", "Re-reads of the backing root into the index.", m->rescans);
 	seconds(s, "publish_seconds", "Time spent publishing.", m->publish_ns, m->publish_count);
 	seconds(s, "load_seconds", "Time spent opening and verifying slabs.", m->load_ns, m->load_count);
+	local_tier_metrics(fs, s);
 	*len = s->len;
 	return g_string_free(s, FALSE);
 }

@@ -172,6 +172,7 @@ struct loaded {
 	bool reused;             /* verified before by this mount, unchanged */
 	bool stored;             /* its bytes went into the kernel's cache */
 	bool counted;            /* the hit is in the header (meta has it) */
+	struct tier_pick tier;   /* which store fd is from (local_tier.h) */
 };
 
 /* Count the hit in the header before anything is verified, so that the
@@ -184,7 +185,8 @@ static void count_hit(struct kvcfs *fs, const struct kvc_key *key, struct loaded
 	if (fs->opts.read_only)
 		return;
 	/* Best effort: a failed hit write costs a hit count, not a read. */
-	l->counted = hits_count_one(fs, key, l->fd, (uint64_t)time(NULL), &hits) == 0;
+	l->counted = hits_count_one(fs, l->tier.store, key, l->fd, (uint64_t)time(NULL),
+				    &hits) == 0;
 }
 
 static int load(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
@@ -193,11 +195,15 @@ static int load(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	struct kvc_fd_head head;
 	struct kvc_source src;
 	struct stat opened;
-	int rc = -1;
+	bool refetch = false;
+	int rc;
 
-	if (kvc_store_open_slab(fs->store, key, &l->fd, &opened, err) < 0)
+again:
+	rc = -1;
+	/* The backing root's file, or the local tier's copy of it. */
+	if (local_tier_open(fs, key, refetch, &l->fd, &opened, &l->tier, err) < 0)
 		return -1;
-	l->reused = index_is_verified(&fs->index, key, &opened);
+	l->reused = index_is_verified(l->tier.index, key, &opened);
 	count_hit(fs, key, l);
 	if (l->reused) {
 		l->stored = false;
@@ -216,6 +222,16 @@ static int load(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	close(l->fd);
 	if (rc > 0) {
 		kvc_err_sys(err, EIO, "slab changed while it was being verified");
+		return -1;
+	}
+	/* A corrupt local copy is never served: drop it and copy again. */
+	if (l->tier.local && kvc_tag_is_format_error(err->tag)) {
+		local_tier_drop_corrupt(fs, key, &opened);
+		if (!refetch) {
+			refetch = true;
+			goto again;
+		}
+		kvc_err_sys(err, EIO, "local copy failed verification twice");
 		return -1;
 	}
 	/* A corrupt slab would fail every reader forever: drop it, but only
@@ -295,18 +311,23 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	if (rc < 0)
 		return refuse(fs, node, key, &err);
 	atomic_fetch_add(&fs->metrics.hits, 1);
-	if (l.reused)
+	if (l.reused && !l.tier.fetched)
 		atomic_fetch_add(&fs->metrics.reopens_unverified, 1);
-	index_put(&fs->index, key, l.meta.file_size, l.meta.hit_count, l.meta.last_used_time,
+	index_put(l.tier.index, key, l.meta.file_size, l.meta.hit_count, l.meta.last_used_time,
 		  l.meta.creation_time);
 	/* The kernel's cached pages are this file's only if we served this
 	 * very file before or stored them just now; otherwise let it drop
-	 * them. Kept pages get the header as it is now, hit count and all. */
-	fi->keep_cache = (l.reused || l.stored) && !distrust_kernel_view(fs, node, fi);
+	 * them. Kept pages get the header as it is now, hit count and all.
+	 * A copy the tier just made was never served: pages go. */
+	fi->keep_cache = (l.reused || l.stored) && !l.tier.fetched &&
+			 !distrust_kernel_view(fs, node, fi);
 	if (fi->keep_cache && !payload_view && fs->notifier.running && !fs->passthrough)
 		store_header(fs, node->ino, l.fd, l.meta.payload_offset);
-	index_set_verified(&fs->index, key, &l.st);
+	index_set_verified(l.tier.index, key, &l.st);
 	index_opened(&fs->index, key);
+	if (l.tier.index != &fs->index)
+		index_opened(l.tier.index, key);
+	h->tier_index = l.tier.index;
 	h->pins = true;
 	h->key = *key;
 	h->fd = l.fd;

@@ -45,6 +45,7 @@ static void reply_miss(fuse_req_t req, struct kvcfs *fs, const struct kvc_err *e
 	}
 	if (key != NULL) {
 		atomic_fetch_add(&fs->metrics.misses, 1);
+		local_tier_key_gone(fs, key); /* the backing root has no such slab */
 		/* Being written in this mount: it appears at the writer's
 		 * close, and the miss must not outlive that. */
 		pthread_mutex_lock(&fs->lock);

@@ -22,6 +22,8 @@ static void handle_release(struct kvcfs *fs, struct handle *h, fuse_req_t req)
 		close(h->fd);
 	if (h->pins)
 		index_closed(&fs->index, &h->key);
+	if (h->pins && h->tier_index != &fs->index)
+		index_closed(h->tier_index, &h->key);
 	verified_release(h);
 	if (h->stage != NULL)
 		staging_release(fs, h);

@@ -27,6 +27,8 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("negative_timeout=%lf", negative_timeout, 0),
 	KVCFS_OPT("recheck_delay=%d", recheck_delay_ms, 0),
 	KVCFS_OPT("passthrough=%s", passthrough_text, 0),
+	KVCFS_OPT("local=%s", local_dir, 0),
+	KVCFS_OPT("local_size=%s", local_size_text, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
@@ -131,6 +133,21 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 		fprintf(stderr, "kvcfs: low_watermark must not exceed max_size\n");
 		return -1;
 	}
+	if (opts->local_size_text != NULL &&
+	    parse_size(opts->local_size_text, &opts->local_size) < 0) {
+		fprintf(stderr, "kvcfs: bad local_size '%s' (a byte count, optionally with K, M, G or T)\n",
+			opts->local_size_text);
+		return -1;
+	}
+	if (opts->local_size_text != NULL && opts->local_dir == NULL) {
+		fprintf(stderr, "kvcfs: local_size needs local=DIR\n");
+		return -1;
+	}
+	if (opts->local_dir != NULL && opts->local_dir[0] == '\0') {
+		fprintf(stderr, "kvcfs: local must name a directory\n");
+		return -1;
+	}
+	opts->local_low_watermark = opts->local_size / 10 * 9;
 	if (opts->host_id != NULL && opts->host_id[0] == '\0') {
 		fprintf(stderr, "kvcfs: host_id must not be empty\n");
 		return -1;
@@ -179,6 +196,9 @@ void options_help(const char *progname)
 	       "    -o passthrough=on|off  let the kernel read verified slabs and write staging\n"
 	       "                           files directly (on; needs CAP_SYS_ADMIN, a kernel\n"
 	       "                           with FUSE passthrough and libfuse >= 3.16)\n"
+	       "    -o local=DIR           a host-local tier: copies of the slabs this host\n"
+	       "                           reads or publishes, served from DIR (docs/shared-roots.md)\n"
+	       "    -o local_size=SIZE     byte budget of the local tier (default: none)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n"
 	       "    -o no_default_permissions  kvcfs checks file modes itself instead of\n"
@@ -193,4 +213,6 @@ void options_free(struct kvcfs_options *opts)
 	free(opts->low_watermark_text);
 	free(opts->host_id);
 	free(opts->passthrough_text);
+	free(opts->local_dir);
+	free(opts->local_size_text);
 }

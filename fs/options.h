@@ -21,6 +21,10 @@ struct kvcfs_options {
 	double entry_timeout;     /* seconds the kernel may cache a slab's entry and stat */
 	double negative_timeout;  /* seconds it may remember that a key has no slab */
 	int recheck_delay_ms;     /* before removing an invalid file; -1: by filesystem */
+	char *local_dir;          /* -o local: the host-local tier's directory; NULL: none */
+	char *local_size_text;
+	uint64_t local_size;      /* the local tier's byte budget; 0: none */
+	uint64_t local_low_watermark; /* its eviction stops here (90% of local_size) */
 	int read_only;
 	char *passthrough_text;   /* "on" (default) or "off" */
 	bool passthrough;         /* use FUSE passthrough where the kernel allows */

@@ -77,6 +77,9 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 		stage->published = true;
 		stage->published_key = *key;
 		stage->published_fd = keep_fd;
+		/* The backing root has it (or another writer's slab of the
+		 * key); now the local tier's copy, from this host's bytes. */
+		local_tier_stage_published(fs, stage, key, outcome != KVC_PUBLISH_ADOPTED);
 	} else {
 		stage->error = g_strdup_printf("%s: %s", kvc_tag_name(err.tag), err.detail);
 		if (keep_fd >= 0)

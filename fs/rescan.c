@@ -27,6 +27,7 @@ int rescan_now(struct kvcfs *fs)
 	}
 	index_replace(&fs->index, fresh);
 	atomic_fetch_add(&fs->metrics.rescans, 1);
+	local_tier_reconcile(fs); /* copies of keys gone from the root go */
 	evict_if_needed(fs);
 	return 0;
 }

@@ -76,6 +76,7 @@ struct staging *staging_new(void)
 	pthread_rwlock_init(&stage->lock, NULL);
 	stage->tmp.fd = -1;
 	stage->published_fd = -1;
+	stage->local_tmp.fd = -1;
 	return stage;
 }
 
@@ -89,6 +90,7 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 		close(stage->tmp.fd);
 	if (stage->published_fd >= 0)
 		close(stage->published_fd);
+	local_tier_stage_end(fs, stage);
 	pthread_rwlock_destroy(&stage->lock);
 	g_free(stage->error);
 	g_free(stage);
@@ -133,6 +135,7 @@ static void staging_discard(struct kvcfs *fs, struct staging *stage)
 	pthread_rwlock_wrlock(&stage->lock);
 	if (!stage->published)
 		kvc_store_abort_tmp(fs->store, &stage->tmp);
+	local_tier_stage_end(fs, stage);
 	pthread_rwlock_unlock(&stage->lock);
 }
 
@@ -145,6 +148,7 @@ static struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t
 		staging_free(fs, stage);
 		return NULL;
 	}
+	local_tier_stage_begin(fs, stage);
 	atomic_store(&stage->replacing, true);
 	stage->mode = mode & 07777;
 	access_stage_owner(fs, req, stage);
@@ -210,11 +214,18 @@ static int attach_stage(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	int fd, rc;
 
 	pthread_rwlock_rdlock(&stage->lock);
-	/* Linked: the same file, now the slab's (a read-only descriptor). */
+	/* Linked: the same file, now the slab's (a read-only descriptor).
+	 * With a local tier the daemon writes each byte to both tiers, so
+	 * writes stay on its path. */
 	fd = stage->tmp.fd >= 0 ? stage->tmp.fd : stage->published_fd;
+	if (fs->local != NULL && !stage->published)
+		fd = -1;
 	rc = passthrough_open_mode(fs, req, node, fd, h, fi);
-	if (h->passthrough)
+	if (h->passthrough) {
 		atomic_store(&stage->bypass, true);
+		/* The kernel writes it: the local tier sees no byte. */
+		atomic_store(&stage->local_failed, true);
+	}
 	pthread_rwlock_unlock(&stage->lock);
 	return rc;
 }
@@ -230,6 +241,8 @@ static int truncate_for_open(struct staging *stage)
 		rc = -errno;
 	else
 		kvc_tmp_note_truncate(&stage->tmp, 0);
+	if (rc == 0)
+		local_tier_stage_truncate(stage, 0);
 	atomic_store(&stage->dirty, true);
 	pthread_rwlock_unlock(&stage->lock);
 	return rc;
@@ -382,9 +395,13 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	e.ino = node->ino;
 	e.attr.st_ino = node->ino;
 	/* A fresh node: the mode cannot be refused. */
-	(void)passthrough_open_mode(fs, req, node, cls == NAME_STAGING ? stage->tmp.fd : -1, h, fi);
-	if (h->passthrough)
+	(void)passthrough_open_mode(fs, req, node,
+				    cls == NAME_STAGING && fs->local == NULL ? stage->tmp.fd : -1, h, fi);
+	if (h->passthrough) {
 		atomic_store(&stage->bypass, true);
+		/* The kernel writes it: the local tier sees no byte. */
+		atomic_store(&stage->local_failed, true);
+	}
 	if (!atomic_load(&stage->bypass))
 		kvc_tmp_track(&stage->tmp);
 	fi->fh = (uint64_t)(uintptr_t)h;
@@ -427,8 +444,10 @@ ssize_t staging_write(struct handle *h, const void *buf, size_t size, off_t off)
 	} else {
 		n = pwrite(stage->tmp.fd, buf, size, off);
 		atomic_store(&stage->dirty, true);
-		if (n > 0)
+		if (n > 0) {
 			kvc_tmp_note_write(&stage->tmp, (uint64_t)off, buf, (size_t)n);
+			local_tier_stage_write(stage, (uint64_t)off, buf, (size_t)n);
+		}
 		if (n < 0) {
 			n = -errno;
 			if (errno == ENOSPC || errno == EDQUOT || errno == EIO)
@@ -610,6 +629,7 @@ int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *
 			goto out;
 		}
 		kvc_tmp_note_truncate(&stage->tmp, (uint64_t)attr->st_size);
+		local_tier_stage_truncate(stage, (uint64_t)attr->st_size);
 		atomic_store(&stage->replacing, true);
 	}
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |

@@ -48,7 +48,7 @@ static int still_verified(struct kvcfs *fs, struct handle *h, struct stat *now)
 	} else if (!same_time(&now->st_ctim, &h->verified.st_ctim)) {
 		/* Our own hit write on another open changes only the header's
 		 * counters: no need to read the payload again for that. */
-		if (index_is_verified(&fs->index, &h->key, now)) {
+		if (index_is_verified(h->tier_index, &h->key, now)) {
 			h->verified = *now;
 		} else {
 			struct key_lock *no_hits = hits_hold_off(fs, &h->key);

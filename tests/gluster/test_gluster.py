@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "mount"))
 import harness  # noqa: E402
 from harness import kvcache  # noqa: E402
 from glusterlab import Lab  # noqa: E402
+import test_local_tier as tier  # noqa: E402
 
 FP, CTX = bytes(range(50, 82)), bytes(range(90, 122))
 
@@ -188,6 +189,109 @@ def scenario(ws, name, replica):
           % (name, report["race_rounds"], report["visibility_ms"], report_default["visibility_ms"],
              report["publish_MBps"], report["read_MBps"], report_default["publish_MBps"],
              report_default["read_MBps"], report_local["publish_MBps"], report_local["read_MBps"]))
+
+
+def tier_hosts(ws, lab, name):
+    """Two hosts on one single-brick volume, each with its own local tier."""
+    lab.volume(name, 1, options=Lab.RECOMMENDED)
+    allowed = tier.ALLOWED + [r"dropped corrupt slab", r"changed behind"]
+    ms = []
+    for h in ("A", "B"):
+        g = lab.mount(name, os.path.join(ws.dir, name + "-g" + h))
+        local = ws.root(name + "-local" + h)
+        ms.append(harness.Mount(g, os.path.join(ws.dir, name + "-" + h),
+                                ["host_id=host" + h, "local=" + local, "local_size=40M"],
+                                allowed).start())
+        ms[-1].local = local
+    return ms
+
+
+def wait_gone(path, seconds=10):
+    deadline = time.time() + seconds
+    while os.path.exists(path):
+        assert time.time() < deadline, path + " still visible"
+        time.sleep(0.05)
+
+
+def test_local_tier(ws):
+    """Issue 15's scenarios on GlusterFS: each host has its own local tier."""
+    lab = Lab(os.path.join(ws.dir, "lab"))
+    a = b = None
+    lab.start()
+    try:
+        a, b = tier_hosts(ws, lab, "kvctier")
+        key, data, payload = slab(600, 1 << 20)
+        kvcache.save(a.mnt, key, data)
+        assert tier.copies(a.local) == [key + ".kvc"], "A keeps what it published"
+        assert harness.metric(a, "local_kept_published_total") == 1
+        # B's first read fetches, its second is local.
+        assert tier.read(b, "payload", key) == payload
+        assert harness.metric(b, "local_fetches_total") == 1
+        assert harness.metric(b, "local_fetched_bytes_total") == len(data)
+        assert tier.read(b, "payload", key) == payload
+        assert harness.metric(b, "local_hits_total") == 1
+        assert harness.metric(b, "local_fetches_total") == 1
+        # A corrupt copy on B is refetched, never served.
+        copy = os.path.join(b.local, key + ".kvc")
+        with open(copy, "r+b") as f:
+            f.seek(len(data) - 100)
+            f.write(b"\xff" * 8)
+        assert tier.read(b, "payload", key) == payload
+        assert harness.metric(b, "local_fetches_total") == 2
+        assert harness.metric(b, "local_dropped_total") == 1
+        harness.verify_slabs(b.local)
+        # A removes the key: B stops serving it and drops its copy.
+        os.unlink(os.path.join(a.mnt, key + ".kvc"))
+        wait_gone(os.path.join(b.root, key + ".kvc"))
+        harness.expect_errno(errno.ENOENT, tier.read, b, "payload", key)
+        assert tier.copies(b.local) == []
+        # Local budget (40M) holds with 12 slabs of 4 MiB read on B.
+        for i in range(610, 622):
+            k, d, p = slab(i, 4 << 20)
+            kvcache.save(a.mnt, k, d)
+            assert tier.read(b, "payload", k) == p
+            size = sum(os.path.getsize(os.path.join(b.local, n)) for n in tier.copies(b.local))
+            assert size <= 40 << 20, "B's local tier over budget: %d" % size
+        assert harness.metric(b, "local_evictions_total") >= 2
+        # kill -9 of B in the middle of a fetch: no partial copy after restart.
+        big, path, work = tier.big_slab(650, 32 << 20)  # within local_size
+        try:
+            shutil.copyfile(path, os.path.join(a.mnt, "big.part"))
+            os.rename(os.path.join(a.mnt, "big.part"), os.path.join(a.mnt, big + ".kvc"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        for name in tier.copies(b.local):
+            os.unlink(os.path.join(b.local, name))  # nothing that could pass for the copy
+        b.stop()
+        b.start()
+        reader = subprocess.Popen(["cat", os.path.join(b.mnt, "payload", big)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        caught = False
+        deadline = time.time() + 30
+        while not caught and time.time() < deadline and reader.poll() is None:
+            caught = any(n.endswith(".kvcpart") and
+                         os.path.getsize(os.path.join(b.local, n)) > 0
+                         for n in os.listdir(b.local))
+            time.sleep(0.001)
+        assert caught, "never saw B's fetch in progress"
+        b.kill()
+        reader.wait()
+        assert tier.copies(b.local) == [], "no copy under a slab name after kill -9"
+        b.start()
+        assert not any(n.endswith(".kvcpart") for n in os.listdir(b.local))
+        with open(os.path.join(b.mnt, big + ".kvc"), "rb") as f:
+            while f.read(8 << 20):
+                pass
+        assert harness.metric(b, "local_fetches_total") == 1
+        harness.verify_slabs(b.local)
+    finally:
+        for m in (a, b):
+            if m is not None:
+                try:
+                    m.stop()
+                except AssertionError:
+                    pass
+        lab.stop()
 
 
 def test_single_brick(ws):

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef KVCFS_LOCAL_TIER_H
+#define KVCFS_LOCAL_TIER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include <kvc/kvc.h>
+
+#include "index.h"
+
+struct kvcfs;
+struct staging;
+
+/*
+ * The host-local tier (-o local=DIR): a second store of copies of slabs in
+ * the shared backing root, with its own index and budget. The backing root
+ * stays the truth of what exists; the tier only decides which file an open
+ * of a slab serves. The design and the staleness bound are in
+ * docs/shared-roots.md ("Local tier").
+ */
+struct local_tier {
+	/* Set at start-up, never changed: */
+	struct kvc_store *store;
+	/* Its own lock; a leaf like the backing root's index (kvcfs.h): */
+	struct kvcfs_index index;
+	/* Lock-free counters (.kvcfs/metrics): */
+	atomic_uint_fast64_t hits;          /* opens served from a local copy */
+	atomic_uint_fast64_t fetches;       /* opens that copied from the backing root */
+	atomic_uint_fast64_t fetched_bytes;
+	atomic_uint_fast64_t evictions;     /* copies evicted for the local budget */
+	atomic_uint_fast64_t dropped;       /* copies dropped: key gone, stale or corrupt */
+	atomic_uint_fast64_t kept_published;/* publishes of this mount kept locally */
+};
+
+/* Which store an open serves from. */
+struct tier_pick {
+	struct kvc_store *store;     /* where the file behind fd is <key>.kvc */
+	struct kvcfs_index *index;   /* the index that knows that store */
+	bool local;                  /* a local copy */
+	bool fetched;                /* copied by this open: verified while copied */
+};
+
+/* Open the tier's store on fs->opts.local_dir, index it from headers, drop
+ * copies whose key the backing root no longer has (after its own scan).
+ * Nothing without -o local. -1 with a message on stderr. */
+int local_tier_start(struct kvcfs *fs);
+void local_tier_stop(struct kvcfs *fs);
+
+/*
+ * The file an open of key serves: fd, its state st and the pick. Opens the
+ * backing root's <key>.kvc first (its absence is the answer, and the local
+ * copy goes). With a tier: a local copy that matches it (same size, creation
+ * time, payload length and CRC) is served; otherwise the slab is copied into
+ * the tier and the copy served. refetch: ignore any local copy (it just
+ * failed verification). Falls back to the backing root's file when the
+ * copy cannot be made (the caller's verification then judges that file).
+ */
+int local_tier_open(struct kvcfs *fs, const struct kvc_key *key, bool refetch, int *fd,
+		    struct stat *st, struct tier_pick *pick, struct kvc_err *err);
+/* A local copy failed verification: drop that file (only if still st). */
+void local_tier_drop_corrupt(struct kvcfs *fs, const struct kvc_key *key,
+			     const struct stat *st);
+/* The backing root has no slab of key (a lookup missed): drop its copy. */
+void local_tier_key_gone(struct kvcfs *fs, const struct kvc_key *key);
+/* After a rescan of the backing root: drop copies of keys it lacks. */
+void local_tier_reconcile(struct kvcfs *fs);
+
+/* A staging file's bytes mirrored into a local temp (the publish's copy). */
+void local_tier_stage_begin(struct kvcfs *fs, struct staging *stage);
+void local_tier_stage_write(struct staging *stage, uint64_t off, const void *buf, size_t len);
+void local_tier_stage_truncate(struct staging *stage, uint64_t size);
+/* The stage was published to the backing root as key (ours: true when its
+ * bytes are the slab there now): keep them as the local copy. stage->lock
+ * held exclusive. */
+void local_tier_stage_published(struct kvcfs *fs, struct staging *stage,
+				const struct kvc_key *key, bool ours);
+void local_tier_stage_end(struct kvcfs *fs, struct staging *stage);
+
+/* The tier's lines of .kvcfs/metrics (nothing without a tier). */
+void local_tier_metrics(struct kvcfs *fs, GString *s);
+
+#endif

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""The host-local tier (-o local=DIR): two mounts on one backing root, A
+without a tier and B with one. What exists is the backing root's; B serves
+its local copies only while they are the backing root's slab, never a
+partial or corrupt copy."""
+import errno
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+
+from harness import KVC, Mount, expect_errno, kvcache, main, metric, run, verify_slabs
+
+FP, CTX = bytes(range(7, 39)), bytes(range(60, 92))
+ALLOWED = [r"local copy of [0-9a-f]+ failed verification: dropped"]
+
+
+def slab(i, size=200_000, created=1_700_000_000):
+    tokens = [i, 77, 78]
+    payload = bytes([(i * 13 + j) % 256 for j in range(241)]) * (size // 241 + 1)
+    payload = payload[:size]
+    return (kvcache.cache_key(FP, "q8_0", CTX, tokens),
+            kvcache.build_slab(FP, "q8_0", CTX, tokens, payload, created=created,
+                               hostname=b"t"), payload)
+
+
+def big_slab(i, size):
+    """A slab of size payload bytes, built by `kvc build` (the example
+    client's CRC is pure Python): returns key, path of the slab file."""
+    work = tempfile.mkdtemp(prefix="kvc-big-")
+    tokens = [i, 99]
+    with open(os.path.join(work, "p"), "wb") as f:
+        block = os.urandom(1 << 20)
+        for _ in range(size >> 20):
+            f.write(block)
+    run([KVC, "build", "--fingerprint", FP.hex(), "--quant", "q8_0", "--ctx", CTX.hex(),
+         "--tokens", ",".join(map(str, tokens)), "--payload", os.path.join(work, "p"),
+         "--hostname", "t", "-o", work])
+    os.unlink(os.path.join(work, "p"))
+    key = kvcache.cache_key(FP, "q8_0", CTX, tokens)
+    return key, os.path.join(work, key + ".kvc"), work
+
+
+def two_mounts(ws, b_opts=()):
+    root = ws.root()
+    local = ws.root("local-b")
+    a = ws.mount(root, "a", ["host_id=hostA"])
+    b = ws.mount(root, "b", ["host_id=hostB", "local=" + local] + list(b_opts), ALLOWED)
+    return root, local, a, b
+
+
+def read(m, *parts):
+    with open(m.path(*parts), "rb") as f:
+        return f.read()
+
+
+def copies(local):
+    return sorted(n for n in os.listdir(local) if n.endswith(".kvc"))
+
+
+def test_without_local_no_tier_metrics(ws):
+    m = ws.mount()
+    with open(m.path(".kvcfs", "metrics")) as f:
+        assert "kvcfs_local_" not in f.read(), "no tier, no tier metrics"
+
+
+def test_first_read_fetches_second_is_local(ws):
+    root, local, a, b = two_mounts(ws)
+    key, data, payload = slab(1)
+    kvcache.save(a.mnt, key, data)
+    assert copies(local) == []
+    assert read(b, "payload", key) == payload
+    assert metric(b, "local_fetches_total") == 1
+    assert metric(b, "local_fetched_bytes_total") == len(data)
+    assert metric(b, "local_hits_total") == 0
+    assert copies(local) == [key + ".kvc"], "the fetch left a copy"
+    verify_slabs(local)
+    # The second read (and one of the slab view) is served locally.
+    assert read(b, "payload", key) == payload
+    assert read(b, key + ".kvc")[40:] == data[40:]
+    assert metric(b, "local_hits_total") == 2
+    assert metric(b, "local_fetches_total") == 1
+    assert metric(b, "local_bytes") == len(data)
+    # Hits served locally still count in the backing root's header.
+    with open(os.path.join(root, key + ".kvc"), "rb") as f:
+        hits = int.from_bytes(f.read(16)[12:16], "little")
+    assert hits == 3, "every open of B counted in the shared header: %d" % hits
+
+
+def test_publish_keeps_a_local_copy(ws):
+    root, local, a, b = two_mounts(ws)
+    key, data, payload = slab(2)
+    kvcache.save(b.mnt, key, data)
+    assert os.path.exists(os.path.join(root, key + ".kvc")), "the backing root has it"
+    assert copies(local) == [key + ".kvc"], "and the local tier kept B's bytes"
+    assert metric(b, "local_kept_published_total") == 1
+    assert read(b, "payload", key) == payload
+    assert metric(b, "local_fetches_total") == 0, "no fetch of what B published"
+    assert metric(b, "local_hits_total") == 1
+    # A cp onto a slab name (publish at close) is kept too.
+    key2, data2, payload2 = slab(3)
+    with open(b.path(key2 + ".kvc"), "wb") as f:
+        f.write(data2)
+    assert key2 + ".kvc" in copies(local)
+    assert read(b, "payload", key2) == payload2
+    assert metric(b, "local_fetches_total") == 0
+    # A's view is the backing root's.
+    assert read(a, "payload", key2) == payload2
+
+
+def test_corrupt_local_copy_is_refetched(ws):
+    root, local, a, b = two_mounts(ws)
+    key, data, payload = slab(4)
+    kvcache.save(a.mnt, key, data)
+    assert read(b, "payload", key) == payload
+    copy = os.path.join(local, key + ".kvc")
+    # Same size, one payload byte flipped: the identity (header) still
+    # matches, so only verification can catch it.
+    with open(copy, "r+b") as f:
+        f.seek(len(data) - 10)
+        byte = f.read(1)
+        f.seek(len(data) - 10)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    for _ in range(2):
+        assert read(b, "payload", key) == payload, "never the corrupt bytes"
+    assert metric(b, "local_fetches_total") == 2, "refetched once"
+    assert metric(b, "local_dropped_total") == 1
+    assert metric(b, "corrupt_dropped_total") == 0, "the backing root's slab is fine"
+    assert os.path.exists(os.path.join(root, key + ".kvc"))
+    verify_slabs(local)
+    # A truncated copy does not even match the backing root's size.
+    with open(copy, "r+b") as f:
+        f.truncate(len(data) // 2)
+    assert read(b, "payload", key) == payload
+    assert metric(b, "local_fetches_total") == 3
+    verify_slabs(local)
+
+
+def test_replaced_slab_is_not_answered_with_the_old_copy(ws):
+    root, local, a, b = two_mounts(ws)
+    key, old, _ = slab(5, created=1_700_000_000)
+    _, new, payload = slab(5, created=1_700_000_999)
+    kvcache.save(a.mnt, key, old)
+    read(b, "payload", key)
+    os.unlink(a.path(key + ".kvc"))
+    kvcache.save(a.mnt, key, new)
+    got = read(b, key + ".kvc")
+    assert got[24:32] == new[24:32], "B serves the slab the backing root has now"
+    assert metric(b, "local_fetches_total") == 2
+
+
+def test_removed_key_stops_being_served(ws):
+    root, local, a, b = two_mounts(ws)
+    key, data, payload = slab(6)
+    kvcache.save(a.mnt, key, data)
+    assert read(b, "payload", key) == payload
+    assert read(b, "payload", key) == payload
+    os.unlink(a.path(key + ".kvc"))
+    # B's kernel may still hold the entry (entry_timeout): the open checks
+    # the backing root, and the copy goes with the key.
+    expect_errno(errno.ENOENT, read, b, "payload", key)
+    assert copies(local) == []
+    assert metric(b, "local_dropped_total") == 1
+    # Without an open: a rescan drops copies of keys gone from the root.
+    key2, data2, payload2 = slab(7)
+    kvcache.save(a.mnt, key2, data2)
+    assert read(b, "payload", key2) == payload2
+    os.unlink(os.path.join(root, key2 + ".kvc"))
+    read(b, ".kvcfs", "rescan")
+    assert copies(local) == [], "the rescan dropped the copy"
+    assert metric(b, "local_bytes") == 0
+
+
+def test_restart_keeps_the_tier(ws):
+    root, local, a, b = two_mounts(ws)
+    key, data, payload = slab(8)
+    kvcache.save(a.mnt, key, data)
+    assert read(b, "payload", key) == payload
+    b.stop()
+    b2 = ws.mount(root, "b2", ["host_id=hostB", "local=" + local], ALLOWED)
+    assert metric(b2, "local_bytes") == len(data), "indexed from headers at start-up"
+    assert read(b2, "payload", key) == payload
+    assert metric(b2, "local_hits_total") == 1
+    assert metric(b2, "local_fetches_total") == 0
+    # A key removed while B was down: its copy goes at start-up.
+    b2.stop()
+    os.unlink(os.path.join(root, key + ".kvc"))
+    b3 = ws.mount(root, "b3", ["host_id=hostB", "local=" + local], ALLOWED)
+    assert copies(local) == []
+    assert metric(b3, "local_bytes") == 0
+
+
+def test_local_budget_holds(ws):
+    root, local, a, b = two_mounts(ws, ["local_size=1000000"])
+    keys = []
+    for i in range(20, 28):
+        key, data, payload = slab(i, 150_000)
+        kvcache.save(a.mnt, key, data)
+        keys.append((key, payload))
+    held = open(b.path("payload", keys[0][0]), "rb")  # open: never evicted
+    try:
+        for key, payload in keys:
+            assert read(b, "payload", key) == payload
+            size = sum(os.path.getsize(os.path.join(local, n)) for n in copies(local))
+            assert size <= 1_000_000, "local tier over its budget: %d" % size
+            assert metric(b, "local_bytes") <= 1_000_000
+        assert metric(b, "local_evictions_total") >= 2
+        assert keys[0][0] + ".kvc" in copies(local), "the open copy stayed"
+        assert held.read() == keys[0][1]
+    finally:
+        held.close()
+    # A slab larger than the whole local budget is served from the root.
+    key, data, payload = slab(40, 1_200_000)
+    kvcache.save(a.mnt, key, data)
+    fetched = metric(b, "local_fetches_total")
+    assert read(b, "payload", key) == payload
+    assert metric(b, "local_fetches_total") == fetched
+    assert key + ".kvc" not in copies(local)
+    # Every backing-root slab is still there: the local budget is B's own.
+    assert len(verify_slabs(root)) == 9
+
+
+def test_kill_during_fetch_leaves_no_partial_copy(ws):
+    root = ws.root()
+    local = ws.root("local-b")
+    key, path, work = big_slab(9, 256 << 20)
+    try:
+        shutil.copyfile(path, os.path.join(root, key + ".kvc"))
+        with open(path, "rb") as f:
+            f.seek(-4096, os.SEEK_END)
+            tail = f.read()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    caught = False
+    for attempt in range(3):
+        b = Mount(root, os.path.join(ws.dir, "b%d" % attempt),
+                  ["host_id=hostB", "local=" + local], ALLOWED).start()
+        ws.mounts.append(b)
+        reader = subprocess.Popen(["cat", b.path("payload", key)], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline and not caught:
+            caught = any(n.endswith(".kvcpart") and os.path.getsize(os.path.join(local, n)) > 0
+                         for n in os.listdir(local))
+            if not caught:
+                time.sleep(0.0005)
+        if caught:
+            b.kill()
+        else:
+            b.stop()
+        reader.wait()
+        if caught:
+            break
+        os.unlink(os.path.join(local, key + ".kvc"))  # fetched too fast: again
+    assert caught, "never saw the fetch's temp"
+    assert copies(local) == [], "no copy under a slab name after a kill mid-fetch"
+    b = ws.mount(root, "b-after", ["host_id=hostB", "local=" + local], ALLOWED)
+    assert not any(n.endswith(".kvcpart") for n in os.listdir(local)), "start-up swept the temp"
+    with open(b.path(key + ".kvc"), "rb") as f:
+        f.seek(-4096, os.SEEK_END)
+        assert f.read() == tail
+    assert metric(b, "local_fetches_total") == 1
+    verify_slabs(local)
+
+
+def test_concurrent_first_reads(ws):
+    root, local, a, b = two_mounts(ws)
+    key, data, payload = slab(10, 2_000_000)
+    kvcache.save(a.mnt, key, data)
+    got, errors = [], []
+
+    def reader():
+        try:
+            got.append(read(b, "payload", key))
+        except OSError as e:
+            errors.append(e)
+    ts = [threading.Thread(target=reader) for _ in range(6)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert got == [payload] * 6
+    assert copies(local) == [key + ".kvc"]
+    assert not any(n.endswith(".kvcpart") for n in os.listdir(local))
+    verify_slabs(local)
+
+
+if __name__ == "__main__":
+    main()

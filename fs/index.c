@@ -358,3 +358,11 @@ void index_clamp_future(uint64_t *created, uint64_t *last_used)
 	if (*last_used > now)
 		*last_used = now;
 }
+
+void index_put_scanned(void *idx, const struct kvc_key *key, const struct kvc_meta *meta)
+{
+	uint64_t created = meta->creation_time, last_used = meta->last_used_time;
+
+	index_clamp_future(&created, &last_used);
+	index_put(idx, key, meta->file_size, meta->hit_count, last_used, created);
+}

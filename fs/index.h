@@ -101,5 +101,8 @@ void index_replace(struct kvcfs_index *idx, GHashTable *fresh);
 /* Times read from a header and not yet verified: one in the future (a
  * clock ahead, or a header that lies to stay cached) counts as now. */
 void index_clamp_future(uint64_t *created, uint64_t *last_used);
+/* A kvc_scan_fn: put a slab a scan found into idx (a struct kvcfs_index *),
+ * its header times clamped. */
+void index_put_scanned(void *idx, const struct kvc_key *key, const struct kvc_meta *meta);
 
 #endif

@@ -109,15 +109,6 @@ static void drop_copy(struct kvcfs *fs, const struct kvc_key *key)
 	atomic_fetch_add(&fs->local->dropped, 1);
 }
 
-static void index_copy(void *ctx, const struct kvc_key *key, const struct kvc_meta *meta)
-{
-	struct local_tier *t = ctx;
-	uint64_t created = meta->creation_time, last_used = meta->last_used_time;
-
-	index_clamp_future(&created, &last_used);
-	index_put(&t->index, key, meta->file_size, meta->hit_count, last_used, created);
-}
-
 int local_tier_start(struct kvcfs *fs)
 {
 	struct kvc_store_config cfg = { 0 };
@@ -142,7 +133,7 @@ int local_tier_start(struct kvcfs *fs)
 	/* Temps of a fetch or publish that a crash interrupted: never under a
 	 * slab name, so they only cost space until this sweep. */
 	if (kvc_store_sweep(t->store, 0, &sweep, &err) < 0 ||
-	    kvc_store_scan(t->store, index_copy, t, &scan, &err) < 0) {
+	    kvc_store_scan(t->store, index_put_scanned, &t->index, &scan, &err) < 0) {
 		fprintf(stderr, "kvcfs: local tier %s: %s\n", fs->opts.local_dir, err.detail);
 		local_tier_stop(fs);
 		return -1;

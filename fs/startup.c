@@ -51,15 +51,6 @@ bool mountpoint_in_use(const char *mountpoint)
 	return busy;
 }
 
-static void index_slab(void *ctx, const struct kvc_key *key, const struct kvc_meta *meta)
-{
-	struct kvcfs *fs = ctx;
-	uint64_t created = meta->creation_time, last_used = meta->last_used_time;
-
-	index_clamp_future(&created, &last_used);
-	index_put(&fs->index, key, meta->file_size, meta->hit_count, last_used, created);
-}
-
 int startup_scan(struct kvcfs *fs)
 {
 	struct kvc_sweep_stats sweep = { 0 };
@@ -71,7 +62,7 @@ int startup_scan(struct kvcfs *fs)
 		fprintf(stderr, "kvcfs: sweeping %s: %s\n", fs->opts.backing_root, err.detail);
 		return -1;
 	}
-	if (kvc_store_scan(fs->store, index_slab, fs, &scan, &err) < 0) {
+	if (kvc_store_scan(fs->store, index_put_scanned, &fs->index, &scan, &err) < 0) {
 		fprintf(stderr, "kvcfs: indexing %s: %s\n", fs->opts.backing_root, err.detail);
 		return -1;
 	}

@@ -8,6 +8,8 @@
  * name, so a crash leaves no slab or a whole one, never a partial one.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,27 +51,59 @@ static int verify_from_tracker(struct kvc_tmp *tmp, const struct kvc_key *key,
 	return rc < 0 ? -1 : 1;
 }
 
+static int sync_tmp(struct kvc_tmp *tmp)
+{
+	while (fdatasync(tmp->fd) < 0)
+		if (errno != EINTR)
+			return errno;
+	return 0;
+}
+
+static void *sync_in_background(void *arg)
+{
+	return (void *)(intptr_t)sync_tmp(arg);
+}
+
+/*
+ * fdatasync and verify. When the writes cannot vouch for the payload (the
+ * caller wrote the temp without reporting it, e.g. through FUSE
+ * passthrough), verification reads the whole file back from the page cache
+ * while the data goes to disk: the two overlap, each on its own thread.
+ */
 static int ensure_synced_and_verified(struct kvc_tmp *tmp, const struct kvc_key *key,
 				      struct kvc_err *err)
 {
 	struct kvc_meta meta;
+	pthread_t syncer;
+	bool syncing = false;
+	int sync_errno = 0, rc;
 
-	if (!tmp->synced) {
-		while (fdatasync(tmp->fd) < 0)
-			if (errno != EINTR)
-				return kvc_err_sys(err, errno, "fdatasync of temp %s",
-						   tmp->name);
+	if (tmp->verified && kvc_key_equal(&tmp->verified_key, key)) {
+		if (!tmp->synced && (sync_errno = sync_tmp(tmp)) != 0)
+			return kvc_err_sys(err, sync_errno, "fdatasync of temp %s", tmp->name);
 		tmp->synced = true;
-	}
-	if (tmp->verified && kvc_key_equal(&tmp->verified_key, key))
 		return 0;
-	if (verify_from_tracker(tmp, key, err) != 1) {
-		if (err->tag != KVC_OK)
-			return -1;
-		if (kvc_verify_fd(tmp->fd, 0, key, &meta, err) < 0)
-			return -1;
-		kvc_meta_clear(&meta);
 	}
+	rc = verify_from_tracker(tmp, key, err);
+	if (rc == 0 && err->tag == KVC_OK) {
+		if (!tmp->synced)
+			syncing = pthread_create(&syncer, NULL, sync_in_background, tmp) == 0;
+		rc = kvc_verify_fd(tmp->fd, 0, key, &meta, err) < 0 ? -1 : 1;
+		if (rc == 1)
+			kvc_meta_clear(&meta);
+		if (syncing) {
+			void *ret;
+			pthread_join(syncer, &ret);
+			sync_errno = (int)(intptr_t)ret;
+		}
+	}
+	if (!tmp->synced && !syncing)
+		sync_errno = sync_tmp(tmp);
+	if (sync_errno != 0)
+		return kvc_err_sys(err, sync_errno, "fdatasync of temp %s", tmp->name);
+	tmp->synced = true;
+	if (rc != 1)
+		return -1;
 	tmp->verified = true;
 	tmp->verified_key = *key;
 	return 0;

@@ -16,15 +16,20 @@
  * which ones must not be evicted.
  */
 struct kvcfs_index {
+	/* A leaf: taken by every index_* function alone, never while it
+	 * waits for anything else (kvcfs.h has the whole lock order). */
 	pthread_mutex_t lock;
+	/* Guarded by lock: */
 	GHashTable *slabs;    /* struct kvc_key* → struct index_entry* */
 	uint64_t bytes;
-	double hit_credit;    /* seconds of recency one doubling of hits is worth */
 	bool has_recent;
 	struct kvc_key recent; /* the slab this mount published last */
 	GHashTable *publishing; /* key → count of publishes under way */
+	/* Set at init, never changed: */
+	double hit_credit;    /* seconds of recency one doubling of hits is worth */
 };
 
+/* Owned by kvcfs_index.slabs: every field guarded by the index's lock. */
 struct index_entry {
 	struct kvc_key key;
 	uint64_t size;

@@ -75,6 +75,9 @@ struct staging {
 	struct kvc_key published_key;  /* the slab it became */
 	char *error;                   /* why the last publish failed (xattr) */
 	bool refused;                  /* the last publish failed on the content */
+	bool prepared_valid;           /* synced and verified at its last close,
+					* as the temp was then (prepared): */
+	struct stat prepared;
 	bool seal;                     /* user.kvcfs.seal: fill in the payload's
 					* CRC at publish (staging.c) */
 	int published_fd;              /* published by link(2): the slab's file,
@@ -223,6 +226,15 @@ struct handle {
 	char *text;                /* metrics, rescan: text made at open */
 	size_t text_len;
 };
+
+/* The same file, unchanged: identity, size, and both change times (any
+ * write moves them, also one that bypasses the daemon). */
+static inline bool same_file_state(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
 
 static inline struct kvcfs *kvcfs_of(fuse_req_t req)
 {

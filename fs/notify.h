@@ -13,8 +13,10 @@ struct fuse_session;
  * handler is exactly where we learn that an entry went stale.
  */
 struct kvcfs_notifier {
+	/* Set by notifier_start before any request is served, cleared by
+	 * notifier_stop after the last one: read without a lock. */
 	struct fuse_session *se;
-	GAsyncQueue *queue;
+	GAsyncQueue *queue;   /* GLib's own lock; a leaf */
 	pthread_t thread;
 	bool running;
 };

@@ -95,13 +95,6 @@ static int verify_storing(struct kvcfs *fs, fuse_ino_t ino, bool payload_view, i
 	return rc;
 }
 
-static bool same_file_state(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
 /* One verification of fd, with the file's state taken before and after. */
 static int verify_between_stats(struct kvcfs *fs, struct node *node, bool payload_view, int fd,
 				const struct kvc_key *key, struct kvc_meta *meta, bool *stored,

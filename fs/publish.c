@@ -32,6 +32,15 @@ static int seal_if_asked(struct staging *stage, struct kvc_err *err)
 	return kvc_tmp_seal(&stage->tmp, err);
 }
 
+/* stage->lock held. */
+static bool still_as_prepared(struct staging *stage)
+{
+	struct stat now;
+
+	return stage->prepared_valid && fstat(stage->tmp.fd, &now) == 0 &&
+	       same_file_state(&now, &stage->prepared);
+}
+
 int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
 		  unsigned flags)
 {
@@ -54,8 +63,12 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 		pthread_rwlock_unlock(&stage->lock);
 		return -ENOSPC;
 	}
-	/* Written since the last try, or by the kernel directly (unseen). */
-	if (atomic_exchange(&stage->dirty, false) || atomic_load(&stage->bypass)) {
+	/* Written since the last try, or by the kernel directly (unseen):
+	 * then nothing checked before counts, unless the temp is exactly as
+	 * its last close checked it (prepare_for_publish). */
+	if (atomic_exchange(&stage->dirty, false) ||
+	    (atomic_load(&stage->bypass) && !still_as_prepared(stage))) {
+		stage->prepared_valid = false;
 		stage->tmp.synced = false;
 		stage->tmp.verified = false;
 	}

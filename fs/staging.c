@@ -478,6 +478,34 @@ static void settle_close_publish(struct kvcfs *fs, struct handle *h, int rc, boo
 }
 
 /*
+ * The last writer of a named staging file closed it: flush and verify it
+ * now, against the key its content names, so that the rename (or link)
+ * that publishes it holds the kernel's lock on the directory only for the
+ * link and the directory fsync, not for reading a large slab back. The
+ * state of the temp before and after is kept: the publish trusts this work
+ * only if the temp is still exactly so (a write through the kernel directly,
+ * with passthrough, moves its ctime).
+ */
+static void prepare_for_publish(struct staging *stage)
+{
+	struct kvc_err err;
+	struct stat before;
+
+	pthread_rwlock_wrlock(&stage->lock);
+	stage->prepared_valid = false;
+	if (!stage->published && stage->tmp.fd >= 0 && fstat(stage->tmp.fd, &before) == 0) {
+		if (atomic_exchange(&stage->dirty, false) || atomic_load(&stage->bypass)) {
+			stage->tmp.synced = false;
+			stage->tmp.verified = false;
+		}
+		stage->prepared_valid = kvc_tmp_prepare(&stage->tmp, &err) == 0 &&
+					fstat(stage->tmp.fd, &stage->prepared) == 0 &&
+					same_file_state(&before, &stage->prepared);
+	}
+	pthread_rwlock_unlock(&stage->lock);
+}
+
+/*
  * close(2) of a file created as <key>.kvc, or written over a slab: publish
  * once every writer has closed, here, so close() can report EBADMSG (release
  * comes later and its result reaches no one). A descriptor may be closed
@@ -489,7 +517,7 @@ static void settle_close_publish(struct kvcfs *fs, struct handle *h, int rc, boo
 int staging_flush(struct kvcfs *fs, struct handle *h)
 {
 	struct staging *stage = h->stage;
-	bool publish;
+	bool publish, prepare;
 	int rc = 0;
 
 	if (stage == NULL || !h->writable)
@@ -501,7 +529,10 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 	}
 	publish = stage->publish_on_close && stage->flushed_writers == stage->writers &&
 		  atomic_load(&stage->replacing);
+	prepare = !stage->publish_on_close && stage->flushed_writers == stage->writers;
 	pthread_mutex_unlock(&fs->lock);
+	if (prepare)
+		prepare_for_publish(stage);
 	if (publish && atomic_load(&stage->write_error) != 0) {
 		/* A write failed: close() says so, as a filesystem that writes
 		 * back at close would, and the incomplete bytes never publish. */

@@ -23,14 +23,22 @@ struct store_dropper {
 	uint64_t not_done;        /* skipped: queue full, or store closed; guarded by lock */
 };
 
+/*
+ * The store holds no lock over the backing directory: the directory is
+ * the source of truth, and link(2)/rename(2) arbitrate between writers,
+ * threads and hosts alike. So the store's own state is small:
+ */
 struct kvc_store {
+	/* Set by kvc_store_open, never changed until kvc_store_close: */
 	int dirfd;
 	char *root;
 	char host_id[65];
 	bool read_only;
 	int recheck_delay_ms;
 	struct timespec opened_at;  /* temps of our pid older than this are stale */
+	/* Lock-free: */
 	atomic_uint_fast64_t tmp_counter;
+	/* Its own mutex and worker (store_drop_later.c); drained by close: */
 	struct store_dropper dropper;
 };
 

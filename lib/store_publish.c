@@ -109,6 +109,24 @@ static int ensure_synced_and_verified(struct kvc_tmp *tmp, const struct kvc_key 
 	return 0;
 }
 
+int kvc_tmp_prepare(struct kvc_tmp *tmp, struct kvc_err *err)
+{
+	struct kvc_source src;
+	struct kvc_meta meta;
+	struct kvc_key key;
+	struct stat st;
+	int fd = tmp->fd;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return kvc_err_sys(err, fd < 0 ? EBADF : errno, "temp %s", tmp->name);
+	kvc_source_from_fd(&src, &fd, (uint64_t)st.st_size);
+	if (kvc_parse_meta(&src, 0, &meta, err) < 0)
+		return -1; /* not a slab: nothing to get ready */
+	kvc_meta_key(&meta, &key);
+	kvc_meta_clear(&meta);
+	return ensure_synced_and_verified(tmp, &key, err);
+}
+
 /*
  * <key>.kvc exists. Keep it if it is a valid slab of the key (first writer
  * wins; equal keys mean equal KV state), or if it is of a newer format we

@@ -101,6 +101,15 @@ int kvc_store_write_tmp_fd(struct kvc_store *store, const struct kvc_key *key,
 			   const void *prefix, size_t prefix_len, int src_fd,
 			   struct kvc_tmp *tmp, struct kvc_err *err);
 
+/*
+ * Get a complete temp ready ahead of its publish: fdatasync it and verify
+ * it against the key its own content names, so that a later
+ * kvc_store_publish to that key only links (the caller must mark the temp
+ * not synced and not verified again if it changes). -1: not a valid slab,
+ * or the sync failed; the publish will say so again.
+ */
+int kvc_tmp_prepare(struct kvc_tmp *tmp, struct kvc_err *err);
+
 /* Close and remove a temp (idempotent). */
 void kvc_store_abort_tmp(struct kvc_store *store, struct kvc_tmp *tmp);
 

@@ -11,7 +11,8 @@ import subprocess
 import threading
 import time
 
-from harness import expect_errno, main, metric, payload_of, valid_vectors as valid, vector_bytes
+from harness import (drop_caches, expect_errno, main, metric, payload_of,
+                     valid_vectors as valid, vector_bytes)
 import workers
 
 
@@ -196,6 +197,60 @@ def test_hit_counts_exact_under_concurrent_opens(ws):
         persisted = struct.unpack_from("<I", f.read(16), 12)[0]
     assert persisted - persisted_before == 2000, "persisted %d new hits of 2000" % (
         persisted - persisted_before)
+
+
+def test_lookups_never_wait_for_another_keys_publish(ws):
+    """A slow publish (a large slab created directly: its close flushes and
+    verifies it) holds only its own file: lookups of other names go on
+    answering, even while someone looks up the very name being published.
+    (Once, such a lookup held the mount's global lock while it waited.)"""
+    m = ws.mount()
+    key, data, _ = workers.slab_for(41, 240 << 20)
+    name = m.path(key + ".kvc")
+    fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, data)
+    # Make the publish slow: the CRC of writes followed by a truncate is
+    # not trusted (the whole temp is read back), and from disk.
+    os.ftruncate(fd, len(data))
+    os.fsync(fd)
+    drop_caches(1)
+    published = {}
+
+    def publish():
+        started = time.time()
+        os.close(fd)
+        published["took"] = time.time() - started
+
+    def look_at_the_name_being_published():
+        while "took" not in published:
+            try:
+                os.stat(name)
+            except FileNotFoundError:
+                pass
+
+    waits = []
+    s = threading.Thread(target=look_at_the_name_being_published)
+    t = threading.Thread(target=publish)
+    s.start()
+    t.start()
+    i = 0
+    while "took" not in published:
+        i += 1
+        started = time.time()
+        try:  # a new missing key each time: the kernel cannot answer it
+            os.stat(m.path("%064x.kvc" % (10**9 + i)))
+        except FileNotFoundError:
+            pass
+        waits.append(time.time() - started)
+    t.join()
+    s.join()
+    took = published["took"]
+    print("    publish at close %.3f s; %d lookups of other keys meanwhile, slowest %.1f ms"
+          % (took, len(waits), 1000 * max(waits)))
+    assert os.path.exists(name)
+    assert took > 0.03, "the publish was too quick to tell anything (%.3f s)" % took
+    assert max(waits) < max(0.03, took / 4), "a lookup waited %.3f s of a %.3f s publish" % (
+        max(waits), took)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,17 @@ static void attr_of_dir(struct kvcfs *fs, mode_t perm, struct stat *st)
 	st->st_size = 4096;
 }
 
+/* While handles of a slab node are open, its size is the size of the
+ * file they read, whatever the name holds by now: the kernel clamps reads
+ * at the size it was last told. */
+static void size_as_served(struct kvcfs *fs, struct node *node, struct stat *st)
+{
+	pthread_mutex_lock(&fs->lock);
+	if (node->open_count > 0 && node->served_ino != 0)
+		st->st_size = node->served_size;
+	pthread_mutex_unlock(&fs->lock);
+}
+
 static double timeout_of(const struct kvcfs *fs, enum node_kind kind)
 {
 	switch (kind) {
@@ -149,6 +160,8 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 		break;
 	case NODE_SLAB:
 		rc = attr_of_slab(fs, &v.key, false, st);
+		if (rc == 0)
+			size_as_served(fs, node, st);
 		break;
 	case NODE_PAYLOAD:
 		rc = attr_of_slab(fs, &v.key, true, st);

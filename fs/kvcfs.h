@@ -134,6 +134,9 @@ struct node {
 	bool backing_writable;     /* registered with a read-write descriptor */
 	dev_t backing_dev;         /* which file that is */
 	ino_t backing_ino;
+	dev_t served_dev;          /* NODE_SLAB, NODE_PAYLOAD: the file its */
+	ino_t served_ino;          /* opens read (0: none yet; open_slab.c) */
+	off_t served_size;
 	GSList *unarmed_writers;   /* their stages still waiting for the
 				    * truncate of open(O_TRUNC) (staging.c) */
 	bool cache_suspect;        /* the kernel's size and pages of this inode

@@ -289,6 +289,40 @@ static bool distrust_kernel_view(struct kvcfs *fs, struct node *node,
 	return suspect;
 }
 
+/*
+ * A key keeps its inode across the files that hold its slab over time (the
+ * kernel caches a size and pages per inode). While a handle reads one
+ * file, an open of another (the key was removed and published again) must
+ * not share the inode: the key gets a new node, and ESTALE makes the kernel
+ * look the name up again and open that. With no other handle, the kernel's
+ * idea of the size is dropped instead (attributes only: no page lock).
+ */
+static bool same_file_as_served(struct kvcfs *fs, struct node *node, const struct stat *st)
+{
+	bool same, alone, stale = false;
+
+	pthread_mutex_lock(&fs->lock);
+	/* Size too: a file removed and another created may get the same
+	 * inode number at once. */
+	same = node->served_dev == st->st_dev && node->served_ino == st->st_ino &&
+	       node->served_size == st->st_size;
+	alone = node->open_count <= 1;
+	if (!same && !alone && node->served_ino != 0) {
+		GHashTable *table = node->kind == NODE_SLAB ? fs->slab_nodes : fs->payload_nodes;
+		if (g_hash_table_lookup(table, &node->key) == node)
+			g_hash_table_remove(table, &node->key);
+		stale = true;
+	} else {
+		node->served_dev = st->st_dev;
+		node->served_ino = st->st_ino;
+		node->served_size = st->st_size;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (!same && !stale && fs->notifier.running)
+		fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, -1, 0);
+	return !stale;
+}
+
 int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	      bool payload_view, struct handle *h, struct fuse_file_info *fi)
 {
@@ -303,6 +337,11 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	atomic_fetch_add(&fs->metrics.load_count, 1);
 	if (rc < 0)
 		return refuse(fs, node, key, &err);
+	if (!same_file_as_served(fs, node, &l.st)) {
+		close(l.fd);
+		kvc_meta_clear(&l.meta);
+		return -ESTALE;
+	}
 	atomic_fetch_add(&fs->metrics.hits, 1);
 	if (l.reused && !l.tier.fetched)
 		atomic_fetch_add(&fs->metrics.reopens_unverified, 1);

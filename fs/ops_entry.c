@@ -73,6 +73,23 @@ static struct node *fixed_node(struct kvcfs *fs, fuse_ino_t ino)
 	return node;
 }
 
+/*
+ * The key's node, if open handles of it read another file than the one
+ * the name holds now (the key was removed and published again), stops
+ * being the key's node: the name gets a new inode, so the kernel never
+ * mixes the two files' sizes and pages. fs->lock held.
+ */
+static void node_for_file(GHashTable *table, const struct kvc_key *key,
+			  const struct stat *now)
+{
+	struct node *node = g_hash_table_lookup(table, key);
+
+	if (node != NULL && node->open_count > 0 && node->served_ino != 0 &&
+	    (node->served_dev != now->st_dev || node->served_ino != now->st_ino ||
+	     node->served_size != now->st_size))
+		g_hash_table_remove(table, key);
+}
+
 static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 {
 	struct kvc_key key;
@@ -119,6 +136,7 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 		index_note(&fs->index, &key, (uint64_t)info.st.st_size, info.hit_count,
 			   info.last_used_time, info.creation_time);
 	pthread_mutex_lock(&fs->lock);
+	node_for_file(fs->slab_nodes, &key, &info.st);
 	node = node_for_key(fs, NODE_SLAB, &key);
 	pthread_mutex_unlock(&fs->lock);
 	reply_node_entry(req, fs, node);
@@ -144,6 +162,7 @@ static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *
 		return;
 	}
 	pthread_mutex_lock(&fs->lock);
+	node_for_file(fs->payload_nodes, &key, &info.st);
 	node = node_for_key(fs, NODE_PAYLOAD, &key);
 	pthread_mutex_unlock(&fs->lock);
 	reply_node_entry(req, fs, node);

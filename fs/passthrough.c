@@ -114,15 +114,16 @@ static void close_orphans(struct kvcfs *fs, fuse_req_t req)
  * open of node is served. fd >= 0: the open may go passthrough to fd; it
  * does unless daemon-path opens of the node exist (then direct_io). fd < 0:
  * the daemon's path (direct_io), which the kernel refuses beside
- * passthrough opens of the node: -ETXTBSY then. A reader that finds the
- * node in passthrough to an older file of the key (replaced while open)
- * joins it: that file was verified too.
+ * passthrough opens of the node: -ETXTBSY then, and also for an open whose
+ * file is not the one the node's passthrough opens read (a slab replaced
+ * while open): only the very descriptor that was verified is ever passed
+ * through.
  */
 int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, int fd,
 			  struct handle *h, struct fuse_file_info *fi)
 {
 	struct stat st;
-	bool ok = false;
+	bool ok = false, stale = false;
 	int rc = 0;
 
 	if (!fs->passthrough)
@@ -132,10 +133,20 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 	pthread_mutex_lock(&fs->lock);
 	close_orphans(fs, req);
 	if (fd >= 0 && node->direct_opens == 0) {
-		if (node->backing_refs > 0 ||
-		    (node->backing_id > 0 && node->backing_dev == st.st_dev &&
-		     node->backing_ino == st.st_ino)) {
+		if (node->backing_id > 0 && node->backing_dev == st.st_dev &&
+		    node->backing_ino == st.st_ino) {
 			ok = true;
+		} else if (node->backing_refs > 0) {
+			/* Open in passthrough to another file (the key's slab
+			 * was replaced while it was open): that file is not
+			 * what this open verified, and the kernel takes no
+			 * other kind of open beside it. The key gets a new
+			 * node, and ESTALE makes the kernel look the name up
+			 * again and open that one. */
+			if (node->kind == NODE_SLAB &&
+			    g_hash_table_lookup(fs->slab_nodes, &node->key) == node)
+				g_hash_table_remove(fs->slab_nodes, &node->key);
+			stale = true;
 		} else {
 #if HAVE_PASSTHROUGH
 			int id;
@@ -160,7 +171,7 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 		fi->backing_id = node->backing_id;
 		fi->keep_cache = 0;
 	} else if (node->backing_refs > 0) {
-		rc = -ETXTBSY;
+		rc = stale ? -ESTALE : -ETXTBSY;
 	} else {
 		node->direct_opens++;
 		h->direct_counted = true;

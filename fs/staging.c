@@ -201,6 +201,20 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 }
 
 /*
+ * A writer on the daemon's path writes through the kernel's page cache of
+ * the staging inode, and a shared writable mapping would keep writing
+ * there after the publish, where the pages are the slab's: such a writer
+ * is direct_io (no page cache, no shared mapping). With passthrough the
+ * mapping is of the temp itself, and a publish while it is mapped is of a
+ * copy (the handle is held until munmap).
+ */
+static void no_shared_mmap(struct fuse_file_info *fi)
+{
+	if (!fi->backing_id)
+		fi->direct_io = 1;
+}
+
+/*
  * A named staging file's opens all go to the kernel directly when they
  * can (passthrough.c): from then on no write of it is seen here, so its
  * publish reads the temp back instead of trusting tracked writes. Only
@@ -300,6 +314,8 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 		rc = truncate_for_open(stage);
 	if (rc == 0)
 		rc = attach_stage(fs, req, node, stage, h, fi);
+	if (rc == 0)
+		no_shared_mmap(fi);
 	if (rc < 0) {
 		pthread_mutex_lock(&fs->lock);
 		stage->writers--;
@@ -397,6 +413,8 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	/* A fresh node: the mode cannot be refused. */
 	(void)passthrough_open_mode(fs, req, node,
 				    cls == NAME_STAGING && fs->local == NULL ? stage->tmp.fd : -1, h, fi);
+	if (writable)
+		no_shared_mmap(fi);
 	if (h->passthrough) {
 		atomic_store(&stage->bypass, true);
 		/* The kernel writes it: the local tier sees no byte. */
@@ -829,7 +847,25 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 	if ((flags & RENAME_NOREPLACE) &&
 	    faccessat(kvc_store_dirfd(fs->store), newname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return -EEXIST;
-	rc = publish_named(fs, src->stage, key, PUBLISH_FINAL);
+	if (held_in_passthrough(fs, src->stage)) {
+		/* What was published is a copy: this node stays the writer's
+		 * file, without a name (its temp goes at its last close); the
+		 * kernel's entry for the key, which now points here, is
+		 * revalidated at once (a staging entry is never cached) and
+		 * finds the slab's own node. */
+		rc = publish_copy(fs, src->stage, key, PUBLISH_FINAL);
+		if (rc == 0) {
+			pthread_mutex_lock(&fs->lock);
+			if (src->name != NULL) {
+				g_hash_table_remove(fs->staging, src->name);
+				g_free(src->name);
+				src->name = NULL;
+			}
+			pthread_mutex_unlock(&fs->lock);
+		}
+		return rc;
+	}
+	rc = publish_stage(fs, src->stage, key, PUBLISH_FINAL);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&fs->lock);

@@ -279,6 +279,10 @@ static int publish(struct kvc_store *store, struct kvc_tmp *tmp, const struct kv
 		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT, "publish of a closed temp");
 	if (ensure_synced_and_verified(tmp, key, err) < 0)
 		return -1;
+	/* A temp is its writer's alone (0600: a staging file's bytes are
+	 * nobody else's business); a slab is for every reader. */
+	if (fchmod(tmp->fd, 0644) < 0)
+		return kvc_err_sys(err, errno, "chmod of temp %s", tmp->name);
 
 	kvc_key_slab_name(key, slab);
 	if (linkat(store->dirfd, tmp->name, store->dirfd, slab, 0) < 0) {

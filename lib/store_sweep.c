@@ -21,7 +21,19 @@ static bool all_digits(const char *s, size_t n)
 
 /* "<label>.<host>.<pid>.<n><suffix>", read from the right: the label may
  * hold dots, the host id never does (it is sanitised). */
-static bool name_parse(const char *name, const char *suffix, char host[65], long *pid)
+/* The labels kvcfs and libkvc give their temps: "stage", or the slab name
+ * "<64 hex>.kvc" being saved. */
+static bool our_label(const char *name, size_t len)
+{
+	struct kvc_key key;
+
+	return (len == 5 && memcmp(name, "stage", 5) == 0) ||
+	       (len == KVC_SLAB_NAME_LEN && memcmp(name + KVC_KEY_HEX_LEN, ".kvc", 4) == 0 &&
+		kvc_key_from_hex(name, KVC_KEY_HEX_LEN, &key));
+}
+
+static bool name_parse(const char *name, const char *suffix, bool labels_checked,
+		       char host[65], long *pid)
 {
 	size_t len = strlen(name), slen = strlen(suffix);
 	const char *end, *dot[3];
@@ -41,6 +53,10 @@ static bool name_parse(const char *name, const char *suffix, char host[65], long
 	/* dot[0] precedes n, dot[1] precedes pid, dot[2] precedes host. */
 	if (dot[2] == name)
 		return false; /* no label */
+	/* The old ".tmp" form is also other programs' (the format's reference
+	 * server writes "<key>.kvc.<pid>.<n>.tmp"): only our own labels. */
+	if (labels_checked && !our_label(name, (size_t)(dot[2] - name)))
+		return false;
 	if (!all_digits(dot[0] + 1, (size_t)(name + len - slen - dot[0] - 1)) ||
 	    !all_digits(dot[1] + 1, (size_t)(dot[0] - dot[1] - 1)))
 		return false;
@@ -55,8 +71,8 @@ static bool name_parse(const char *name, const char *suffix, char host[65], long
 
 bool kvc_tmp_name_parse(const char *name, char host[65], long *pid)
 {
-	return name_parse(name, STORE_TMP_SUFFIX, host, pid) ||
-	       name_parse(name, STORE_OLD_TMP_SUFFIX, host, pid);
+	return name_parse(name, STORE_TMP_SUFFIX, false, host, pid) ||
+	       name_parse(name, STORE_OLD_TMP_SUFFIX, true, host, pid);
 }
 
 static bool process_gone(long pid)
@@ -110,7 +126,7 @@ int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
 		bool aside = false;
 
 		if (!kvc_tmp_name_parse(name, host, &pid) &&
-		    !(aside = name_parse(name, STORE_ASIDE_SUFFIX, host, &pid)))
+		    !(aside = name_parse(name, STORE_ASIDE_SUFFIX, false, host, &pid)))
 			continue;
 		if (fstatat(store->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !(aside ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)))

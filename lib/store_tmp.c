@@ -26,7 +26,7 @@ int kvc_tmp_create(struct kvc_store *store, const char *label,
 	tmp->fd = -1;
 	store_unique_name(store, label, STORE_TMP_SUFFIX, tmp->name, sizeof(tmp->name));
 	tmp->fd = openat(store->dirfd, tmp->name,
-			 O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+			 O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (tmp->fd < 0)
 		return kvc_err_sys(err, errno, "create temp %s", tmp->name);
 	return 0;

@@ -94,8 +94,8 @@ def test_startup_sweeps_and_indexes(ws):
     # temps: of this host and a dead process (removed), of another host (kept)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    mine = "x.kvc.testhost.%d.0.tmp" % dead.pid
-    theirs = "x.kvc.otherhost.1.0.tmp"
+    mine = "%064x.kvc.testhost.%d.0.tmp" % (7, dead.pid)  # the old form, a label of ours
+    theirs = "%064x.kvc.otherhost.1.0.tmp" % 7
     for n in (mine, theirs):
         open(os.path.join(root, n), "w").close()
     m = ws.mount(root, options=["host_id=testhost"])

@@ -657,7 +657,7 @@ static void test_sweep(void **state)
 		_exit(0);
 	waitpid(child, NULL, 0); /* child's pid is now (almost surely) free */
 	snprintf(dead, sizeof(dead), "k.kvc.testhost.%d.0.kvcpart", (int)child);
-	snprintf(live, sizeof(live), "k.kvc.testhost.%d.0.tmp", (int)getppid());
+	snprintf(live, sizeof(live), "00000000000000000000000000000000000000000000000000000000000000ab.kvc.testhost.%d.0.tmp", (int)getppid());
 	snprintf(mine_old, sizeof(mine_old), "stage.testhost.%d.5.tmp", (int)getpid());
 	snprintf(mine_new, sizeof(mine_new), "stage.testhost.%d.6.kvcpart", (int)getpid());
 	write_file(f->dir, dead, "x", 1);
@@ -665,10 +665,14 @@ static void test_sweep(void **state)
 	write_file(f->dir, mine_old, "x", 1);
 	set_age(f->dir, mine_old, 60);
 	write_file(f->dir, mine_new, "x", 1);
-	write_file(f->dir, "a.kvc.otherhost.1.0.tmp", "x", 1);
-	write_file(f->dir, "b.kvc.otherhost.1.1.tmp", "x", 1);
-	set_age(f->dir, "b.kvc.otherhost.1.1.tmp", 7200);
+	write_file(f->dir, "00000000000000000000000000000000000000000000000000000000000000ab.kvc.otherhost.1.0.tmp", "x", 1);
+	write_file(f->dir, "00000000000000000000000000000000000000000000000000000000000000ab.kvc.otherhost.1.1.tmp", "x", 1);
+	set_age(f->dir, "00000000000000000000000000000000000000000000000000000000000000ab.kvc.otherhost.1.1.tmp", 7200);
 	write_file(f->dir, "keep.me.tmp", "x", 1);
+	/* Shaped like an old temp, but with a label no kvcfs writer uses
+	 * (another program's, e.g. the format's reference server): kept. */
+	write_file(f->dir, "model.run.2024.12.tmp", "x", 1);
+	set_age(f->dir, "model.run.2024.12.tmp", 7200);
 	/* A directory a dead process moved off a slab name and did not finish
 	 * removing. */
 	snprintf(aside, sizeof(aside), "k.kvc.testhost.%d.1.kvcgone", (int)child);
@@ -680,9 +684,10 @@ static void test_sweep(void **state)
 	assert_true(exists(f->dir, live));
 	assert_false(exists(f->dir, mine_old));
 	assert_true(exists(f->dir, mine_new));
-	assert_true(exists(f->dir, "a.kvc.otherhost.1.0.tmp"));
-	assert_false(exists(f->dir, "b.kvc.otherhost.1.1.tmp"));
+	assert_true(exists(f->dir, "00000000000000000000000000000000000000000000000000000000000000ab.kvc.otherhost.1.0.tmp"));
+	assert_false(exists(f->dir, "00000000000000000000000000000000000000000000000000000000000000ab.kvc.otherhost.1.1.tmp"));
 	assert_true(exists(f->dir, "keep.me.tmp"));
+	assert_true(exists(f->dir, "model.run.2024.12.tmp"));
 	assert_int_equal(st.removed, 4);
 	assert_int_equal(st.kept, 3);
 }
@@ -693,10 +698,13 @@ static void test_tmp_name_parse(void **state)
 	long pid;
 
 	(void)state;
-	assert_true(kvc_tmp_name_parse("ab.kvc.node-1.123.0.tmp", host, &pid));
+	assert_true(kvc_tmp_name_parse("00000000000000000000000000000000000000000000000000000000000000ab.kvc.node-1.123.0.tmp", host, &pid));
 	assert_string_equal(host, "node-1");
 	assert_int_equal(pid, 123);
 	assert_true(kvc_tmp_name_parse("stage.h.1.99.tmp", host, &pid));
+	/* The old form only with our labels: not another program's temps. */
+	assert_false(kvc_tmp_name_parse("ab.kvc.node-1.123.0.tmp", host, &pid));
+	assert_false(kvc_tmp_name_parse("model.run.2024.12.tmp", host, &pid));
 	assert_false(kvc_tmp_name_parse("h.1.99.tmp", host, &pid));
 	assert_false(kvc_tmp_name_parse(".h.1.99.tmp", host, &pid));
 	assert_false(kvc_tmp_name_parse("x.h.1a.99.tmp", host, &pid));

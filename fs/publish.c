@@ -32,6 +32,17 @@ static int seal_if_asked(struct staging *stage, struct kvc_err *err)
 	return kvc_tmp_seal(&stage->tmp, err);
 }
 
+/* A <key>.kvc waiting for its close (stage->lock held; fs->lock is a leaf). */
+static bool in_flight(struct kvcfs *fs, struct staging *stage)
+{
+	bool yes;
+
+	pthread_mutex_lock(&fs->lock);
+	yes = stage->publish_on_close;
+	pthread_mutex_unlock(&fs->lock);
+	return yes;
+}
+
 /* stage->lock held. */
 static bool still_as_prepared(struct staging *stage)
 {
@@ -75,9 +86,10 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	/* No eviction may pick this key while its publish is under way. */
 	index_publishing(&fs->index, key, true);
 	rc = seal_if_asked(stage, &err);
-	/* A link leaves the staging name naming the published file: keep it
-	 * open for reads through that name (the pipeline closes the temp). */
-	if (rc == 0 && as_link && (keep_fd = dup(stage->tmp.fd)) < 0)
+	/* A link leaves the staging name naming the published file, and a
+	 * close that publishes may leave a dup of the descriptor open: keep
+	 * the file open for their reads (the pipeline closes the temp). */
+	if (rc == 0 && (as_link || in_flight(fs, stage)) && (keep_fd = dup(stage->tmp.fd)) < 0)
 		rc = kvc_err_sys(&err, errno, "dup of temp %s", stage->tmp.name);
 	if (rc == 0)
 		rc = as_link ? kvc_store_publish_no_adopt(fs->store, &stage->tmp, key, &meta,

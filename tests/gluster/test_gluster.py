@@ -122,8 +122,8 @@ def sweep_own_temps(a):
     a.stop()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    mine = "x.kvc.hostA.%d.0.tmp" % dead.pid
-    theirs = "x.kvc.hostB.%d.0.tmp" % dead.pid
+    mine = "%064x.kvc.hostA.%d.0.tmp" % (7, dead.pid)  # the old temp form, our label
+    theirs = "%064x.kvc.hostB.%d.0.tmp" % (7, dead.pid)
     for n in (mine, theirs):
         with open(os.path.join(a.root, n), "w") as f:
             f.write("partial")

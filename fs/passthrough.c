@@ -168,7 +168,9 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 	if (ok) {
 		node->backing_refs++;
 		h->passthrough = true;
+#if HAVE_PASSTHROUGH
 		fi->backing_id = node->backing_id;
+#endif
 		fi->keep_cache = 0;
 	} else if (node->backing_refs > 0) {
 		rc = stale ? -ESTALE : -ETXTBSY;

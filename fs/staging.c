@@ -208,9 +208,9 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
  * mapping is of the temp itself, and a publish while it is mapped is of a
  * copy (the handle is held until munmap).
  */
-static void no_shared_mmap(struct fuse_file_info *fi)
+static void no_shared_mmap(const struct handle *h, struct fuse_file_info *fi)
 {
-	if (!fi->backing_id)
+	if (!h->passthrough)
 		fi->direct_io = 1;
 }
 
@@ -315,7 +315,7 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	if (rc == 0)
 		rc = attach_stage(fs, req, node, stage, h, fi);
 	if (rc == 0)
-		no_shared_mmap(fi);
+		no_shared_mmap(h, fi);
 	if (rc < 0) {
 		pthread_mutex_lock(&fs->lock);
 		stage->writers--;
@@ -414,7 +414,7 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	(void)passthrough_open_mode(fs, req, node,
 				    cls == NAME_STAGING && fs->local == NULL ? stage->tmp.fd : -1, h, fi);
 	if (writable)
-		no_shared_mmap(fi);
+		no_shared_mmap(h, fi);
 	if (h->passthrough) {
 		atomic_store(&stage->bypass, true);
 		/* The kernel writes it: the local tier sees no byte. */

@@ -335,6 +335,18 @@ static void handle_free(struct kvcfs *fs, struct handle *h)
 	g_free(h);
 }
 
+/* A create that cannot be answered, undone: no handle and no lookup for
+ * the kernel to forget. req: NULL once the reply itself failed. */
+static void undo_create(struct kvcfs *fs, fuse_req_t req, struct handle *h, struct node *node)
+{
+	passthrough_detach(fs, req, h);
+	staging_release(fs, h);
+	handle_free(fs, h);
+	pthread_mutex_lock(&fs->lock);
+	node_unref(fs, node, 1, 0);
+	pthread_mutex_unlock(&fs->lock);
+}
+
 void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
@@ -400,38 +412,24 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	memset(&e, 0, sizeof(e));
 	rc = staging_attr(fs, stage, &e.attr);
 	if (rc < 0) {
-		staging_release(fs, h);
-		handle_free(fs, h);
-		pthread_mutex_lock(&fs->lock);
-		node_unref(fs, node, 1, 0);
-		pthread_mutex_unlock(&fs->lock);
+		undo_create(fs, req, h, node);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	e.ino = node->ino;
 	e.attr.st_ino = node->ino;
-	/* A fresh node: the mode cannot be refused. */
-	(void)passthrough_open_mode(fs, req, node,
-				    cls == NAME_STAGING && fs->local == NULL ? stage->tmp.fd : -1, h, fi);
+	/* A fresh node: its mode cannot be refused. */
+	if (cls == NAME_STAGING)
+		(void)attach_stage(fs, req, node, stage, h, fi);
+	else
+		(void)passthrough_open_mode(fs, req, node, -1, h, fi);
 	if (writable)
 		no_shared_mmap(h, fi);
-	if (h->passthrough) {
-		atomic_store(&stage->bypass, true);
-		/* The kernel writes it: the local tier sees no byte. */
-		atomic_store(&stage->local_failed, true);
-	}
 	if (!atomic_load(&stage->bypass))
 		kvc_tmp_track(&stage->tmp);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_create(req, &e, fi) != 0) {
-		/* The creator went away: no handle and no lookup to forget. */
-		passthrough_detach(fs, NULL, h);
-		staging_release(fs, h);
-		handle_free(fs, h);
-		pthread_mutex_lock(&fs->lock);
-		node_unref(fs, node, 1, 0);
-		pthread_mutex_unlock(&fs->lock);
-	}
+	if (fuse_reply_create(req, &e, fi) != 0)
+		undo_create(fs, NULL, h, node); /* the creator went away */
 }
 
 ssize_t staging_read(struct handle *h, void *buf, size_t size, off_t off)

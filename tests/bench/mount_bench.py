@@ -9,12 +9,10 @@ guarantees: write + fdatasync + link + directory fsync to publish, read +
 CRC-32C to validate a restore (CRC-32C via `kvc verify`, which streams the
 file through the same hardware CRC the daemon uses)."""
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -118,6 +118,19 @@ def eviction_under_reader(a, b):
         f.close()
 
 
+def stop_hosts_and_lab(hosts, lab):
+    """Cleanup after a scenario, whatever failed: every kvcfs host that
+    started is stopped (a failure to stop is the test's own report, not a
+    reason to leave the lab up), then the lab."""
+    for m in hosts:
+        if m is not None:
+            try:
+                m.stop()
+            except AssertionError:
+                pass
+    lab.stop()
+
+
 def sweep_own_temps(a):
     a.stop()
     dead = subprocess.Popen(["true"])
@@ -177,13 +190,7 @@ def scenario(ws, name, replica):
         throughput(local, report_local := {}, "")
         local.stop()
     finally:
-        for m in (a, b):
-            if m is not None:
-                try:
-                    m.stop()
-                except AssertionError:
-                    pass
-        lab.stop()
+        stop_hosts_and_lab((a, b), lab)
     print("    %s: %d racing rounds, 0 lost; visibility %.1f ms (default options %.1f ms); "
           "publish %.0f MB/s, read %.0f MB/s (default options %.0f / %.0f; local disk %.0f / %.0f)"
           % (name, report["race_rounds"], report["visibility_ms"], report_default["visibility_ms"],
@@ -285,13 +292,7 @@ def test_local_tier(ws):
         assert harness.metric(b, "local_fetches_total") == 1
         harness.verify_slabs(b.local)
     finally:
-        for m in (a, b):
-            if m is not None:
-                try:
-                    m.stop()
-                except AssertionError:
-                    pass
-        lab.stop()
+        stop_hosts_and_lab((a, b), lab)
 
 
 def test_single_brick(ws):

@@ -19,8 +19,7 @@ import sys
 import textwrap
 import time
 
-import harness
-from harness import Mount, main, verify_slabs, without_mutable_header
+from harness import Mount, main, mounted, verify_slabs, without_mutable_header
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "examples", "python"))
@@ -143,13 +142,6 @@ def same_slab(hex_read, data):
     """A slab as read equals the one written, but for the hit fields the
     open updated."""
     return without_mutable_header(bytes.fromhex(hex_read)) == without_mutable_header(data)
-
-
-def mounted(path):
-    """Is path a mount point? (os.path.ismount cannot tell when the mount
-    is a user's without allow_other: root may not stat it.)"""
-    with open("/proc/self/mounts") as f:
-        return any(line.split()[1] == path for line in f)
 
 
 def backing_state(root):
@@ -291,37 +283,20 @@ class UserMount(Mount):
         super().__init__(*a, **kw)
         self.ids = ids
 
-    def start(self):
-        return self._start_as_user(harness.KVCFS)
-
-    def _start_as_user(self, kvcfs):
+    def launcher(self):
         uid, gid = self.ids
+        return ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--init-groups"]
+
+    def start(self):
         os.makedirs(self.mnt, exist_ok=True)
-        os.chown(self.mnt, uid, gid)
-        args = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid, "--init-groups",
-                kvcfs, "-f"]
-        for o in self.options:
-            args += ["-o", o]
-        self.err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen(args + [self.root, self.mnt],
-                                     stdout=subprocess.DEVNULL, stderr=self.err)
-        deadline = time.time() + 20
-        while not mounted(self.mnt):
-            if self.proc.poll() is not None:
-                raise AssertionError("kvcfs exited %d before mounting: %s"
-                                     % (self.proc.returncode, self.stderr()))
-            if time.time() > deadline:
-                raise AssertionError("kvcfs did not mount within 20 s")
-            time.sleep(0.02)
-        return self
+        os.chown(self.mnt, *self.ids)
+        return super().start()
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is not None and not mounted(self.mnt):
             self.proc = None  # never mounted: start() said why
             self.err.close()
             return
-        if self.proc is not None and mounted(self.mnt):
-            subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True)
         super().stop()
 
 

@@ -193,6 +193,9 @@ struct kvcfs {
 				    * <key>.kvc that will publish at close:
 				    * a miss of such a key is not cached */
 	fuse_ino_t next_ino;
+	pthread_cond_t writer_released; /* with lock: a staging writer's handle
+				    * was released (staging.c waits for the
+				    * RELEASE that trails a close) */
 	GArray *orphan_backing_ids; /* int: passthrough ids to close (passthrough.c) */
 
 	/* Per-key locks that keep hit writes apart from each other and from

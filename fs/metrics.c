@@ -61,6 +61,9 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 		m->passthrough_opens);
 	counter(s, "passthrough_fallbacks_total", "Opens that could not use passthrough and go through the daemon.",
 		m->passthrough_fallbacks);
+	counter(s, "publish_copies_total",
+		"Publishes of a copy of a staging file that a writer still held open in passthrough.",
+		m->publish_copies);
 	counter(s, "rescans_total", "Re-reads of the backing root into the index.", m->rescans);
 	seconds(s, "publish_seconds", "Time spent publishing.", m->publish_ns, m->publish_count);
 	seconds(s, "load_seconds", "Time spent opening and verifying slabs.", m->load_ns, m->load_count);

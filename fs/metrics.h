@@ -21,6 +21,9 @@ struct kvcfs_metrics {
 	atomic_uint_fast64_t reopens_unverified;
 	atomic_uint_fast64_t passthrough_opens;     /* opens the kernel serves itself */
 	atomic_uint_fast64_t passthrough_fallbacks; /* opens that could not */
+	atomic_uint_fast64_t publish_copies;        /* renames/links of a staging
+						     * file a passthrough writer
+						     * still held (staging.c) */
 	atomic_uint_fast64_t publish_ns;
 	atomic_uint_fast64_t publish_count;
 	atomic_uint_fast64_t load_ns;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The inode table: what each inode number the kernel holds stands for. */
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvcfs.h"
@@ -24,7 +25,13 @@ void nodes_init(struct kvcfs *fs)
 		{ INO_RESCAN, NODE_RESCAN },
 	};
 
+	pthread_condattr_t monotonic;
+
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_condattr_init(&monotonic);
+	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+	pthread_cond_init(&fs->writer_released, &monotonic);
+	pthread_condattr_destroy(&monotonic);
 	fs->nodes = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, node_free);
 	fs->staging = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->slab_nodes = g_hash_table_new(index_key_hash, index_key_equal);
@@ -62,6 +69,7 @@ void nodes_destroy(struct kvcfs *fs)
 	g_hash_table_destroy(fs->creating);
 	g_array_free(fs->orphan_backing_ids, TRUE);
 	g_hash_table_destroy(fs->nodes);
+	pthread_cond_destroy(&fs->writer_released);
 	pthread_mutex_destroy(&fs->lock);
 }
 

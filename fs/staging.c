@@ -61,6 +61,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kvcfs.h"
@@ -584,6 +585,7 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 		if (h->flushed)
 			stage->flushed_writers--;
 		last_try = stage->publish_on_close && stage->writers == 0;
+		pthread_cond_broadcast(&fs->writer_released);
 		pthread_mutex_unlock(&fs->lock);
 	}
 	if (last_try && !atomic_load(&stage->replacing)) {
@@ -782,6 +784,8 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 	if (rc == 0) {
 		copy->seal = staging_seal_requested(stage);
 		rc = publish_stage(fs, copy, key, flags);
+		if (rc == 0)
+			atomic_fetch_add(&fs->metrics.publish_copies, 1);
 	}
 	if (rc < 0 && copy->error != NULL) {
 		pthread_rwlock_wrlock(&stage->lock);
@@ -794,15 +798,36 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 	return rc;
 }
 
+/*
+ * close(2) returns before its RELEASE reaches the daemon, so `cp f x && mv x
+ * <key>.kvc` often renames a file whose writer looks open still. A writer
+ * that has closed (flushed) will be released in a moment unless a dup of its
+ * descriptor lives on: wait that long for it, rather than copy the whole
+ * file. Bounded, since a dup may write on for as long as it likes.
+ */
+#define RELEASE_WAIT_NS (200 * 1000 * 1000L)
+
 /* A writer holds the staging file open, and the kernel writes it itself. */
 static bool held_in_passthrough(struct kvcfs *fs, struct staging *stage)
 {
+	struct timespec deadline;
 	bool writing;
 
+	if (!atomic_load(&stage->bypass))
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_nsec += RELEASE_WAIT_NS;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&fs->lock);
+	while (stage->writers > 0 && stage->flushed_writers == stage->writers &&
+	       pthread_cond_timedwait(&fs->writer_released, &fs->lock, &deadline) == 0)
+		;
 	writing = stage->writers > 0;
 	pthread_mutex_unlock(&fs->lock);
-	return writing && atomic_load(&stage->bypass);
+	return writing;
 }
 
 /* Publish a staging file by rename or link: a copy of it when a writer

@@ -626,14 +626,20 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 /*
  * open(O_TRUNC) of a slab reaches us as an open for writing, then a truncate
  * to 0 that names no handle: it is the truncate of the writers over this
- * node that have not truncated yet. (Another process's truncate(2) at the
- * same moment would arm them too; that only sends their writes to their
- * own stage, which publishes nothing unless it is a valid slab.)
+ * node that have not truncated yet. Two such opens at once both arrive
+ * before either truncate, and the first truncate arms both: the second then
+ * finds no one left to arm, and is still one of theirs (failing it would
+ * fail that writer's open with EPERM). So while any writer over the node is
+ * open, a truncate to 0 of it by name succeeds and changes no published
+ * byte. (Another process's truncate(2) at such a moment is taken the same
+ * way; it only sends the writers' bytes to their own stages, which publish
+ * nothing unless they hold a valid slab.)
  */
 int staging_arm_writers(struct kvcfs *fs, struct node *node, const struct stat *attr,
 			int to_set)
 {
 	GSList *unarmed;
+	bool writers_over;
 
 	if (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size != 0)
 		return 0;
@@ -642,9 +648,10 @@ int staging_arm_writers(struct kvcfs *fs, struct node *node, const struct stat *
 	node->unarmed_writers = NULL;
 	for (GSList *l = unarmed; l != NULL; l = l->next)
 		atomic_store(&((struct staging *)l->data)->replacing, true);
+	writers_over = node->private_writers > 0;
 	pthread_mutex_unlock(&fs->lock);
 	g_slist_free(unarmed);
-	return unarmed != NULL;
+	return unarmed != NULL || writers_over;
 }
 
 static int set_times(struct staging *stage, const struct stat *attr, int to_set)

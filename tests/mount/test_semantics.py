@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from harness import (expect_errno, main, metric, payload_of, run, valid_vectors, vector_bytes,
+from harness import (KVC, expect_errno, main, metric, payload_of, run, valid_vectors, vector_bytes,
                      without_mutable_header)
 
 
@@ -180,6 +180,38 @@ def test_concurrent_publishers_one_key(ws):
         os.unlink(mounts[0].path(e["key"] + ".kvc"))
     total = sum(metric(m, "publishes_total") + metric(m, "adopted_total") for m in mounts)
     assert total == 30, total
+
+
+COPIER = r"""
+import os, sys
+path, src = sys.argv[1:3]
+data = open(src, "rb").read()
+for _ in range(25):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+"""
+
+
+def test_concurrent_copies_over_a_slab(ws):
+    """cp onto an existing slab from many processes at once: every open
+    (O_WRONLY|O_CREAT|O_TRUNC, whose truncate reaches kvcfs apart from the
+    open) succeeds, and the slab stays the valid one."""
+    m = ws.mount()
+    e = valid_vectors()[2]
+    publish(m, e)
+    src = os.path.join(ws.dir, "src")
+    with open(src, "wb") as f:
+        f.write(vector_bytes(e))
+    procs = [subprocess.Popen([sys.executable, "-c", COPIER, m.path(e["key"] + ".kvc"), src],
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate()[1] for p in procs if p.wait() != 0]
+    assert errors == [], errors[0]
+    names = os.listdir(m.root)
+    assert names == [e["key"] + ".kvc"], names
+    run([KVC, "verify", os.path.join(m.root, names[0])])
 
 
 def test_read_only_mount(ws):

@@ -15,6 +15,15 @@ from harness import KVC, main, run
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def stop_all(procs):
+    """Kill every client and wait for it, so that none still holds a file
+    of the mount when the test unmounts it."""
+    for q in procs:
+        q.kill()
+    for q in procs:
+        q.wait()
+
+
 def test_stress(ws):
     seconds = float(os.environ.get("KVC_STRESS_SECONDS", "8"))
     m = ws.mount(options=["max_size=24M", "low_watermark=16M", "threads=8"],
@@ -47,12 +56,10 @@ def test_stress(ws):
         try:
             out, _ = p.communicate(timeout=max(1, deadline - time.time()))
         except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
+            stop_all(procs)
             raise AssertionError("a client made no progress for 60 s: the daemon stalled")
         if p.returncode != 0:
-            for q in procs:
-                q.kill()
+            stop_all(procs)
             raise AssertionError("a client failed: %s" % out)
         role, n = out.split()
         counts[role] = counts.get(role, 0) + int(n)

@@ -9,6 +9,11 @@
 
 #include <kvc/store.h>
 
+/* A temp at least this big is verified on one thread while another runs its
+ * fdatasync; below it, starting the thread costs more than the CRC it would
+ * hide (64 KiB publishes paid one thread creation each). */
+#define STORE_OVERLAP_MIN_BYTES ((uint64_t)4 << 20)
+
 /* Deferred removals of invalid files (store_drop_later.c). */
 #define STORE_DROP_QUEUE_MAX 256
 struct drop_job;

@@ -86,7 +86,10 @@ static int ensure_synced_and_verified(struct kvc_tmp *tmp, const struct kvc_key 
 	}
 	rc = verify_from_tracker(tmp, key, err);
 	if (rc == 0 && err->tag == KVC_OK) {
-		if (!tmp->synced)
+		struct stat st;
+
+		if (!tmp->synced && fstat(tmp->fd, &st) == 0 &&
+		    (uint64_t)st.st_size >= STORE_OVERLAP_MIN_BYTES)
 			syncing = pthread_create(&syncer, NULL, sync_in_background, tmp) == 0;
 		rc = kvc_verify_fd(tmp->fd, 0, key, &meta, err) < 0 ? -1 : 1;
 		if (rc == 1)

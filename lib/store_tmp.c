@@ -235,7 +235,8 @@ int kvc_store_write_tmp_bufs(struct kvc_store *store, const struct kvc_key *key,
 		if (write_all(tmp->fd, iov[i].iov_base, iov[i].iov_len, err) < 0)
 			goto fail;
 	job.fd = tmp->fd;
-	if (pthread_create(&syncer, NULL, sync_in_background, &job) != 0) {
+	if (src.size < STORE_OVERLAP_MIN_BYTES ||
+	    pthread_create(&syncer, NULL, sync_in_background, &job) != 0) {
 		sync_in_background(&job);
 		verdict = kvc_check_crc_and_key(&meta, key, iov_crc(iov, iovcnt, meta.payload_offset,
 							    meta.payload_length), err);

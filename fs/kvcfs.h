@@ -197,6 +197,11 @@ struct kvcfs {
 				    * was released (staging.c waits for the
 				    * RELEASE that trails a close) */
 	GArray *orphan_backing_ids; /* int: passthrough ids to close (passthrough.c) */
+	/* Open and not yet released: the kernel drops the RELEASEs still
+	 * queued when the mount goes, so these are released at exit
+	 * (handles_release_lost). */
+	GHashTable *open_files;    /* struct handle * */
+	GHashTable *open_dirs;     /* GPtrArray * of an opendir */
 
 	/* Per-key locks that keep hit writes apart from each other and from
 	 * verifications (hits.c): key → struct key_lock. A leaf lock. */
@@ -369,6 +374,8 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* After the session ended: the opens whose RELEASE never came. */
+void handles_release_lost(struct kvcfs *fs);
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	       fuse_ino_t newparent, const char *newname, unsigned int flags);
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);

@@ -97,6 +97,7 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 		rc = fuse_session_loop_mt(se, loop);
 		fuse_loop_cfg_destroy(loop);
 	}
+	handles_release_lost(fs);
 	rescanner_stop(fs);
 out_notifier:
 	notifier_stop(&fs->notifier);

@@ -34,6 +34,8 @@ void nodes_init(struct kvcfs *fs)
 	pthread_condattr_destroy(&monotonic);
 	fs->nodes = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, node_free);
 	fs->staging = g_hash_table_new(g_str_hash, g_str_equal);
+	fs->open_files = g_hash_table_new(NULL, NULL);
+	fs->open_dirs = g_hash_table_new(NULL, NULL);
 	fs->slab_nodes = g_hash_table_new(index_key_hash, index_key_equal);
 	fs->payload_nodes = g_hash_table_new(index_key_hash, index_key_equal);
 	fs->creating = g_hash_table_new_full(index_key_hash, index_key_equal, g_free, NULL);
@@ -68,6 +70,8 @@ void nodes_destroy(struct kvcfs *fs)
 	g_hash_table_destroy(fs->payload_nodes);
 	g_hash_table_destroy(fs->creating);
 	g_array_free(fs->orphan_backing_ids, TRUE);
+	g_hash_table_destroy(fs->open_files);
+	g_hash_table_destroy(fs->open_dirs);
 	g_hash_table_destroy(fs->nodes);
 	pthread_cond_destroy(&fs->writer_released);
 	pthread_mutex_destroy(&fs->lock);

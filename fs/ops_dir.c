@@ -86,6 +86,14 @@ static void add_staging(struct kvcfs *fs, GPtrArray *list)
 	pthread_mutex_unlock(&fs->lock);
 }
 
+static void dir_release(struct kvcfs *fs, GPtrArray *list)
+{
+	pthread_mutex_lock(&fs->lock);
+	g_hash_table_remove(fs->open_dirs, list);
+	pthread_mutex_unlock(&fs->lock);
+	g_ptr_array_unref(list);
+}
+
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
@@ -122,16 +130,19 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)list;
+	pthread_mutex_lock(&fs->lock);
+	g_hash_table_add(fs->open_dirs, list);
+	pthread_mutex_unlock(&fs->lock);
 	/* Not delivered (the opener was interrupted): no releasedir will come
 	 * for it. */
 	if (fuse_reply_open(req, fi) != 0)
-		g_ptr_array_unref(list);
+		dir_release(fs, list);
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	g_ptr_array_unref((GPtrArray *)(uintptr_t)fi->fh);
+	dir_release(kvcfs_of(req), (GPtrArray *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 

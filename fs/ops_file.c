@@ -28,6 +28,7 @@ static void handle_release(struct kvcfs *fs, struct handle *h, fuse_req_t req)
 	if (h->stage != NULL)
 		staging_release(fs, h);
 	pthread_mutex_lock(&fs->lock);
+	g_hash_table_remove(fs->open_files, h);
 	node_unref(fs, h->node, 0, 1);
 	pthread_mutex_unlock(&fs->lock);
 	g_free(h->text);
@@ -37,6 +38,9 @@ static void handle_release(struct kvcfs *fs, struct handle *h, fuse_req_t req)
 static void reply_open_handle(fuse_req_t req, struct kvcfs *fs, struct handle *h,
 			      struct fuse_file_info *fi)
 {
+	pthread_mutex_lock(&fs->lock);
+	g_hash_table_add(fs->open_files, h);
+	pthread_mutex_unlock(&fs->lock);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	if (fuse_reply_open(req, fi) != 0)
 		handle_release(fs, h, NULL); /* the opener went away */
@@ -242,4 +246,29 @@ void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	handle_release(kvcfs_of(req), handle_of(fi), req);
 	fuse_reply_err(req, 0);
+}
+
+/*
+ * close(2) returns before its RELEASE reaches us, and an unmount right then
+ * aborts the connection: the kernel drops the RELEASEs still queued (a FUSE
+ * mount that is not fuseblk gets no DESTROY to wait for them). Those opens
+ * are released here, once no request can come any more, as their RELEASE
+ * would have: a refused cp's temp goes, nothing is left open.
+ */
+void handles_release_lost(struct kvcfs *fs)
+{
+	GList *files, *dirs;
+
+	pthread_mutex_lock(&fs->lock);
+	files = g_hash_table_get_keys(fs->open_files);
+	dirs = g_hash_table_get_keys(fs->open_dirs);
+	g_hash_table_steal_all(fs->open_files);
+	g_hash_table_steal_all(fs->open_dirs);
+	pthread_mutex_unlock(&fs->lock);
+	for (GList *l = files; l != NULL; l = l->next)
+		handle_release(fs, l->data, NULL);
+	for (GList *l = dirs; l != NULL; l = l->next)
+		g_ptr_array_unref(l->data);
+	g_list_free(files);
+	g_list_free(dirs);
 }

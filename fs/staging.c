@@ -331,6 +331,7 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 static void handle_free(struct kvcfs *fs, struct handle *h)
 {
 	pthread_mutex_lock(&fs->lock);
+	g_hash_table_remove(fs->open_files, h);
 	node_unref(fs, h->node, 0, 1);
 	pthread_mutex_unlock(&fs->lock);
 	g_free(h);
@@ -398,6 +399,7 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	node->stage = stage;
 	node->nlookup = 1;
 	node->open_count = 1;
+	g_hash_table_add(fs->open_files, h);
 	if (stage->publish_on_close)
 		count_creating(fs, &key, +1);
 	if (cls == NAME_STAGING) {

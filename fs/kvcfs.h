@@ -50,7 +50,6 @@ enum node_kind {
  *   staging.lock  (rwlock, one per staging file)
  *     -> kvcfs_index.lock, key_locks_lock (leaves)
  *     -> kvcfs.lock                       (leaf)
- *     -> stage_writeback.lock             (leaf)
  *   handle.verify_lock -> key_lock.lock (rwlock, one per key in use)
  *     -> kvcfs_index.lock
  *
@@ -60,23 +59,6 @@ enum node_kind {
  * only requests on the file being published. handle.verify_lock is taken
  * alone. The notifier's queue and the index lock are leaves of their own.
  */
-
-/*
- * Staging temps written by the kernel directly (passthrough), whose
- * writeback a thread starts while they are written (stage_writeback.c).
- */
-struct stage_writeback {
-	pthread_mutex_t lock;      /* guards the fields below; a leaf */
-	pthread_cond_t wake;       /* a temp to watch, or stop */
-	GHashTable *temps;         /* struct staging * (a name, never
-				    * followed) -> its watched dup; the
-				    * table itself exists from start to stop,
-				    * while requests are served */
-	bool stopping;
-	/* Set at start, before any request: */
-	bool running;              /* the thread exists */
-	pthread_t thread;
-};
 
 /*
  * A file being written. Its bytes live in a writer-unique temp in the
@@ -194,7 +176,6 @@ struct kvcfs {
 	struct kvcfs_index index;
 	struct kvcfs_notifier notifier;
 	struct kvcfs_rescanner rescanner;
-	struct stage_writeback stage_writeback;
 	/* Set in op_init, before any other request, and only read after: */
 	bool passthrough;          /* the kernel may read/write backing files */
 	const char *passthrough_why; /* why not, when not */
@@ -395,12 +376,6 @@ void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_inf
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 /* After the session ended: the opens whose RELEASE never came. */
 void handles_release_lost(struct kvcfs *fs);
-
-/* stage_writeback.c */
-void stage_writeback_start(struct stage_writeback *wb);
-void stage_writeback_stop(struct stage_writeback *wb);
-void stage_writeback_watch(struct stage_writeback *wb, const struct staging *stage, int fd);
-void stage_writeback_forget(struct stage_writeback *wb, const struct staging *stage);
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	       fuse_ino_t newparent, const char *newname, unsigned int flags);
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);

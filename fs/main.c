@@ -87,9 +87,6 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 		goto out_unmount;
 	if (rescanner_start(fs) != 0)
 		goto out_notifier;
-	/* Whether passthrough is on is known only at INIT, later; the
-	 * thread sleeps until a passthrough writer gives it a temp. */
-	stage_writeback_start(&fs->stage_writeback);
 	if (cmd->singlethread) {
 		rc = fuse_session_loop(se);
 	} else {
@@ -101,7 +98,6 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 		fuse_loop_cfg_destroy(loop);
 	}
 	handles_release_lost(fs);
-	stage_writeback_stop(&fs->stage_writeback);
 	rescanner_stop(fs);
 out_notifier:
 	notifier_stop(&fs->notifier);

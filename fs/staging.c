@@ -92,7 +92,6 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 	if (stage->published_fd >= 0)
 		close(stage->published_fd);
 	local_tier_stage_end(fs, stage);
-	stage_writeback_forget(&fs->stage_writeback, stage);
 	pthread_rwlock_destroy(&stage->lock);
 	g_free(stage->error);
 	g_free(stage);
@@ -239,8 +238,6 @@ static int attach_stage(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	rc = passthrough_open_mode(fs, req, node, fd, h, fi);
 	if (h->passthrough) {
 		atomic_store(&stage->bypass, true);
-		if (h->writable)
-			stage_writeback_watch(&fs->stage_writeback, stage, fd);
 		/* The kernel writes it: the local tier sees no byte. */
 		atomic_store(&stage->local_failed, true);
 	}
@@ -582,7 +579,7 @@ int staging_fsync(struct handle *h, int datasync)
 void staging_release(struct kvcfs *fs, struct handle *h)
 {
 	struct staging *stage = h->stage;
-	bool last_try = false, no_writer, orphaned;
+	bool last_try = false, orphaned;
 
 	if (h->writable) {
 		pthread_mutex_lock(&fs->lock);
@@ -590,11 +587,8 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 		if (h->flushed)
 			stage->flushed_writers--;
 		last_try = stage->publish_on_close && stage->writers == 0;
-		no_writer = stage->writers == 0;
 		pthread_cond_broadcast(&fs->writer_released);
 		pthread_mutex_unlock(&fs->lock);
-		if (no_writer)
-			stage_writeback_forget(&fs->stage_writeback, stage);
 	}
 	if (last_try && !atomic_load(&stage->replacing)) {
 		/* Opened over a slab, never truncated, never written: there is

@@ -56,8 +56,10 @@ enum node_kind {
  * fs->lock is a leaf: nothing blocks while holding it, and no request ever
  * waits for a staging file's lock (which a publish holds across fdatasync,
  * link and a directory fsync) while holding it, so a slow publish stalls
- * only requests on the file being published. handle.verify_lock is taken
- * alone. The notifier's queue and the index lock are leaves of their own.
+ * only requests on the file being published. (fs->writer_released is
+ * waited on with fs->lock, which the wait releases.) handle.verify_lock is
+ * taken alone. The notifier's queue and the index lock are leaves of their
+ * own.
  */
 
 /*

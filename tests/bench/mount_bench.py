@@ -114,6 +114,10 @@ def record(name, kvcfs_s, direct_s, goal, higher_is_better=True, unit="s"):
     print("%-44s kvcfs %8.4f %s  direct %8.4f %s  ratio %5.2f (goal %s %.2f) %s"
           % (name, k, unit, d, unit, ratio, ">=" if higher_is_better else "<=", goal,
              "ok" if ok else "MISS"), flush=True)
+    if len(kvcfs_s) > 1:  # the spread, for a noisy machine
+        print("    rounds: kvcfs %s; direct %s" % (" ".join("%.4g" % x for x in kvcfs_s),
+                                                  " ".join("%.4g" % x for x in direct_s)),
+              flush=True)
 
 
 def read_all(path):

@@ -6,8 +6,9 @@ KVCFS_TEST_OPTIONS=passthrough=off; each test says what differs."""
 import errno
 import mmap
 import os
-import subprocess
-import sys
+import socket
+import threading
+import time
 
 from harness import KVC, main, metric, payload_of, run, valid_vectors, vector_bytes
 import workers
@@ -99,49 +100,87 @@ def test_rename_while_written_never_changes_the_slab(ws):
     assert metric(m, "publish_copies_total") == (1 if on else 0)
 
 
-QUICK_PUBLISHER = r"""
-import os, sys
-mnt, root, srcdir, tag = sys.argv[1:5]
-for name in sorted(os.listdir(srcdir)):
-    with open(os.path.join(srcdir, name), "rb") as f:
-        data = f.read()
-    part = os.path.join(mnt, "%s-%s.part" % (tag, name))
-    with open(part, "wb") as f:
-        f.write(data)
-    # This writer's temp in the backing root: the one of its size (each
-    # writer's slabs have a size of their own).
-    temps = [os.stat(os.path.join(root, n)).st_ino for n in os.listdir(root)
-             if not n.endswith(".kvc") and os.stat(os.path.join(root, n)).st_size == len(data)]
-    os.rename(part, os.path.join(mnt, name))
-    if temps != [os.stat(os.path.join(root, name)).st_ino]:
-        print("not the written file:", name, temps)
-"""
+def held_in_flight(fd):
+    """A second reference to fd's open file that is no descriptor: a copy
+    of it in flight in a socket. close(fd) then sends FLUSH but no RELEASE;
+    closing the returned sockets drops the last reference (RELEASE)."""
+    a, b = socket.socketpair(socket.AF_UNIX)
+    socket.send_fds(a, [b"x"], [fd])
+    return a, b
 
 
-def test_rename_right_after_close_publishes_the_file_itself(ws):
+def rename_in_thread(src, dst):
+    done = {}
+
+    def run_it():
+        started = time.monotonic()
+        os.rename(src, dst)
+        done["took"] = time.monotonic() - started
+
+    t = threading.Thread(target=run_it)
+    t.start()
+    return t, done
+
+
+def only_temp_inode(root):
+    temps = [n for n in os.listdir(root) if not n.endswith(".kvc")]
+    assert len(temps) == 1, temps
+    return os.stat(os.path.join(root, temps[0])).st_ino
+
+
+def test_rename_before_the_release_publishes_the_file_itself(ws):
     """cp + mv: close(2) returns before the kernel's RELEASE reaches the
-    daemon, so the rename often comes first, the more so under load. A
-    closed file is published itself (its temp becomes the slab), never a
-    copy made because its writer looked open."""
+    daemon, so the rename may come first. Made certain here: the written
+    file lives on, in flight in a socket, until the rename has started. A
+    writer that has closed is waited for, and its file itself becomes the
+    slab (no copy, nothing left beside it)."""
     m = ws.mount()
     passthrough_on(m)
-    procs = []
-    for w in range(4):
-        srcdir = os.path.join(ws.dir, "src%d" % w)
-        os.makedirs(srcdir)
-        for i in range(12):
-            key, data, _ = workers.slab_for(400 + 12 * w + i, (256 << 10) + 4096 * w)
-            with open(os.path.join(srcdir, key + ".kvc"), "wb") as f:
-                f.write(data)
-        procs.append(subprocess.Popen([sys.executable, "-c", QUICK_PUBLISHER, m.mnt, m.root,
-                                       srcdir, "w%d" % w], stdout=subprocess.PIPE, text=True))
-    copied = [line for p in procs for line in p.communicate()[0].splitlines()]
-    assert all(p.returncode == 0 for p in procs)
-    assert copied == [], copied
+    key, data, _ = workers.slab_for(51, 1 << 20)
+    fd = os.open(m.path("late.part"), os.O_CREAT | os.O_WRONLY, 0o644)
+    os.write(fd, data)
+    pending = held_in_flight(fd)
+    os.close(fd)  # FLUSH; the RELEASE waits for the socket
+    temp = only_temp_inode(m.root)
+    t, done = rename_in_thread(m.path("late.part"), m.path(key + ".kvc"))
+    time.sleep(0.02)
+    for s in pending:
+        s.close()  # RELEASE
+    t.join()
+    assert os.stat(os.path.join(m.root, key + ".kvc")).st_ino == temp
     assert metric(m, "publish_copies_total") == 0
-    assert metric(m, "publishes_total") == 48
-    leftover = [n for n in os.listdir(m.root) if not n.endswith(".kvc")]
-    assert leftover == [], leftover
+    assert sorted(os.listdir(m.root)) == [key + ".kvc"], os.listdir(m.root)
+    run([KVC, "verify", os.path.join(m.root, key + ".kvc")])
+
+
+def test_rename_while_a_dup_lives_on_publishes_a_copy(ws):
+    """The same, but the other reference stays (a dup that may still
+    write): with passthrough the rename waits its bounded moment for a
+    RELEASE that does not come, then publishes a copy; the dup's later
+    writes never reach the slab. On the daemon's path they get EPERM."""
+    m = ws.mount()
+    on = passthrough_on(m)
+    key, data, payload = workers.slab_for(52, 1 << 20)
+    fd = os.open(m.path("dup.part"), os.O_CREAT | os.O_RDWR, 0o644)
+    os.write(fd, data)
+    dup = os.dup(fd)
+    os.close(fd)  # FLUSH; the dup keeps the file open
+    try:
+        t, done = rename_in_thread(m.path("dup.part"), m.path(key + ".kvc"))
+        t.join()
+        try:
+            os.pwrite(dup, b"\xdd" * 64, len(data) - 64)
+            assert on, "a write after publish went through on the daemon's path"
+        except OSError as err:
+            assert err.errno == errno.EPERM and not on, err
+    finally:
+        os.close(dup)
+    with open(m.path(key + ".kvc"), "rb") as f:
+        assert payload_of(f.read()) == payload
+    assert metric(m, "publish_copies_total") == (1 if on else 0)
+    if on:
+        assert done["took"] >= 0.19, "the rename did not wait for the RELEASE: %.3f s" % done["took"]
+    run([KVC, "verify", os.path.join(m.root, key + ".kvc")])
 
 
 def test_link_while_written_never_changes_the_slab(ws):

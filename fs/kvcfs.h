@@ -56,7 +56,7 @@ enum node_kind {
  * fs->lock is a leaf: nothing blocks while holding it, and no request ever
  * waits for a staging file's lock (which a publish holds across fdatasync,
  * link and a directory fsync) while holding it, so a slow publish stalls
- * only requests on the file being published. (fs->writer_released is
+ * only requests on the file being published. (fs->handle_released is
  * waited on with fs->lock, which the wait releases.) handle.verify_lock is
  * taken alone. The notifier's queue and the index lock are leaves of their
  * own.
@@ -133,6 +133,9 @@ struct node {
 	unsigned backing_refs;     /* handles open in passthrough */
 	unsigned direct_opens;     /* handles on the daemon's path while
 				    * passthrough is on (never both kinds) */
+	unsigned backing_closing;  /* of backing_refs, those closed once:
+				    * their RELEASE is on its way, unless a
+				    * dup lives on (release_wait.c) */
 	bool backing_writable;     /* registered with a read-write descriptor */
 	dev_t backing_dev;         /* which file that is */
 	ino_t backing_ino;
@@ -195,9 +198,8 @@ struct kvcfs {
 				    * <key>.kvc that will publish at close:
 				    * a miss of such a key is not cached */
 	fuse_ino_t next_ino;
-	pthread_cond_t writer_released; /* with lock: a staging writer's handle
-				    * was released (staging.c waits for the
-				    * RELEASE that trails a close) */
+	pthread_cond_t handle_released; /* with lock: a RELEASE came
+				    * (release_wait.c) */
 	GArray *orphan_backing_ids; /* int: passthrough ids to close (passthrough.c) */
 	/* Open and not yet released: the kernel drops the RELEASEs still
 	 * queued when the mount goes, so these are released at exit
@@ -228,6 +230,8 @@ struct handle {
 	bool pins;                 /* holds an index pin on key (open slab) */
 	bool passthrough;          /* counted in node->backing_refs */
 	bool direct_counted;       /* counted in node->direct_opens */
+	bool closing;              /* passthrough: closed once, counted in
+				    * node->backing_closing */
 	struct kvcfs_index *tier_index; /* open slab: the index of the store fd
 				    * is in (fs->index, or the local tier's,
 				    * which the handle then pins too) */
@@ -376,6 +380,12 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* release_wait.c: fs->lock held; the wait releases it meanwhile. false
+ * once the deadline passed. */
+struct timespec release_deadline(void);
+bool release_wait(struct kvcfs *fs, const struct timespec *deadline);
+void release_seen(struct kvcfs *fs);
+
 /* After the session ended: the opens whose RELEASE never came. */
 void handles_release_lost(struct kvcfs *fs);
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -440,6 +450,8 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 void passthrough_forget_node(struct kvcfs *fs, struct node *node);
 /* At release; req NULL when there is none (a failed open reply). */
 void passthrough_detach(struct kvcfs *fs, fuse_req_t req, struct handle *h);
+/* close(2) of a handle (its FLUSH): its RELEASE is probably on its way. */
+void passthrough_closed(struct kvcfs *fs, struct handle *h);
 
 /* publish.c: the mount's side of the pipeline (metrics, index, errors).
  * PUBLISH_FINAL: a refusal is the last word (rename, link), so it is

@@ -30,7 +30,7 @@ void nodes_init(struct kvcfs *fs)
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_condattr_init(&monotonic);
 	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
-	pthread_cond_init(&fs->writer_released, &monotonic);
+	pthread_cond_init(&fs->handle_released, &monotonic);
 	pthread_condattr_destroy(&monotonic);
 	fs->nodes = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, node_free);
 	fs->staging = g_hash_table_new(g_str_hash, g_str_equal);
@@ -73,7 +73,7 @@ void nodes_destroy(struct kvcfs *fs)
 	g_hash_table_destroy(fs->open_files);
 	g_hash_table_destroy(fs->open_dirs);
 	g_hash_table_destroy(fs->nodes);
-	pthread_cond_destroy(&fs->writer_released);
+	pthread_cond_destroy(&fs->handle_released);
 	pthread_mutex_destroy(&fs->lock);
 }
 

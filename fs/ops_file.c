@@ -229,8 +229,12 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct kvcfs *fs = kvcfs_of(req);
+	struct handle *h = handle_of(fi);
+
 	(void)ino;
-	fuse_reply_err(req, -staging_flush(kvcfs_of(req), handle_of(fi)));
+	passthrough_closed(fs, h);
+	fuse_reply_err(req, -staging_flush(fs, h));
 }
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)

@@ -132,6 +132,15 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 		fd = -1;
 	pthread_mutex_lock(&fs->lock);
 	close_orphans(fs, req);
+	if (fd < 0) {
+		/* Refused beside passthrough opens, unless those were all
+		 * closed and only their RELEASE is still on its way. */
+		struct timespec deadline = release_deadline();
+
+		while (node->backing_refs > 0 && node->backing_closing == node->backing_refs &&
+		       release_wait(fs, &deadline))
+			;
+	}
 	if (fd >= 0 && node->direct_opens == 0) {
 		if (node->backing_id > 0 && node->backing_dev == st.st_dev &&
 		    node->backing_ino == st.st_ino) {
@@ -209,9 +218,24 @@ void passthrough_detach(struct kvcfs *fs, fuse_req_t req, struct handle *h)
 	}
 	if (h->direct_counted)
 		h->node->direct_opens--;
+	if (h->closing)
+		h->node->backing_closing--;
+	if (h->passthrough)
+		release_seen(fs);
 	pthread_mutex_unlock(&fs->lock);
 	h->passthrough = false;
 	h->direct_counted = false;
+	h->closing = false;
+}
+
+void passthrough_closed(struct kvcfs *fs, struct handle *h)
+{
+	if (!h->passthrough || h->closing)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	h->closing = true;
+	h->node->backing_closing++;
+	pthread_mutex_unlock(&fs->lock);
 }
 
 void passthrough_forget_node(struct kvcfs *fs, struct node *node)

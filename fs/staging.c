@@ -587,7 +587,7 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 		if (h->flushed)
 			stage->flushed_writers--;
 		last_try = stage->publish_on_close && stage->writers == 0;
-		pthread_cond_broadcast(&fs->writer_released);
+		release_seen(fs);
 		pthread_mutex_unlock(&fs->lock);
 	}
 	if (last_try && !atomic_load(&stage->replacing)) {
@@ -807,32 +807,19 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 	return rc;
 }
 
-/*
- * close(2) returns before its RELEASE reaches the daemon, so `cp f x && mv x
- * <key>.kvc` often renames a file whose writer looks open still. A writer
- * that has closed (flushed) will be released in a moment unless a dup of its
- * descriptor lives on: wait that long for it, rather than copy the whole
- * file. Bounded, since a dup may write on for as long as it likes.
- */
-#define RELEASE_WAIT_NS (200 * 1000 * 1000L)
-
-/* A writer holds the staging file open, and the kernel writes it itself. */
+/* A writer holds the staging file open, and the kernel writes it itself.
+ * One that has closed is waited for a moment (release_wait.c) rather than
+ * the whole file copied. */
 static bool held_in_passthrough(struct kvcfs *fs, struct staging *stage)
 {
-	struct timespec deadline;
+	struct timespec deadline = release_deadline();
 	bool writing;
 
 	if (!atomic_load(&stage->bypass))
 		return false;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_nsec += RELEASE_WAIT_NS;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&fs->lock);
 	while (stage->writers > 0 && stage->flushed_writers == stage->writers &&
-	       pthread_cond_timedwait(&fs->writer_released, &fs->lock, &deadline) == 0)
+	       release_wait(fs, &deadline))
 		;
 	writing = stage->writers > 0;
 	pthread_mutex_unlock(&fs->lock);

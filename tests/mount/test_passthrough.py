@@ -236,5 +236,40 @@ def test_copy_over_a_slab_being_read(ws):
         assert payload_of(f.read()) == payload_of(vector_bytes(e))
 
 
+
+def test_copy_right_after_the_last_reader_closed(ws):
+    """A reader closes a slab and something copies onto it at once: the
+    reader's RELEASE may still be on its way (made certain here: the file
+    lives on in flight in a socket until the copy has started). The copy
+    waits for it instead of failing with ETXTBSY."""
+    m = ws.mount()
+    passthrough_on(m)
+    e = valid_vectors()[0]
+    publish(m, e["key"], vector_bytes(e))
+    name = m.path(e["key"] + ".kvc")
+    reader = os.open(name, os.O_RDONLY)
+    assert payload_of(os.pread(reader, 1 << 20, 0)) == payload_of(vector_bytes(e))
+    pending = held_in_flight(reader)
+    os.close(reader)  # FLUSH; the RELEASE waits for the socket
+    copied = {}
+
+    def copy():
+        try:
+            with open(name, "wb") as f:
+                f.write(vector_bytes(e))
+            copied["ok"] = True
+        except OSError as err:
+            copied["error"] = err
+
+    t = threading.Thread(target=copy)
+    t.start()
+    time.sleep(0.02)
+    for s in pending:
+        s.close()  # RELEASE
+    t.join()
+    assert copied.get("ok"), copied
+    with open(name, "rb") as f:
+        assert payload_of(f.read()) == payload_of(vector_bytes(e))
+
 if __name__ == "__main__":
     main()

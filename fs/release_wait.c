@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waiting for the RELEASE that trails a close(2).
+ *
+ * close(2) returns once the FLUSH is answered; the kernel sends the RELEASE
+ * afterwards, in the background. So `cp f x && mv x <key>.kvc`, or a reader
+ * that closes a slab right before something writes over it, reaches kvcfs
+ * while the closed file still looks open: a rename would publish a copy of
+ * a file nobody writes any more, an open that the kernel cannot put beside
+ * a passthrough open would fail with ETXTBSY. A handle that has been closed
+ * once (its FLUSH was seen) is released in a moment, unless a dup of the
+ * descriptor lives on; the request waits that long for it, and no longer:
+ * a dup may stay open for as long as it likes.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "kvcfs.h"
+
+#define RELEASE_WAIT_NS (200 * 1000 * 1000L)
+
+struct timespec release_deadline(void)
+{
+	struct timespec deadline;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_nsec += RELEASE_WAIT_NS;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	return deadline;
+}
+
+bool release_wait(struct kvcfs *fs, const struct timespec *deadline)
+{
+	return pthread_cond_timedwait(&fs->handle_released, &fs->lock, deadline) != ETIMEDOUT;
+}
+
+void release_seen(struct kvcfs *fs)
+{
+	pthread_cond_broadcast(&fs->handle_released);
+}

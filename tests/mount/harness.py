@@ -230,6 +230,19 @@ def metric(m, name):
     raise AssertionError("no metric kvcfs_" + name)
 
 
+def leftovers(root, wait=2.0):
+    """Everything in the backing root that is not a published slab, once it
+    settles. The kernel sends a file's RELEASE right after its last close()
+    returns, not before, and a temp of a file closed just now may go only
+    then: allow it a moment to arrive."""
+    deadline = time.time() + wait
+    while True:
+        left = sorted(n for n in os.listdir(root) if not n.endswith(".kvc"))
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.01)
+
+
 def verify_slabs(root):
     """`kvc verify` on every *.kvc in a backing root (fails the test if one
     does not verify); returns their names, sorted."""

@@ -7,7 +7,7 @@ import errno
 import os
 import struct
 
-from harness import (KVC, expect_errno, kvcache, main, metric, payload_of, run,
+from harness import (KVC, expect_errno, kvcache, leftovers, main, metric, payload_of, run,
                      valid_vectors, vector_bytes, verify_slabs, without_mutable_header)
 
 SEAL = "user.kvcfs.seal"
@@ -83,10 +83,6 @@ def backing_bytes(m, key):
         return f.read()
 
 
-def temps_in(root):
-    return [n for n in os.listdir(root) if not n.endswith(".kvc")]
-
-
 def listing(m):
     return sorted(set(os.listdir(m.mnt)) - {"payload", ".kvcfs"})
 
@@ -102,7 +98,7 @@ def test_reference_save_publishes_counts_hits_and_reloads(ws):
         "after link(2) both names exist: %r" % log[0]
     assert listing(m) == [e["key"] + ".kvc"], "unlink removed only the temp's name"
     assert verify_slabs(m.root) == [e["key"] + ".kvc"]
-    assert temps_in(m.root) == [], "nothing of the save is left in the backing root"
+    assert leftovers(m.root) == [], "nothing of the save is left in the backing root"
     assert without_mutable_header(backing_bytes(m, e["key"])) == without_mutable_header(data)
     assert metric(m, "publishes_total") == 1
 
@@ -143,7 +139,7 @@ def test_reference_save_adopts_an_existing_slab(ws):
     os.unlink(tmp)
     assert os.stat(os.path.join(m.root, e["key"] + ".kvc")).st_ino == first.st_ino
     assert verify_slabs(m.root) == sorted([e["key"] + ".kvc", other["key"] + ".kvc"])
-    assert temps_in(m.root) == []
+    assert leftovers(m.root) == []
     assert listing(m) == sorted([e["key"] + ".kvc", other["key"] + ".kvc"])
 
 
@@ -164,7 +160,7 @@ def test_reference_save_of_invalid_content_fails_cleanly(ws):
         assert f.read() == bytes(data), "the refused bytes are untouched"
     os.unlink(tmp)
     assert listing(m) == [], listing(m)
-    assert temps_in(m.root) == [], temps_in(m.root)
+    assert leftovers(m.root) == [], leftovers(m.root)
     assert metric(m, "rejected_total") == 1
 
 
@@ -206,7 +202,7 @@ def test_staging_name_after_link(ws):
     assert verify_slabs(m.root) == [e["key"] + ".kvc"]
     with open(m.path(e["key"] + ".kvc"), "rb") as f:
         assert without_mutable_header(f.read()) == without_mutable_header(data)
-    assert temps_in(m.root) == []
+    assert leftovers(m.root) == []
 
 
 def test_other_links_stay_eperm(ws):
@@ -245,7 +241,7 @@ def test_kvc_build_publishes_into_the_mount(ws):
     assert listing(m) == [key + ".kvc"]
     with open(m.path("payload", key), "rb") as f, open(payload, "rb") as g:
         assert f.read() == g.read()
-    assert temps_in(m.root) == []
+    assert leftovers(m.root) == []
 
 
 def test_hit_count_writes_touch_only_the_two_fields(ws):
@@ -331,7 +327,7 @@ def test_sealed_slabs_match_the_vectors(ws):
         with open(m.path("payload", e["key"]), "rb") as f:
             assert f.read() == payload_of(data)
     verify_slabs(m.root)
-    assert temps_in(m.root) == []
+    assert leftovers(m.root) == []
     # Sealing is a request on a file not yet published.
     expect_errno(errno.EPERM, os.setxattr, m.path(entries[0]["key"] + ".kvc"), SEAL, b"1")
 

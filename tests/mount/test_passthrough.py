@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from harness import KVC, main, metric, payload_of, run, valid_vectors, vector_bytes
+from harness import KVC, leftovers, main, metric, payload_of, run, valid_vectors, vector_bytes
 import workers
 
 FORCED_OFF = "passthrough=off" in os.environ.get("KVCFS_TEST_OPTIONS", "")
@@ -95,8 +95,7 @@ def test_rename_while_written_never_changes_the_slab(ws):
     with open(m.path(e["key"] + ".kvc"), "rb") as f:
         assert payload_of(f.read()) == payload_of(good)
     run([KVC, "verify", os.path.join(m.root, e["key"] + ".kvc")])
-    leftover = [n for n in os.listdir(m.root) if not n.endswith(".kvc")]
-    assert leftover == [], leftover
+    assert leftovers(m.root) == [], leftovers(m.root)
     assert metric(m, "publish_copies_total") == (1 if on else 0)
 
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from harness import (KVC, expect_errno, main, metric, payload_of, run, valid_vectors, vector_bytes,
-                     without_mutable_header)
+from harness import (KVC, expect_errno, leftovers, main, metric, payload_of, run, valid_vectors,
+                     vector_bytes, without_mutable_header)
 
 
 def publish(m, e):
@@ -174,6 +174,7 @@ def test_concurrent_publishers_one_key(ws):
         procs = [subprocess.Popen([sys.executable, "-c", RACER, mounts[i % 2].mnt,
                                    e["key"] + ".kvc", src, str(i)]) for i in range(6)]
         assert all(p.wait() == 0 for p in procs), "every racing publish succeeds"
+        assert leftovers(root) == [], leftovers(root)
         names = os.listdir(root)
         assert names == [e["key"] + ".kvc"], names
         run([KVC, "verify", os.path.join(root, names[0])])
@@ -209,6 +210,7 @@ def test_concurrent_copies_over_a_slab(ws):
                               stderr=subprocess.PIPE, text=True) for _ in range(6)]
     errors = [p.communicate()[1] for p in procs if p.wait() != 0]
     assert errors == [], errors[0]
+    assert leftovers(m.root) == [], leftovers(m.root)
     names = os.listdir(m.root)
     assert names == [e["key"] + ".kvc"], names
     run([KVC, "verify", os.path.join(m.root, names[0])])

@@ -11,21 +11,9 @@ import subprocess
 import threading
 import time
 
-from harness import (drop_caches, expect_errno, main, metric, payload_of,
+from harness import (drop_caches, expect_errno, leftovers, main, metric, payload_of,
                      valid_vectors as valid, vector_bytes)
 import workers
-
-
-def leftovers(root, wait=2.0):
-    """Everything in the backing root that is not a published slab. The
-    kernel sends RELEASE right after the last close() returns, not before:
-    allow it a moment to arrive."""
-    deadline = time.time() + wait
-    while True:
-        left = sorted(n for n in os.listdir(root) if not n.endswith(".kvc"))
-        if not left or time.time() > deadline:
-            return left
-        time.sleep(0.01)
 
 
 def publish_by_rename(m, key, data, staging="incoming.part"):

@@ -129,6 +129,14 @@ def read_all(path):
 MODES = (("passthrough", []), ("daemon path", ["passthrough=off"]))
 
 
+def metric_of(m, name):
+    with open(os.path.join(m.mnt, ".kvcfs", "metrics")) as f:
+        for line in f:
+            if line.startswith("kvcfs_" + name + " "):
+                return int(float(line.split()[1]))
+    return -1
+
+
 def mode_of(m):
     with open(os.path.join(m.mnt, ".kvcfs", "metrics")) as f:
         for line in f:
@@ -161,6 +169,7 @@ def bench_big(base, mode, opts):
         pub_k.append(timed(lambda: (copy_file(src, staging, False),
                                     os.rename(staging, os.path.join(m.mnt, name)))))
     record("[%s] publish %d MiB slab (cp + mv, durable)" % (mode, GIB >> 20), pub_k, pub_d, 0.90)
+    print("    copies published (a writer looked open at the rename): %d" % metric_of(m, "publish_copies_total"))
     # cold read: page cache dropped, validation included on both sides
     if drop_caches():
         cold_k, cold_d = [], []

@@ -87,6 +87,7 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 		goto out_unmount;
 	if (rescanner_start(fs) != 0)
 		goto out_notifier;
+	release_wait_init(fs, cmd->singlethread ? 1 : fs->opts.max_threads);
 	if (cmd->singlethread) {
 		rc = fuse_session_loop(se);
 	} else {

@@ -812,15 +812,19 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
  * the whole file copied. */
 static bool held_in_passthrough(struct kvcfs *fs, struct staging *stage)
 {
-	struct timespec deadline = release_deadline();
+	struct timespec deadline;
 	bool writing;
 
 	if (!atomic_load(&stage->bypass))
 		return false;
 	pthread_mutex_lock(&fs->lock);
-	while (stage->writers > 0 && stage->flushed_writers == stage->writers &&
-	       release_wait(fs, &deadline))
-		;
+	if (stage->writers > 0 && stage->flushed_writers == stage->writers &&
+	    release_wait_start(fs, &deadline)) {
+		while (stage->writers > 0 && stage->flushed_writers == stage->writers &&
+		       release_wait(fs, &deadline))
+			;
+		release_wait_stop(fs);
+	}
 	writing = stage->writers > 0;
 	pthread_mutex_unlock(&fs->lock);
 	return writing;

@@ -39,7 +39,9 @@
  *   LINKED: both names exist, as after link(2). Through the staging name,
  *   reads return the published file (published_fd) and write opens get
  *   EPERM; unlink(name) removes only that name (-> UNNAMED, and the
- *   published file is closed when the kernel forgets the node).
+ *   published file is closed when the kernel forgets the node). If the
+ *   slab's name goes first (rm, eviction), the staging name still names
+ *   the file (its attributes come from published_fd).
  *
  *   Any NAMED or UNNAMED stage not yet published: setxattr user.kvcfs.seal
  *   makes its publish fill in the payload's CRC first (kvc_tmp_seal).
@@ -712,6 +714,24 @@ out:
 	return rc;
 }
 
+/* LINKED, and the slab's name is gone since (rm, eviction): the staging
+ * name still names the file, as any name of a hard link does after the
+ * other is removed, and reads still get it (published_fd). */
+static int linked_file_attr(struct staging *stage, struct stat *st)
+{
+	int rc = -ENOENT;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published_fd >= 0)
+		rc = fstat(stage->published_fd, st) < 0 ? -errno : 0;
+	pthread_rwlock_unlock(&stage->lock);
+	if (rc == 0) {
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+	}
+	return rc;
+}
+
 int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 {
 	struct stat real;
@@ -729,8 +749,10 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 	pthread_rwlock_unlock(&stage->lock);
 	/* Published a moment ago and about to become the slab's node: it
 	 * looks like the slab already. */
-	if (published)
-		return attr_of_slab(fs, &key, false, st);
+	if (published) {
+		rc = attr_of_slab(fs, &key, false, st);
+		return rc == -ENOENT ? linked_file_attr(stage, st) : rc;
+	}
 	if (rc < 0)
 		return rc;
 	*st = real;

@@ -468,6 +468,12 @@ void passthrough_closed(struct kvcfs *fs, struct handle *h);
  * sealed first. */
 #define PUBLISH_FINAL 1u
 #define PUBLISH_AS_LINK 2u
+/* PUBLISH_NO_WRITER: a named stage that the kernel writes itself is
+ * published only if no writer has it open once the publish holds the
+ * stage's lock (an open that came after the caller looked); else nothing
+ * is done and the result is PUBLISH_WRITER_CAME: publish a copy instead. */
+#define PUBLISH_NO_WRITER 4u
+#define PUBLISH_WRITER_CAME 1
 int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
 		  unsigned flags);
 

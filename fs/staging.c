@@ -231,6 +231,12 @@ static int attach_stage(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	int fd, rc;
 
 	pthread_rwlock_rdlock(&stage->lock);
+	if (h->writable && stage->published) {
+		/* Published since the caller looked (a rename or link that
+		 * saw no writer yet): the kernel would write the slab itself. */
+		pthread_rwlock_unlock(&stage->lock);
+		return -EPERM;
+	}
 	/* Linked: the same file, now the slab's (a read-only descriptor).
 	 * With a local tier the daemon writes each byte to both tiers, so
 	 * writes stay on its path. */
@@ -858,9 +864,13 @@ static bool held_in_passthrough(struct kvcfs *fs, struct staging *stage)
 static int publish_named(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
 			 unsigned flags)
 {
-	if (held_in_passthrough(fs, stage))
-		return publish_copy(fs, stage, key, flags);
-	return publish_stage(fs, stage, key, flags);
+	int rc = PUBLISH_WRITER_CAME;
+
+	if (!held_in_passthrough(fs, stage))
+		rc = publish_stage(fs, stage, key, flags | PUBLISH_NO_WRITER);
+	if (rc == PUBLISH_WRITER_CAME)
+		rc = publish_copy(fs, stage, key, flags);
+	return rc;
 }
 
 static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_key *key,
@@ -892,7 +902,10 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 	if ((flags & RENAME_NOREPLACE) &&
 	    faccessat(kvc_store_dirfd(fs->store), newname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return -EEXIST;
-	if (held_in_passthrough(fs, src->stage)) {
+	rc = PUBLISH_WRITER_CAME;
+	if (!held_in_passthrough(fs, src->stage))
+		rc = publish_stage(fs, src->stage, key, PUBLISH_FINAL | PUBLISH_NO_WRITER);
+	if (rc == PUBLISH_WRITER_CAME) {
 		/* What was published is a copy: this node stays the writer's
 		 * file, without a name (its temp goes at its last close); the
 		 * kernel's entry for the key, which now points here, is
@@ -910,7 +923,6 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 		}
 		return rc;
 	}
-	rc = publish_stage(fs, src->stage, key, PUBLISH_FINAL);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&fs->lock);

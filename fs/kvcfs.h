@@ -200,6 +200,9 @@ struct kvcfs {
 	fuse_ino_t next_ino;
 	pthread_cond_t handle_released; /* with lock: a RELEASE came
 				    * (release_wait.c) */
+	unsigned release_waiters;  /* lock: requests waiting on it now */
+	unsigned release_wait_slots; /* set before serving: how many may
+				    * (release_wait.c) */
 	GArray *orphan_backing_ids; /* int: passthrough ids to close (passthrough.c) */
 	/* Open and not yet released: the kernel drops the RELEASEs still
 	 * queued when the mount goes, so these are released at exit
@@ -380,10 +383,14 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-/* release_wait.c: fs->lock held; the wait releases it meanwhile. false
- * once the deadline passed. */
-struct timespec release_deadline(void);
+/* release_wait.c: all with fs->lock held. release_wait_start takes one of
+ * the few waiting slots (false: none is free, do not wait) and sets the
+ * deadline; release_wait waits (releasing the lock meanwhile) and is false
+ * once the deadline passed; release_wait_stop gives the slot back. */
+void release_wait_init(struct kvcfs *fs, unsigned threads);
+bool release_wait_start(struct kvcfs *fs, struct timespec *deadline);
 bool release_wait(struct kvcfs *fs, const struct timespec *deadline);
+void release_wait_stop(struct kvcfs *fs);
 void release_seen(struct kvcfs *fs);
 
 /* After the session ended: the opens whose RELEASE never came. */
@@ -461,6 +468,12 @@ void passthrough_closed(struct kvcfs *fs, struct handle *h);
  * sealed first. */
 #define PUBLISH_FINAL 1u
 #define PUBLISH_AS_LINK 2u
+/* PUBLISH_NO_WRITER: a named stage that the kernel writes itself is
+ * published only if no writer has it open once the publish holds the
+ * stage's lock (an open that came after the caller looked); else nothing
+ * is done and the result is PUBLISH_WRITER_CAME: publish a copy instead. */
+#define PUBLISH_NO_WRITER 4u
+#define PUBLISH_WRITER_CAME 1
 int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
 		  unsigned flags);
 

@@ -87,6 +87,7 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 		goto out_unmount;
 	if (rescanner_start(fs) != 0)
 		goto out_notifier;
+	release_wait_init(fs, cmd->singlethread ? 1 : fs->opts.max_threads);
 	if (cmd->singlethread) {
 		rc = fuse_session_loop(se);
 	} else {
@@ -97,6 +98,11 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 		rc = fuse_session_loop_mt(se, loop);
 		fuse_loop_cfg_destroy(loop);
 	}
+	/* A positive value is the signal (SIGTERM, SIGINT, SIGHUP) that asked
+	 * the loop to end: a stop as asked for (systemctl stop), not a
+	 * failure. Only -errno is one. */
+	if (rc > 0)
+		rc = 0;
 	handles_release_lost(fs);
 	rescanner_stop(fs);
 out_notifier:

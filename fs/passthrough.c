@@ -132,14 +132,18 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 		fd = -1;
 	pthread_mutex_lock(&fs->lock);
 	close_orphans(fs, req);
-	if (fd < 0) {
+	if (fd < 0 && node->backing_refs > 0 && node->backing_closing == node->backing_refs) {
 		/* Refused beside passthrough opens, unless those were all
 		 * closed and only their RELEASE is still on its way. */
-		struct timespec deadline = release_deadline();
+		struct timespec deadline;
 
-		while (node->backing_refs > 0 && node->backing_closing == node->backing_refs &&
-		       release_wait(fs, &deadline))
-			;
+		if (release_wait_start(fs, &deadline)) {
+			while (node->backing_refs > 0 &&
+			       node->backing_closing == node->backing_refs &&
+			       release_wait(fs, &deadline))
+				;
+			release_wait_stop(fs);
+		}
 	}
 	if (fd >= 0 && node->direct_opens == 0) {
 		if (node->backing_id > 0 && node->backing_dev == st.st_dev &&

@@ -70,6 +70,20 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 		pthread_rwlock_unlock(&stage->lock);
 		return -EBADF;
 	}
+	/* A writer's open counts itself (fs->lock) before it attaches to
+	 * the temp (stage lock, staging.c): one not counted now finds the
+	 * stage published and is refused. */
+	if ((flags & PUBLISH_NO_WRITER) && atomic_load(&stage->bypass)) {
+		bool writer;
+
+		pthread_mutex_lock(&fs->lock);
+		writer = stage->writers > 0;
+		pthread_mutex_unlock(&fs->lock);
+		if (writer) {
+			pthread_rwlock_unlock(&stage->lock);
+			return PUBLISH_WRITER_CAME;
+		}
+	}
 	if (exceeds_budget(fs, stage)) {
 		pthread_rwlock_unlock(&stage->lock);
 		return -ENOSPC;

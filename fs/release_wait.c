@@ -11,6 +11,13 @@
  * once (its FLUSH was seen) is released in a moment, unless a dup of the
  * descriptor lives on; the request waits that long for it, and no longer:
  * a dup may stay open for as long as it likes.
+ *
+ * Such a dup is anyone's to keep, and every open or rename over its file
+ * would then hold a request thread for the whole wait: enough of them at
+ * once would leave no thread to answer anyone else (or the RELEASEs). So
+ * at most half of the threads wait at a time; a request that finds no free
+ * slot goes on as if the wait had timed out (ETXTBSY, a published copy).
+ * Single-threaded, nothing waits: the RELEASE could not come meanwhile.
  */
 #include <errno.h>
 #include <time.h>
@@ -19,17 +26,28 @@
 
 #define RELEASE_WAIT_NS (200 * 1000 * 1000L)
 
-struct timespec release_deadline(void)
+void release_wait_init(struct kvcfs *fs, unsigned threads)
 {
-	struct timespec deadline;
+	fs->release_wait_slots = threads / 2;
+}
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_nsec += RELEASE_WAIT_NS;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
+bool release_wait_start(struct kvcfs *fs, struct timespec *deadline)
+{
+	if (fs->release_waiters >= fs->release_wait_slots)
+		return false;
+	fs->release_waiters++;
+	clock_gettime(CLOCK_MONOTONIC, deadline);
+	deadline->tv_nsec += RELEASE_WAIT_NS;
+	if (deadline->tv_nsec >= 1000000000L) {
+		deadline->tv_sec++;
+		deadline->tv_nsec -= 1000000000L;
 	}
-	return deadline;
+	return true;
+}
+
+void release_wait_stop(struct kvcfs *fs)
+{
+	fs->release_waiters--;
 }
 
 bool release_wait(struct kvcfs *fs, const struct timespec *deadline)

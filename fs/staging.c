@@ -39,7 +39,9 @@
  *   LINKED: both names exist, as after link(2). Through the staging name,
  *   reads return the published file (published_fd) and write opens get
  *   EPERM; unlink(name) removes only that name (-> UNNAMED, and the
- *   published file is closed when the kernel forgets the node).
+ *   published file is closed when the kernel forgets the node). If the
+ *   slab's name goes first (rm, eviction), the staging name still names
+ *   the file (its attributes come from published_fd).
  *
  *   Any NAMED or UNNAMED stage not yet published: setxattr user.kvcfs.seal
  *   makes its publish fill in the payload's CRC first (kvc_tmp_seal).
@@ -229,6 +231,12 @@ static int attach_stage(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	int fd, rc;
 
 	pthread_rwlock_rdlock(&stage->lock);
+	if (h->writable && stage->published) {
+		/* Published since the caller looked (a rename or link that
+		 * saw no writer yet): the kernel would write the slab itself. */
+		pthread_rwlock_unlock(&stage->lock);
+		return -EPERM;
+	}
 	/* Linked: the same file, now the slab's (a read-only descriptor).
 	 * With a local tier the daemon writes each byte to both tiers, so
 	 * writes stay on its path. */
@@ -712,6 +720,24 @@ out:
 	return rc;
 }
 
+/* LINKED, and the slab's name is gone since (rm, eviction): the staging
+ * name still names the file, as any name of a hard link does after the
+ * other is removed, and reads still get it (published_fd). */
+static int linked_file_attr(struct staging *stage, struct stat *st)
+{
+	int rc = -ENOENT;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published_fd >= 0)
+		rc = fstat(stage->published_fd, st) < 0 ? -errno : 0;
+	pthread_rwlock_unlock(&stage->lock);
+	if (rc == 0) {
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+	}
+	return rc;
+}
+
 int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 {
 	struct stat real;
@@ -729,8 +755,10 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 	pthread_rwlock_unlock(&stage->lock);
 	/* Published a moment ago and about to become the slab's node: it
 	 * looks like the slab already. */
-	if (published)
-		return attr_of_slab(fs, &key, false, st);
+	if (published) {
+		rc = attr_of_slab(fs, &key, false, st);
+		return rc == -ENOENT ? linked_file_attr(stage, st) : rc;
+	}
 	if (rc < 0)
 		return rc;
 	*st = real;
@@ -812,15 +840,19 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
  * the whole file copied. */
 static bool held_in_passthrough(struct kvcfs *fs, struct staging *stage)
 {
-	struct timespec deadline = release_deadline();
+	struct timespec deadline;
 	bool writing;
 
 	if (!atomic_load(&stage->bypass))
 		return false;
 	pthread_mutex_lock(&fs->lock);
-	while (stage->writers > 0 && stage->flushed_writers == stage->writers &&
-	       release_wait(fs, &deadline))
-		;
+	if (stage->writers > 0 && stage->flushed_writers == stage->writers &&
+	    release_wait_start(fs, &deadline)) {
+		while (stage->writers > 0 && stage->flushed_writers == stage->writers &&
+		       release_wait(fs, &deadline))
+			;
+		release_wait_stop(fs);
+	}
 	writing = stage->writers > 0;
 	pthread_mutex_unlock(&fs->lock);
 	return writing;
@@ -832,9 +864,13 @@ static bool held_in_passthrough(struct kvcfs *fs, struct staging *stage)
 static int publish_named(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
 			 unsigned flags)
 {
-	if (held_in_passthrough(fs, stage))
-		return publish_copy(fs, stage, key, flags);
-	return publish_stage(fs, stage, key, flags);
+	int rc = PUBLISH_WRITER_CAME;
+
+	if (!held_in_passthrough(fs, stage))
+		rc = publish_stage(fs, stage, key, flags | PUBLISH_NO_WRITER);
+	if (rc == PUBLISH_WRITER_CAME)
+		rc = publish_copy(fs, stage, key, flags);
+	return rc;
 }
 
 static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_key *key,
@@ -866,7 +902,10 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 	if ((flags & RENAME_NOREPLACE) &&
 	    faccessat(kvc_store_dirfd(fs->store), newname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return -EEXIST;
-	if (held_in_passthrough(fs, src->stage)) {
+	rc = PUBLISH_WRITER_CAME;
+	if (!held_in_passthrough(fs, src->stage))
+		rc = publish_stage(fs, src->stage, key, PUBLISH_FINAL | PUBLISH_NO_WRITER);
+	if (rc == PUBLISH_WRITER_CAME) {
 		/* What was published is a copy: this node stays the writer's
 		 * file, without a name (its temp goes at its last close); the
 		 * kernel's entry for the key, which now points here, is
@@ -884,7 +923,6 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 		}
 		return rc;
 	}
-	rc = publish_stage(fs, src->stage, key, PUBLISH_FINAL);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&fs->lock);

@@ -205,6 +205,32 @@ def test_staging_name_after_link(ws):
     assert leftovers(m.root) == []
 
 
+def test_staging_name_after_its_slab_is_removed(ws):
+    """link(incoming, <key>.kvc), then the slab's name goes (rm, eviction):
+    the staging name still names the file, as any hard link does. It was
+    listed but stat and rm said ENOENT, and a create of the name EEXIST:
+    the name was stuck until the kernel forgot the node."""
+    m = ws.mount()
+    e = entry_with_payload()
+    data = vector_bytes(e)
+    tmp = m.path("incoming")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.link(tmp, m.path(e["key"] + ".kvc"))
+    os.unlink(m.path(e["key"] + ".kvc"))
+    assert "incoming" in os.listdir(m.mnt)
+    assert os.stat(tmp).st_size == len(data)
+    with open(tmp, "rb") as f:
+        assert without_mutable_header(f.read()) == without_mutable_header(data)
+    os.unlink(tmp)
+    assert "incoming" not in os.listdir(m.mnt)
+    with open(tmp, "wb") as f:  # the name is free again
+        f.write(data)
+    os.rename(tmp, m.path(e["key"] + ".kvc"))
+    assert verify_slabs(m.root) == [e["key"] + ".kvc"]
+    assert leftovers(m.root) == []
+
+
 def test_other_links_stay_eperm(ws):
     m = ws.mount()
     e, other = valid_vectors()[0], valid_vectors()[1]

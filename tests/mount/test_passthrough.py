@@ -270,5 +270,106 @@ def test_copy_right_after_the_last_reader_closed(ws):
     with open(name, "rb") as f:
         assert payload_of(f.read()) == payload_of(vector_bytes(e))
 
+
+def test_lingering_dup_leaves_threads_for_everyone_else(ws):
+    """A reader closes a slab once and keeps a dup: its RELEASE never
+    comes. Many writers over that slab each wait for it (ETXTBSY after the
+    wait); if all of them held a thread for the whole wait, the mount would
+    stop answering anyone else. At most half of the threads wait at once."""
+    m = ws.mount(options=["threads=4"])
+    if not passthrough_on(m):
+        return  # no passthrough opens, nothing to wait for
+    e, other = valid_vectors()[0], valid_vectors()[1]
+    publish(m, e["key"], vector_bytes(e))
+    publish(m, other["key"], vector_bytes(other))
+    name = m.path(e["key"] + ".kvc")
+    reader = os.open(name, os.O_RDONLY)
+    lingering = os.dup(reader)
+    os.close(reader)  # FLUSH; the dup keeps the RELEASE away for good
+    stop = time.monotonic() + 3
+    errors = set()
+
+    def write_over():
+        while time.monotonic() < stop:
+            try:
+                os.close(os.open(name, os.O_WRONLY | os.O_TRUNC))
+            except OSError as err:
+                errors.add(err.errno)
+
+    writers = [threading.Thread(target=write_over) for _ in range(8)]
+    for t in writers:
+        t.start()
+    took = []
+    try:
+        time.sleep(0.5)
+        while time.monotonic() < stop - 0.3:
+            started = time.monotonic()
+            with open(m.path(other["key"] + ".kvc"), "rb") as f:
+                assert payload_of(f.read()) == payload_of(vector_bytes(other))
+            os.listdir(m.mnt)
+            took.append(time.monotonic() - started)
+    finally:
+        for t in writers:
+            t.join()
+        os.close(lingering)
+    assert errors == {errno.ETXTBSY}, errors
+    took.sort()
+    # Every thread stuck in a 200 ms wait made each of these take 200 ms
+    # or more; with threads to spare they take a few milliseconds.
+    assert took[len(took) // 2] < 0.1, took
+
+
+def test_writer_opening_during_a_publish_never_writes_the_slab(ws):
+    """A writer opens a named staging file while a link(2) or rename
+    publishes it (here through /proc/self/fd of a reader: no lookup, no
+    directory lock). The publish looked for writers before it took the
+    stage: an open in between went on to write the slab itself, through
+    the kernel. A race, so tried many times; every slab must verify."""
+    m = ws.mount()
+    if not passthrough_on(m):
+        return  # the daemon refuses writes to a published stage itself
+    e = valid_vectors()[0]
+    data = vector_bytes(e)
+    key_name = m.path(e["key"] + ".kvc")
+    backing = os.path.join(m.root, e["key"] + ".kvc")
+    stop = time.monotonic() + 10
+    tries = 0
+    while time.monotonic() < stop:
+        tries += 1
+        staged = m.path("st")
+        with open(staged, "wb") as f:
+            f.write(data)
+        reader = os.open(staged, os.O_RDONLY)
+        publishing = threading.Event()
+
+        def write_during_publish():
+            while not publishing.is_set():
+                try:
+                    fd = os.open("/proc/self/fd/%d" % reader, os.O_RDWR)
+                except OSError:
+                    continue
+                try:
+                    os.pwrite(fd, b"\0\x11\x22\x33", len(data) - 50)
+                except OSError:
+                    pass
+                os.close(fd)
+
+        t = threading.Thread(target=write_during_publish)
+        t.start()
+        try:
+            (os.link if tries % 2 else os.rename)(staged, key_name)
+        except OSError as err:
+            assert err.errno == errno.EBADMSG, err  # a write came first
+        finally:
+            publishing.set()
+            t.join()
+            os.close(reader)
+        if os.path.exists(backing):
+            p = run([KVC, "verify", backing], check=False)
+            assert p.returncode == 0, "try %d: %s" % (tries, p.stdout + p.stderr)
+            os.unlink(key_name)
+        if os.path.exists(staged):
+            os.unlink(staged)
+
 if __name__ == "__main__":
     main()

@@ -145,6 +145,18 @@ def mode_of(m):
     return "daemon path"
 
 
+def mount_in_mode(root, base, mode, opts):
+    """A mount of root in the mode asked for, or None (and base removed)
+    when this machine cannot give that mode."""
+    m = Mount(root, os.path.join(base, "mnt"), opts)
+    if mode_of(m) == mode:
+        return m
+    print("%s: not available here, skipped" % mode)
+    m.stop()
+    shutil.rmtree(base)
+    return None
+
+
 def bench_big(base, mode, opts):
     src_dir = os.path.join(base, "src")
     os.makedirs(src_dir)
@@ -153,11 +165,8 @@ def bench_big(base, mode, opts):
     name = key + ".kvc"
     root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
     os.makedirs(direct)
-    m = Mount(root, os.path.join(base, "mnt"), opts)
-    if mode_of(m) != mode:
-        print("%s: not available here, skipped" % mode)
-        m.stop()
-        shutil.rmtree(base)
+    m = mount_in_mode(root, base, mode, opts)
+    if m is None:
         return
     pub_k, pub_d = [], []
     for r in range(ROUNDS):
@@ -206,11 +215,8 @@ def bench_small(base, mode, opts):
         slabs.append((kvcache.cache_key(FP, "f16", CTX, tokens),
                       kvcache.build_slab(FP, "f16", CTX, tokens, bytes([i % 256]) * 65536,
                                          hostname=b"b")))
-    m = Mount(root, os.path.join(base, "mnt"), opts)
-    if mode_of(m) != mode:
-        print("%s: not available here, skipped" % mode)
-        m.stop()
-        shutil.rmtree(base)
+    m = mount_in_mode(root, base, mode, opts)
+    if m is None:
         return
     k_s, d_s = [], []
     for r in range(ROUNDS):

@@ -383,14 +383,12 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-/* release_wait.c: all with fs->lock held. release_wait_start takes one of
- * the few waiting slots (false: none is free, do not wait) and sets the
- * deadline; release_wait waits (releasing the lock meanwhile) and is false
- * once the deadline passed; release_wait_stop gives the slot back. */
+/* release_wait.c, with fs->lock held: while waiting(arg) says closed
+ * handles' RELEASEs are all that is missing, wait for them (the lock is
+ * released meanwhile), at most 200 ms, and only if one of the few waiting
+ * slots is free. */
 void release_wait_init(struct kvcfs *fs, unsigned threads);
-bool release_wait_start(struct kvcfs *fs, struct timespec *deadline);
-bool release_wait(struct kvcfs *fs, const struct timespec *deadline);
-void release_wait_stop(struct kvcfs *fs);
+void release_wait_while(struct kvcfs *fs, bool (*waiting)(const void *), const void *arg);
 void release_seen(struct kvcfs *fs);
 
 /* After the session ended: the opens whose RELEASE never came. */

@@ -109,6 +109,14 @@ static void close_orphans(struct kvcfs *fs, fuse_req_t req)
 	g_array_set_size(fs->orphan_backing_ids, 0);
 }
 
+/* Every passthrough handle of the node has been closed (FLUSH seen). */
+static bool only_releases_missing(const void *arg)
+{
+	const struct node *node = arg;
+
+	return node->backing_refs > 0 && node->backing_closing == node->backing_refs;
+}
+
 /*
  * Decides, under fs->lock so that two racing opens cannot disagree, how an
  * open of node is served. fd >= 0: the open may go passthrough to fd; it
@@ -132,19 +140,10 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 		fd = -1;
 	pthread_mutex_lock(&fs->lock);
 	close_orphans(fs, req);
-	if (fd < 0 && node->backing_refs > 0 && node->backing_closing == node->backing_refs) {
-		/* Refused beside passthrough opens, unless those were all
-		 * closed and only their RELEASE is still on its way. */
-		struct timespec deadline;
-
-		if (release_wait_start(fs, &deadline)) {
-			while (node->backing_refs > 0 &&
-			       node->backing_closing == node->backing_refs &&
-			       release_wait(fs, &deadline))
-				;
-			release_wait_stop(fs);
-		}
-	}
+	/* Refused beside passthrough opens, unless those were all closed and
+	 * only their RELEASE is still on its way. */
+	if (fd < 0)
+		release_wait_while(fs, only_releases_missing, node);
 	if (fd >= 0 && node->direct_opens == 0) {
 		if (node->backing_id > 0 && node->backing_dev == st.st_dev &&
 		    node->backing_ino == st.st_ino) {

@@ -31,28 +31,23 @@ void release_wait_init(struct kvcfs *fs, unsigned threads)
 	fs->release_wait_slots = threads / 2;
 }
 
-bool release_wait_start(struct kvcfs *fs, struct timespec *deadline)
+void release_wait_while(struct kvcfs *fs, bool (*waiting)(const void *), const void *arg)
 {
-	if (fs->release_waiters >= fs->release_wait_slots)
-		return false;
+	struct timespec deadline;
+
+	if (!waiting(arg) || fs->release_waiters >= fs->release_wait_slots)
+		return;
 	fs->release_waiters++;
-	clock_gettime(CLOCK_MONOTONIC, deadline);
-	deadline->tv_nsec += RELEASE_WAIT_NS;
-	if (deadline->tv_nsec >= 1000000000L) {
-		deadline->tv_sec++;
-		deadline->tv_nsec -= 1000000000L;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_nsec += RELEASE_WAIT_NS;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
 	}
-	return true;
-}
-
-void release_wait_stop(struct kvcfs *fs)
-{
+	while (waiting(arg) &&
+	       pthread_cond_timedwait(&fs->handle_released, &fs->lock, &deadline) != ETIMEDOUT)
+		;
 	fs->release_waiters--;
-}
-
-bool release_wait(struct kvcfs *fs, const struct timespec *deadline)
-{
-	return pthread_cond_timedwait(&fs->handle_released, &fs->lock, deadline) != ETIMEDOUT;
 }
 
 void release_seen(struct kvcfs *fs)

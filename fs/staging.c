@@ -834,24 +834,25 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 	return rc;
 }
 
+/* Every writer of the stage has closed it (FLUSH seen). fs->lock held. */
+static bool writers_all_closed(const void *arg)
+{
+	const struct staging *stage = arg;
+
+	return stage->writers > 0 && stage->flushed_writers == stage->writers;
+}
+
 /* A writer holds the staging file open, and the kernel writes it itself.
  * One that has closed is waited for a moment (release_wait.c) rather than
  * the whole file copied. */
 static bool held_in_passthrough(struct kvcfs *fs, struct staging *stage)
 {
-	struct timespec deadline;
 	bool writing;
 
 	if (!atomic_load(&stage->bypass))
 		return false;
 	pthread_mutex_lock(&fs->lock);
-	if (stage->writers > 0 && stage->flushed_writers == stage->writers &&
-	    release_wait_start(fs, &deadline)) {
-		while (stage->writers > 0 && stage->flushed_writers == stage->writers &&
-		       release_wait(fs, &deadline))
-			;
-		release_wait_stop(fs);
-	}
+	release_wait_while(fs, writers_all_closed, stage);
 	writing = stage->writers > 0;
 	pthread_mutex_unlock(&fs->lock);
 	return writing;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Byte sources for the parsers: a file descriptor or a buffer in memory. */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -32,12 +33,38 @@ static int fd_read_at(void *ctx, void *buf, size_t len, uint64_t off,
 	return 0;
 }
 
+/* SEEK_DATA/SEEK_HOLE: a filesystem that cannot tell says the whole file
+ * is data (EINVAL from an old kernel: -1, the same). */
+static int fd_data_at(int fd, uint64_t off, uint64_t *start, uint64_t *end)
+{
+	off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
+
+	if (data < 0) {
+		if (errno != ENXIO)
+			return -1;
+		*start = *end = UINT64_MAX; /* nothing but a hole to the end */
+		return 0;
+	}
+	hole = lseek(fd, data, SEEK_HOLE);
+	if (hole < 0)
+		return -1;
+	*start = (uint64_t)data;
+	*end = (uint64_t)hole;
+	return 0;
+}
+
+static int plain_fd_data_at(void *ctx, uint64_t off, uint64_t *start, uint64_t *end)
+{
+	return fd_data_at(*(int *)ctx, off, start, end);
+}
+
 void kvc_source_from_fd(struct kvc_source *src, int *fd_ctx, uint64_t size)
 {
 	src->view_at = NULL;
 	src->read_at = fd_read_at;
 	src->ctx = fd_ctx;
 	src->size = size;
+	src->data_at = plain_fd_data_at;
 }
 
 
@@ -81,6 +108,11 @@ static const void *head_view_at(void *ctx, size_t len, uint64_t off)
 	return head->buf + off;
 }
 
+static int head_data_at(void *ctx, uint64_t off, uint64_t *start, uint64_t *end)
+{
+	return fd_data_at(((struct kvc_fd_head *)ctx)->fd, off, start, end);
+}
+
 void kvc_source_from_fd_head(struct kvc_source *src, struct kvc_fd_head *head,
 			     int fd, uint64_t size)
 {
@@ -90,6 +122,7 @@ void kvc_source_from_fd_head(struct kvc_source *src, struct kvc_fd_head *head,
 	src->read_at = head_read_at;
 	src->ctx = head;
 	src->size = size;
+	src->data_at = head_data_at;
 }
 
 static const void *buf_view_at(void *ctx, size_t len, uint64_t off)
@@ -104,4 +137,5 @@ void kvc_source_from_buf(struct kvc_source *src, const void **buf_ctx, size_t si
 	src->read_at = buf_read_at;
 	src->ctx = (void *)buf_ctx;
 	src->size = size;
+	src->data_at = NULL;
 }

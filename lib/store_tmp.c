@@ -216,7 +216,7 @@ int kvc_store_write_tmp_bufs(struct kvc_store *store, const struct kvc_key *key,
 			     struct kvc_tmp *tmp, struct kvc_err *err)
 {
 	struct iov_source is = { iov, iovcnt };
-	struct kvc_source src = { iov_read_at, NULL, &is, 0 };
+	struct kvc_source src = { iov_read_at, NULL, &is, 0, NULL };
 	char label[KVC_SLAB_NAME_LEN + 1];
 	struct sync_job job;
 	struct kvc_meta meta;

@@ -27,6 +27,10 @@ kvc_crc32c_fn kvc_crc32c_isal(void);
 /* The CRC of A || B from crc(A), crc(B) and the length of B. */
 uint32_t kvc_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
+/* The CRC of A followed by len zero bytes, from crc(A): O(log len), so a
+ * hole of a sparse file costs no reading. */
+uint32_t kvc_crc32c_zeros(uint32_t crc_a, uint64_t len);
+
 /* "isa-l" or "portable": what kvc_crc32c() uses. */
 const char *kvc_crc32c_impl_name(void);
 

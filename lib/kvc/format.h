@@ -139,6 +139,11 @@ struct kvc_source {
 	const void *(*view_at)(void *ctx, size_t len, uint64_t off);
 	void *ctx;
 	uint64_t size;
+	/* Optional: where the next bytes that may be non-zero are, at or after
+	 * off: [*start, *end). Everything in [off, *start) reads as zeros (a
+	 * hole of a sparse file), so a CRC need not read it. 0, or -1 when it
+	 * cannot tell (then everything is data). */
+	int (*data_at)(void *ctx, uint64_t off, uint64_t *start, uint64_t *end);
 };
 
 void kvc_source_from_fd(struct kvc_source *src, int *fd_ctx, uint64_t size);

@@ -183,6 +183,28 @@ static void test_combine(void **state)
 	free(buf);
 }
 
+/* crc(A || n zeros) from crc(A) alone, as a hole of a sparse file is
+ * checked: equal to reading the zeros, for lengths around every power of
+ * two up to 16 MiB. */
+static void test_zeros(void **state)
+{
+	size_t max = 16u << 20;
+	uint8_t *zeros = calloc(max + 1, 1), *head = random_buf(1000, 3);
+	uint32_t a = kvc_crc32c(0, head, 1000);
+
+	(void)state;
+	assert_non_null(zeros);
+	for (size_t len = 1; len <= max; len <<= 1) {
+		for (size_t d = len > 1 ? len - 1 : len; d <= len + 1 && d <= max; d++) {
+			assert_int_equal(kvc_crc32c_zeros(a, d), kvc_crc32c(a, zeros, d));
+			assert_int_equal(kvc_crc32c_zeros(0, d), kvc_crc32c(0, zeros, d));
+		}
+	}
+	assert_int_equal(kvc_crc32c_zeros(a, 0), a);
+	free(zeros);
+	free(head);
+}
+
 /* The tracker vouches for a range exactly when recorded writes tile it,
  * in any order, and gives the CRC a full read would. */
 static void test_tracker(void **state)
@@ -233,6 +255,7 @@ int main(void)
 		cmocka_unit_test(test_longer_than_int),
 		cmocka_unit_test(test_incremental),
 		cmocka_unit_test(test_combine),
+		cmocka_unit_test(test_zeros),
 		cmocka_unit_test(test_tracker),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

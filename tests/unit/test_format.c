@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include <cmocka.h>
 #include <glib.h>
@@ -304,6 +305,55 @@ static void test_payload_gap(void **state)
 	g_free(path);
 }
 
+/* A payload of data islands between holes, written sparse: verification
+ * skips the holes (SEEK_DATA) and still gets the CRC of every byte, so it
+ * passes, and a flipped byte on an island still fails it. */
+static void test_sparse_payload(void **state)
+{
+	static const uint64_t islands[] = { 0, 5u << 20, (40u << 20) + 4093, (64u << 20) - 7 };
+	const uint64_t payload_len = 64u << 20;
+	char *path = vector_path("valid/2b5b02a7d60b48cda8bfb2a5e1f83f29d24d7adcce1f8dfe74c9752239e8e69f.kvc");
+	char *dir = make_temp_dir(), *file = g_strdup_printf("%s/sparse.kvc", dir);
+	uint8_t *payload = calloc(payload_len, 1), *prefix, flip;
+	size_t len, prefix_len;
+	uint8_t *data = read_whole(path, &len);
+	struct kvc_meta meta, vmeta;
+	struct kvc_err err;
+	struct kvc_key key;
+	int fd;
+
+	(void)state;
+	assert_non_null(payload);
+	for (size_t i = 0; i < G_N_ELEMENTS(islands); i++)
+		memset(payload + islands[i], (int)(0x31 + i), 7);
+	assert_int_equal(parse_buf(data, len, &meta, &err), 0);
+	assert_int_equal(kvc_build_prefix(&meta, payload_len, kvc_crc32c(0, payload, payload_len),
+					  &prefix, &prefix_len, &err), 0);
+	kvc_meta_key(&meta, &key);
+	fd = open(file, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, prefix, prefix_len, 0), (ssize_t)prefix_len);
+	for (size_t i = 0; i < G_N_ELEMENTS(islands); i++)
+		assert_int_equal(pwrite(fd, payload + islands[i], 7, (off_t)(prefix_len + islands[i])), 7);
+	assert_int_equal(ftruncate(fd, (off_t)(prefix_len + payload_len)), 0);
+	if (kvc_verify_fd(fd, 0, &key, &vmeta, &err) != 0)
+		fail_msg("sparse slab refused: %s", err.detail);
+	kvc_meta_clear(&vmeta);
+	flip = 0x31 ^ 0x80;
+	assert_int_equal(pwrite(fd, &flip, 1, (off_t)(prefix_len + islands[2] + 3)), 1);
+	assert_int_equal(kvc_verify_fd(fd, 0, &key, &vmeta, &err), -1);
+	assert_string_equal(kvc_tag_name(err.tag), "crc_mismatch");
+	close(fd);
+	kvc_meta_clear(&meta);
+	free(prefix);
+	free(payload);
+	g_free(data);
+	g_free(path);
+	g_free(file);
+	rm_rf(dir);
+	g_free(dir);
+}
+
 #define LARGE_VECTOR "valid/2b5b02a7d60b48cda8bfb2a5e1f83f29d24d7adcce1f8dfe74c9752239e8e69f.kvc"
 
 /* A temp file holding data (unlinked at once: only the fd names it). */
@@ -552,6 +602,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_mutations),
 		cmocka_unit_test(test_payload_flip_detected),
 		cmocka_unit_test(test_payload_gap),
+		cmocka_unit_test(test_sparse_payload),
 		cmocka_unit_test(test_seal_fills_crc),
 		cmocka_unit_test(test_seal_checks_nothing_else),
 		cmocka_unit_test(test_seal_refuses_truncated),

@@ -119,13 +119,13 @@ static bool owner_of_name(struct kvcfs *fs, const char *name, uid_t *uid)
 	bool found = false;
 	int e;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node = g_hash_table_lookup(fs->staging, name);
 	if (node != NULL) {
 		*uid = node->stage->uid;
 		found = true;
 	}
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (found)
 		return true;
 	if (classify_name(name, &key, &e) != NAME_SLAB ||
@@ -342,10 +342,10 @@ void access_stage_chowned(struct kvcfs *fs, struct staging *stage)
 	uid_t uid;
 	gid_t gid;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	uid = stage->uid;
 	gid = stage->gid;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	chown_temp(fs, stage->tmp.fd, uid, gid);
 }
 

@@ -102,10 +102,10 @@ static void attr_of_dir(struct kvcfs *fs, mode_t perm, struct stat *st)
  * at the size it was last told. */
 static void size_as_served(struct kvcfs *fs, struct node *node, struct stat *st)
 {
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	if (node->open_count > 0 && node->served_ino != 0)
 		st->st_size = node->served_size;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 }
 
 static double timeout_of(const struct kvcfs *fs, enum node_kind kind)
@@ -130,11 +130,11 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 	struct node_view v;
 	int rc = 0;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	v.kind = node->kind;
 	v.key = node->key;
 	v.stage = node->stage;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	switch (v.kind) {
 	case NODE_ROOT:
 		attr_of_dir(fs, 0, st);

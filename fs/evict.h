@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "rescan.h" /* kvcfs.h finds struct kvcfs_rescanner through here */
+
 
 struct kvcfs;
 struct kvcfs_index;

@@ -16,6 +16,7 @@
 #include "evict.h"
 #include "index.h"
 #include "local_tier.h"
+#include "maintenance.h"
 #include "metrics.h"
 #include "notify.h"
 #include "options.h"
@@ -180,7 +181,7 @@ struct kvcfs {
 	struct kvcfs_metrics metrics;
 	struct kvcfs_index index;
 	struct kvcfs_notifier notifier;
-	struct kvcfs_rescanner rescanner;
+	struct kvcfs_maintenance maintenance;
 	/* Set in op_init, before any other request, and only read after: */
 	bool passthrough;          /* the kernel may read/write backing files */
 	const char *passthrough_why; /* why not, when not */
@@ -198,11 +199,8 @@ struct kvcfs {
 				    * <key>.kvc that will publish at close:
 				    * a miss of such a key is not cached */
 	fuse_ino_t next_ino;
-	pthread_cond_t handle_released; /* with lock: a RELEASE came
-				    * (release_wait.c) */
-	unsigned release_waiters;  /* lock: requests waiting on it now */
-	unsigned release_wait_slots; /* set before serving: how many may
-				    * (release_wait.c) */
+	GPtrArray *stages_gone;    /* struct staging * dropped under lock, freed
+				    * by fs_unlock after it (fs_lock.c) */
 	GArray *orphan_backing_ids; /* int: passthrough ids to close (passthrough.c) */
 	/* Open and not yet released: the kernel drops the RELEASEs still
 	 * queued when the mount goes, so these are released at exit
@@ -317,6 +315,9 @@ int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct n
 /* user.kvcfs.seal on a stage: set (on) or clear it; flags as setxattr's. */
 int staging_request_seal(struct staging *stage, bool on, int flags);
 bool staging_seal_requested(struct staging *stage);
+/* Can a writer of the stage still change its temp through the kernel
+ * (passthrough), so that a publish must copy? stage->lock held. */
+bool staging_kernel_may_write(struct kvcfs *fs, struct staging *stage);
 /* Is this stage a <key>.kvc waiting for its close (no name yet)? */
 bool staging_in_flight(struct kvcfs *fs, struct staging *stage);
 /* Is a writer of this mount creating <key>.kvc right now? fs->lock held. */
@@ -383,16 +384,21 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-/* release_wait.c, with fs->lock held: while waiting(arg) says closed
- * handles' RELEASEs are all that is missing, wait for them (the lock is
- * released meanwhile), at most 200 ms, and only if one of the few waiting
- * slots is free. */
-void release_wait_init(struct kvcfs *fs, unsigned threads);
-void release_wait_while(struct kvcfs *fs, bool (*waiting)(const void *), const void *arg);
-void release_seen(struct kvcfs *fs);
-
+/* handle.c: one way to make, answer and give back an open handle. */
+struct handle *handle_new(struct kvcfs *fs, struct node *node); /* open_count++ */
+/* Give back what the open took; req: the RELEASE's, the failed open's, or
+ * NULL when there is none (a reply that failed, exit). */
+void handle_release(struct kvcfs *fs, struct handle *h, fuse_req_t req);
+void handle_reply_open(fuse_req_t req, struct kvcfs *fs, struct handle *h,
+		       struct fuse_file_info *fi);
 /* After the session ended: the opens whose RELEASE never came. */
 void handles_release_lost(struct kvcfs *fs);
+
+/* fs_lock.c: fs->lock, and what is freed once it is dropped. */
+void fs_lock(struct kvcfs *fs);
+void fs_unlock(struct kvcfs *fs);
+/* Debug builds: abort if this thread holds fs->lock. */
+void fs_assert_unlocked(void);
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	       fuse_ino_t newparent, const char *newname, unsigned int flags);
 void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);

@@ -89,10 +89,13 @@ static struct evict_scope scope_of(struct kvcfs *fs)
 	return s;
 }
 
-static void evict_local(struct kvcfs *fs)
+void local_tier_evict(struct kvcfs *fs)
 {
-	struct evict_scope s = scope_of(fs);
+	struct evict_scope s;
 
+	if (fs->local == NULL)
+		return;
+	s = scope_of(fs);
 	evict_scope_if_needed(fs, &s);
 }
 
@@ -139,7 +142,7 @@ int local_tier_start(struct kvcfs *fs)
 		return -1;
 	}
 	local_tier_reconcile(fs);
-	evict_local(fs);
+	local_tier_evict(fs);
 	if (fs->verbose)
 		fuse_log(FUSE_LOG_INFO,
 			 "kvcfs: local tier %s: %" G_GUINT64_FORMAT " copies, %" G_GUINT64_FORMAT
@@ -270,7 +273,7 @@ static int fetch(struct kvcfs *fs, const struct kvc_key *key, int src, uint64_t 
 	atomic_fetch_add(&t->fetched_bytes, size);
 	rc = 0;
 out:
-	evict_local(fs);
+	maintenance_want_evict(fs);
 	index_publishing(&t->index, key, false);
 	return rc;
 }
@@ -458,7 +461,7 @@ void local_tier_stage_published(struct kvcfs *fs, struct staging *stage,
 		give_up_copy(stage);
 	}
 	index_publishing(&fs->local->index, key, false);
-	evict_local(fs);
+	maintenance_want_evict(fs);
 }
 
 void local_tier_stage_end(struct kvcfs *fs, struct staging *stage)

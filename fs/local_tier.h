@@ -65,6 +65,9 @@ void local_tier_drop_corrupt(struct kvcfs *fs, const struct kvc_key *key,
 			     const struct stat *st);
 /* The backing root has no slab of key (a lookup missed): drop its copy. */
 void local_tier_key_gone(struct kvcfs *fs, const struct kvc_key *key);
+/* Keep the tier within local_size (the maintenance worker; nothing
+ * without a tier). */
+void local_tier_evict(struct kvcfs *fs);
 /* After a rescan of the backing root: drop copies of keys it lacks. */
 void local_tier_reconcile(struct kvcfs *fs);
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* kvcfs: a FUSE filesystem of validated, durably published KV-cache slabs. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,9 +86,8 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 	fuse_daemonize(cmd->foreground);
 	if (notifier_start(&fs->notifier, se) != 0)
 		goto out_unmount;
-	if (rescanner_start(fs) != 0)
+	if (maintenance_start(fs) != 0)
 		goto out_notifier;
-	release_wait_init(fs, cmd->singlethread ? 1 : fs->opts.max_threads);
 	if (cmd->singlethread) {
 		rc = fuse_session_loop(se);
 	} else {
@@ -103,8 +103,8 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 	 * failure. Only -errno is one. */
 	if (rc > 0)
 		rc = 0;
+	maintenance_stop(fs);
 	handles_release_lost(fs);
-	rescanner_stop(fs);
 out_notifier:
 	notifier_stop(&fs->notifier);
 out_unmount:
@@ -175,6 +175,9 @@ int main(int argc, char **argv)
 	hits_init(&fs);
 	if (startup_scan(&fs) == 0 && local_tier_start(&fs) == 0) {
 		evict_if_needed(&fs); /* a budget smaller than what is there */
+		/* A lease break (staging.c takes and drops write leases on
+		 * temps) must not stop the daemon. */
+		signal(SIGIO, SIG_IGN);
 		rc = serve(&fs, se, &cmd);
 	}
 	nodes_destroy(&fs);

@@ -65,6 +65,8 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 		"Publishes of a copy of a staging file that a writer still held open in passthrough.",
 		m->publish_copies);
 	counter(s, "rescans_total", "Re-reads of the backing root into the index.", m->rescans);
+	gauge(s, "maintenance_pending", "1: the background worker has eviction or a rescan to do or under way.",
+	      maintenance_pending(fs) ? 1 : 0);
 	seconds(s, "publish_seconds", "Time spent publishing.", m->publish_ns, m->publish_count);
 	seconds(s, "load_seconds", "Time spent opening and verifying slabs.", m->load_ns, m->load_count);
 	local_tier_metrics(fs, s);

@@ -25,13 +25,8 @@ void nodes_init(struct kvcfs *fs)
 		{ INO_RESCAN, NODE_RESCAN },
 	};
 
-	pthread_condattr_t monotonic;
-
 	pthread_mutex_init(&fs->lock, NULL);
-	pthread_condattr_init(&monotonic);
-	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
-	pthread_cond_init(&fs->handle_released, &monotonic);
-	pthread_condattr_destroy(&monotonic);
+	fs->stages_gone = g_ptr_array_new();
 	fs->nodes = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, node_free);
 	fs->staging = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->open_files = g_hash_table_new(NULL, NULL);
@@ -73,7 +68,7 @@ void nodes_destroy(struct kvcfs *fs)
 	g_hash_table_destroy(fs->open_files);
 	g_hash_table_destroy(fs->open_dirs);
 	g_hash_table_destroy(fs->nodes);
-	pthread_cond_destroy(&fs->handle_released);
+	g_ptr_array_free(fs->stages_gone, TRUE);
 	pthread_mutex_destroy(&fs->lock);
 }
 
@@ -86,14 +81,14 @@ struct node *node_held(struct kvcfs *fs, fuse_ino_t ino, struct node_view *view)
 {
 	struct node *node;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node = node_get(fs, ino);
 	if (node != NULL && view != NULL) {
 		view->kind = node->kind;
 		view->key = node->key;
 		view->stage = node->stage;
 	}
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	return node;
 }
 
@@ -152,7 +147,7 @@ void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup, unsigned 
 		 * reference, and a later lookup finds it by name. */
 		if (node->name != NULL)
 			return;
-		staging_free(fs, node->stage);
+		g_ptr_array_add(fs->stages_gone, node->stage); /* freed by fs_unlock */
 		node->stage = NULL;
 	}
 	if ((node->kind == NODE_SLAB || node->kind == NODE_PAYLOAD) &&

@@ -68,9 +68,3 @@ void notify_inval_entry(struct kvcfs_notifier *n, uint64_t parent, const char *n
 	if (n->running && name[0] != '\0')
 		push(n, parent, name);
 }
-
-void notify_inval_entry_now(struct kvcfs_notifier *n, uint64_t parent, const char *name)
-{
-	if (n->running)
-		fuse_lowlevel_notify_inval_entry(n->se, parent, name, strlen(name));
-}

@@ -26,8 +26,4 @@ void notifier_stop(struct kvcfs_notifier *n);
 /* Forget the kernel's dentry for name in directory parent (async). */
 void notify_inval_entry(struct kvcfs_notifier *n, uint64_t parent, const char *name);
 
-/* The same, now: only from a request on an unrelated directory (the
- * kernel locks parent while it invalidates). */
-void notify_inval_entry_now(struct kvcfs_notifier *n, uint64_t parent, const char *name);
-
 #endif

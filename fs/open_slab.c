@@ -116,19 +116,19 @@ static int verify_between_stats(struct kvcfs *fs, struct node *node, bool payloa
 
 	if (fstat(fd, before) < 0)
 		return kvc_err_sys(err, errno, "fstat");
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	/* With passthrough the kernel reads the backing file's own pages:
 	 * storing into this inode's would be wasted. */
 	alone = node->open_count == 1 && !node->storing && fs->notifier.running &&
 		!fs->passthrough;
 	if (alone)
 		node->storing = true;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (alone) {
 		rc = verify_storing(fs, node->ino, payload_view, fd, before, key, meta, err);
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		node->storing = false;
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		*stored = rc == 0;
 	} else {
 		rc = kvc_verify_fd(fd, KVC_PARSE_LIGHT, key, meta, err);
@@ -287,12 +287,12 @@ static bool distrust_kernel_view(struct kvcfs *fs, struct node *node,
 {
 	bool suspect, writing;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	suspect = node->cache_suspect;
 	writing = node->private_writers > 0;
 	if (suspect && !writing)
 		node->cache_suspect = false;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (writing)
 		fi->direct_io = 1;
 	else if (suspect && fs->notifier.running)
@@ -312,7 +312,7 @@ static bool same_file_as_served(struct kvcfs *fs, struct node *node, const struc
 {
 	bool same, alone, stale = false;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	/* Size too: a file removed and another created may get the same
 	 * inode number at once. */
 	same = node->served_dev == st->st_dev && node->served_ino == st->st_ino &&
@@ -328,7 +328,7 @@ static bool same_file_as_served(struct kvcfs *fs, struct node *node, const struc
 		node->served_ino = st->st_ino;
 		node->served_size = st->st_size;
 	}
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (!same && !stale && fs->notifier.running)
 		fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, -1, 0);
 	return !stale;

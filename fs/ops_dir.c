@@ -72,7 +72,7 @@ static void add_staging(struct kvcfs *fs, GPtrArray *list)
 	GHashTableIter it;
 	gpointer name, value;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	g_hash_table_iter_init(&it, fs->staging);
 	while (g_hash_table_iter_next(&it, &name, &value)) {
 		struct kvc_key key;
@@ -83,14 +83,14 @@ static void add_staging(struct kvcfs *fs, GPtrArray *list)
 			continue;
 		add(list, name, ((struct node *)value)->ino, S_IFREG);
 	}
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 }
 
 static void dir_release(struct kvcfs *fs, GPtrArray *list)
 {
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	g_hash_table_remove(fs->open_dirs, list);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	g_ptr_array_unref(list);
 }
 
@@ -130,9 +130,9 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)list;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	g_hash_table_add(fs->open_dirs, list);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	/* Not delivered (the opener was interrupted): no releasedir will come
 	 * for it. */
 	if (fuse_reply_open(req, fi) != 0)
@@ -161,7 +161,7 @@ static bool entry_param(struct kvcfs *fs, const struct dir_entry *d, fuse_ino_t 
 	memset(e, 0, sizeof(*e));
 	if (strcmp(d->name, ".") == 0 || strcmp(d->name, "..") == 0)
 		return false;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	if (dir == INO_PAYLOAD_DIR) {
 		if (kvc_key_from_hex(d->name, strlen(d->name), &key))
 			node = node_for_key(fs, NODE_PAYLOAD, &key);
@@ -173,13 +173,13 @@ static bool entry_param(struct kvcfs *fs, const struct dir_entry *d, fuse_ino_t 
 		if (node != NULL)
 			node->nlookup++;
 	}
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (node == NULL)
 		return false;
 	if (attr_of_node(fs, node, &e->attr, &e->attr_timeout) < 0) {
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		node_unref(fs, node, 1, 0);
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		return false;
 	}
 	e->ino = node->ino;
@@ -207,11 +207,11 @@ static bool add_entry(fuse_req_t req, struct kvcfs *fs, fuse_ino_t dir, bool plu
 	if (need > *left) {
 		if (counted) { /* not sent: the kernel will not forget it */
 			struct node *node;
-			pthread_mutex_lock(&fs->lock);
+			fs_lock(fs);
 			node = node_get(fs, e.ino);
 			if (node != NULL)
 				node_unref(fs, node, 1, 0);
-			pthread_mutex_unlock(&fs->lock);
+			fs_unlock(fs);
 		}
 		return false;
 	}

@@ -15,9 +15,9 @@ void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node)
 	memset(&e, 0, sizeof(e));
 	rc = attr_of_node(fs, node, &e.attr, &e.attr_timeout);
 	if (rc < 0) {
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		node_unref(fs, node, 1, 0);
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		fuse_reply_err(req, -rc);
 		return;
 	}
@@ -48,9 +48,9 @@ static void reply_miss(fuse_req_t req, struct kvcfs *fs, const struct kvc_err *e
 		local_tier_key_gone(fs, key); /* the backing root has no such slab */
 		/* Being written in this mount: it appears at the writer's
 		 * close, and the miss must not outlive that. */
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		creating = staging_creating(fs, key);
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 	}
 	if (fs->opts.negative_timeout <= 0 || creating) {
 		fuse_reply_err(req, ENOENT);
@@ -66,10 +66,10 @@ static struct node *fixed_node(struct kvcfs *fs, fuse_ino_t ino)
 {
 	struct node *node;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node = node_get(fs, ino);
 	node->nlookup++;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	return node;
 }
 
@@ -110,11 +110,11 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 	}
 	/* Only staging names are in the table: a <key>.kvc being written is
 	 * not found by name until it is published (staging.c). */
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node = cls == NAME_STAGING ? g_hash_table_lookup(fs->staging, name) : NULL;
 	if (node != NULL)
 		node->nlookup++;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (node != NULL) {
 		reply_node_entry(req, fs, node);
 		return;
@@ -135,10 +135,10 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 		/* A slab another mount published, or one the index missed. */
 		index_note(&fs->index, &key, (uint64_t)info.st.st_size, info.hit_count,
 			   info.last_used_time, info.creation_time);
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node_for_file(fs->slab_nodes, &key, &info.st);
 	node = node_for_key(fs, NODE_SLAB, &key);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	reply_node_entry(req, fs, node);
 }
 
@@ -161,10 +161,10 @@ static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *
 		reply_miss(req, fs, &err, &key);
 		return;
 	}
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node_for_file(fs->payload_nodes, &key, &info.st);
 	node = node_for_key(fs, NODE_PAYLOAD, &key);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	reply_node_entry(req, fs, node);
 }
 
@@ -202,11 +202,11 @@ void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 	struct kvcfs *fs = kvcfs_of(req);
 	struct node *node;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node = node_get(fs, ino);
 	if (node != NULL)
 		node_unref(fs, node, nlookup, 0);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	fuse_reply_none(req);
 }
 
@@ -214,13 +214,13 @@ void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 {
 	struct kvcfs *fs = kvcfs_of(req);
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	for (size_t i = 0; i < count; i++) {
 		struct node *node = node_get(fs, forgets[i].ino);
 		if (node != NULL)
 			node_unref(fs, node, forgets[i].nlookup, 0);
 	}
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	fuse_reply_none(req);
 }
 

@@ -14,57 +14,25 @@ static struct handle *handle_of(struct fuse_file_info *fi)
 	return (struct handle *)(uintptr_t)fi->fh;
 }
 
-/* req: the release's, or NULL when the open's reply failed. */
-static void handle_release(struct kvcfs *fs, struct handle *h, fuse_req_t req)
+/* .kvcfs/metrics: the text is made at open. .kvcfs/rescan: only the
+ * mount's owner (or root) may make the daemon re-read the backing root,
+ * and the worker does it and answers the open (1: not answered here). */
+static int open_text(struct kvcfs *fs, fuse_req_t req, const struct node_view *v,
+		     struct handle *h, struct fuse_file_info *fi)
 {
-	passthrough_detach(fs, req, h);
-	if (h->fd >= 0)
-		close(h->fd);
-	if (h->pins)
-		index_closed(&fs->index, &h->key);
-	if (h->pins && h->tier_index != &fs->index)
-		index_closed(h->tier_index, &h->key);
-	verified_release(h);
-	if (h->stage != NULL)
-		staging_release(fs, h);
-	pthread_mutex_lock(&fs->lock);
-	g_hash_table_remove(fs->open_files, h);
-	node_unref(fs, h->node, 0, 1);
-	pthread_mutex_unlock(&fs->lock);
-	g_free(h->text);
-	g_free(h);
-}
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 
-static void reply_open_handle(fuse_req_t req, struct kvcfs *fs, struct handle *h,
-			      struct fuse_file_info *fi)
-{
-	pthread_mutex_lock(&fs->lock);
-	g_hash_table_add(fs->open_files, h);
-	pthread_mutex_unlock(&fs->lock);
-	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_open(req, fi) != 0)
-		handle_release(fs, h, NULL); /* the opener went away */
-}
-
-static int open_text(struct kvcfs *fs, const struct node_view *v, struct handle *h,
-		     struct fuse_file_info *fi)
-{
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
 		return -EACCES;
+	fi->direct_io = 1; /* its size changes between stat and read */
 	if (v->kind == NODE_METRICS) {
 		h->text = metrics_render(fs, &h->text_len);
-	} else {
-		uint64_t bytes, count;
-		int rc = rescan_now(fs);
-		if (rc < 0)
-			return rc;
-		index_totals(&fs->index, &bytes, &count);
-		h->text = g_strdup_printf("slabs %" G_GUINT64_FORMAT "\nbytes %" G_GUINT64_FORMAT "\n",
-					  count, bytes);
-		h->text_len = strlen(h->text);
+		return 0;
 	}
-	fi->direct_io = 1; /* its size changes between stat and read */
-	return 0;
+	if (ctx->uid != 0 && ctx->uid != geteuid())
+		return -EACCES;
+	maintenance_rescan_and_reply(fs, req, h, fi);
+	return 1;
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -79,18 +47,15 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, node == NULL ? ENOENT : -rc);
 		return;
 	}
-	h = g_new0(struct handle, 1);
-	h->fd = -1;
-	h->node = node;
 	/* Counted before the open is decided: whether it may go passthrough
 	 * depends on every other open of the node (passthrough.c). */
-	pthread_mutex_lock(&fs->lock);
-	node->open_count++;
-	pthread_mutex_unlock(&fs->lock);
+	h = handle_new(fs, node);
 	switch (v.kind) {
 	case NODE_METRICS:
 	case NODE_RESCAN:
-		rc = open_text(fs, &v, h, fi);
+		rc = open_text(fs, req, &v, h, fi);
+		if (rc > 0)
+			return; /* the worker answers */
 		break;
 	case NODE_SLAB:
 		if (acc == O_RDONLY && !(fi->flags & O_TRUNC)) {
@@ -125,22 +90,11 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		rc = -EISDIR;
 	}
 	if (rc < 0) {
-		/* Whatever the open got before it failed. */
-		passthrough_detach(fs, req, h);
-		if (h->fd >= 0)
-			close(h->fd);
-		if (h->pins)
-			index_closed(&fs->index, &h->key);
-		verified_release(h);
-		g_free(h->text);
-		g_free(h);
-		pthread_mutex_lock(&fs->lock);
-		node_unref(fs, node, 0, 1);
-		pthread_mutex_unlock(&fs->lock);
+		handle_release(fs, h, req); /* whatever the open got before it failed */
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_open_handle(req, fs, h, fi);
+	handle_reply_open(req, fs, h, fi);
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
@@ -250,29 +204,4 @@ void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	handle_release(kvcfs_of(req), handle_of(fi), req);
 	fuse_reply_err(req, 0);
-}
-
-/*
- * close(2) returns before its RELEASE reaches us, and an unmount right then
- * aborts the connection: the kernel drops the RELEASEs still queued (a FUSE
- * mount that is not fuseblk gets no DESTROY to wait for them). Those opens
- * are released here, once no request can come any more, as their RELEASE
- * would have: a refused cp's temp goes, nothing is left open.
- */
-void handles_release_lost(struct kvcfs *fs)
-{
-	GList *files, *dirs;
-
-	pthread_mutex_lock(&fs->lock);
-	files = g_hash_table_get_keys(fs->open_files);
-	dirs = g_hash_table_get_keys(fs->open_dirs);
-	g_hash_table_steal_all(fs->open_files);
-	g_hash_table_steal_all(fs->open_dirs);
-	pthread_mutex_unlock(&fs->lock);
-	for (GList *l = files; l != NULL; l = l->next)
-		handle_release(fs, l->data, NULL);
-	for (GList *l = dirs; l != NULL; l = l->next)
-		g_ptr_array_unref(l->data);
-	g_list_free(files);
-	g_list_free(dirs);
 }

@@ -29,6 +29,7 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("passthrough=%s", passthrough_text, 0),
 	KVCFS_OPT("local=%s", local_dir, 0),
 	KVCFS_OPT("local_size=%s", local_size_text, 0),
+	KVCFS_OPT("copy_max=%s", copy_max_text, 0),
 	FUSE_OPT_KEY("ro", KEY_RO),
 	FUSE_OPT_KEY("rw", KEY_RW),
 	FUSE_OPT_KEY("fsname=", KEY_FSNAME),
@@ -148,6 +149,12 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 		return -1;
 	}
 	opts->local_low_watermark = opts->local_size / 10 * 9;
+	opts->copy_max = KVCFS_COPY_MAX_DEFAULT;
+	if (opts->copy_max_text != NULL && parse_size(opts->copy_max_text, &opts->copy_max) < 0) {
+		fprintf(stderr, "kvcfs: bad copy_max '%s' (a byte count, optionally with K, M, G or T)\n",
+			opts->copy_max_text);
+		return -1;
+	}
 	if (opts->host_id != NULL && opts->host_id[0] == '\0') {
 		fprintf(stderr, "kvcfs: host_id must not be empty\n");
 		return -1;
@@ -199,6 +206,8 @@ void options_help(const char *progname)
 	       "    -o local=DIR           a host-local tier: copies of the slabs this host\n"
 	       "                           reads or publishes, served from DIR (docs/shared-roots.md)\n"
 	       "    -o local_size=SIZE     byte budget of the local tier (default: none)\n"
+	       "    -o copy_max=SIZE       largest staging file a rename or link copies when a\n"
+	       "                           writer still holds it open; larger: EBUSY (16M)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n"
 	       "    -o no_default_permissions  kvcfs checks file modes itself instead of\n"
@@ -215,4 +224,5 @@ void options_free(struct kvcfs_options *opts)
 	free(opts->passthrough_text);
 	free(opts->local_dir);
 	free(opts->local_size_text);
+	free(opts->copy_max_text);
 }

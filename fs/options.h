@@ -7,6 +7,11 @@
 
 struct fuse_args;
 
+/* The copy is made under the kernel's lock of the directory: 16 MiB keeps
+ * what it costs every other user of the mount within tens of milliseconds
+ * (docs/contract.md). */
+#define KVCFS_COPY_MAX_DEFAULT (16ull << 20)
+
 struct kvcfs_options {
 	char *backing_root;
 	char *max_size_text;
@@ -25,6 +30,9 @@ struct kvcfs_options {
 	char *local_size_text;
 	uint64_t local_size;      /* the local tier's byte budget; 0: none */
 	uint64_t local_low_watermark; /* its eviction stops here (90% of local_size) */
+	char *copy_max_text;
+	uint64_t copy_max;        /* a rename or link of a file a writer still
+				   * holds copies at most this many bytes */
 	int read_only;
 	char *passthrough_text;   /* "on" (default) or "off" */
 	bool passthrough;         /* use FUSE passthrough where the kernel allows */

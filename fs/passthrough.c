@@ -101,19 +101,32 @@ static void close_backing(fuse_req_t req, int id)
 }
 
 /* Backing ids whose last handle went without a request to close them with
- * (an open whose reply failed): closed at the next release. fs->lock held. */
-static void close_orphans(struct kvcfs *fs, fuse_req_t req)
+ * (an open whose reply failed, a forgotten node): taken under fs->lock,
+ * closed after it (an ioctl is not done under a leaf lock). */
+static GArray *take_orphans(struct kvcfs *fs)
 {
-	for (guint i = 0; i < fs->orphan_backing_ids->len; i++)
-		close_backing(req, g_array_index(fs->orphan_backing_ids, int, i));
-	g_array_set_size(fs->orphan_backing_ids, 0);
+	GArray *ids;
+
+	if (fs->orphan_backing_ids->len == 0)
+		return NULL;
+	ids = fs->orphan_backing_ids;
+	fs->orphan_backing_ids = g_array_new(FALSE, FALSE, sizeof(int));
+	return ids;
+}
+
+static void close_orphans(fuse_req_t req, GArray *ids)
+{
+	if (ids == NULL)
+		return;
+	for (guint i = 0; i < ids->len; i++)
+		if (req != NULL)
+			close_backing(req, g_array_index(ids, int, i));
+	g_array_free(ids, TRUE);
 }
 
 /* Every passthrough handle of the node has been closed (FLUSH seen). */
-static bool only_releases_missing(const void *arg)
+static bool only_releases_missing(const struct node *node)
 {
-	const struct node *node = arg;
-
 	return node->backing_refs > 0 && node->backing_closing == node->backing_refs;
 }
 
@@ -132,18 +145,15 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 {
 	struct stat st;
 	bool ok = false, stale = false;
+	GArray *orphans;
 	int rc = 0;
 
 	if (!fs->passthrough)
 		return 0;
 	if (fd >= 0 && (fi->direct_io || fstat(fd, &st) < 0))
 		fd = -1;
-	pthread_mutex_lock(&fs->lock);
-	close_orphans(fs, req);
-	/* Refused beside passthrough opens, unless those were all closed and
-	 * only their RELEASE is still on its way. */
-	if (fd < 0)
-		release_wait_while(fs, only_releases_missing, node);
+	fs_lock(fs);
+	orphans = take_orphans(fs);
 	if (fd >= 0 && node->direct_opens == 0) {
 		if (node->backing_id > 0 && node->backing_dev == st.st_dev &&
 		    node->backing_ino == st.st_ino) {
@@ -163,9 +173,14 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 #if HAVE_PASSTHROUGH
 			int id;
 
-			if (node->backing_id > 0) /* an older file of the key */
-				close_backing(req, node->backing_id);
+			if (node->backing_id > 0) { /* an older file of the key */
+				if (orphans == NULL)
+					orphans = g_array_new(FALSE, FALSE, sizeof(int));
+				g_array_append_val(orphans, node->backing_id);
+			}
 			node->backing_id = 0;
+			/* The one ioctl made under fs->lock: registering must
+			 * be atomic with the decision, and it does no I/O. */
 			id = fuse_passthrough_open(req, fd);
 			if (id > 0) {
 				node->backing_id = id;
@@ -184,14 +199,19 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 		fi->backing_id = node->backing_id;
 #endif
 		fi->keep_cache = 0;
-	} else if (node->backing_refs > 0) {
+	} else if (node->backing_refs > 0 && (stale || !only_releases_missing(node))) {
 		rc = stale ? -ESTALE : -ETXTBSY;
 	} else {
+		/* No passthrough open, or only closed ones whose RELEASE is
+		 * on its way: the kernel dropped its backing file at their
+		 * close, so it takes this open (and refuses it itself, with
+		 * EINVAL, for one that a dup keeps open). No waiting. */
 		node->direct_opens++;
 		h->direct_counted = true;
 		fi->direct_io = 1;
 	}
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
+	close_orphans(req, orphans);
 	if (fd >= 0)
 		atomic_fetch_add(ok ? &fs->metrics.passthrough_opens
 				    : &fs->metrics.passthrough_fallbacks, 1);
@@ -207,25 +227,29 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
  */
 void passthrough_detach(struct kvcfs *fs, fuse_req_t req, struct handle *h)
 {
+	int writable_id = 0;
+	GArray *orphans = NULL;
+
 	if (!h->passthrough && !h->direct_counted)
 		return;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	if (req != NULL)
-		close_orphans(fs, req);
+		orphans = take_orphans(fs);
 	if (h->passthrough && --h->node->backing_refs == 0 && h->node->backing_writable &&
 	    req != NULL) {
 		/* A staging temp: the kernel's reference would keep a writable
 		 * file open (and its filesystem from going read-only). */
-		close_backing(req, h->node->backing_id);
+		writable_id = h->node->backing_id;
 		h->node->backing_id = 0;
 	}
 	if (h->direct_counted)
 		h->node->direct_opens--;
 	if (h->closing)
 		h->node->backing_closing--;
-	if (h->passthrough)
-		release_seen(fs);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
+	close_orphans(req, orphans);
+	if (writable_id > 0)
+		close_backing(req, writable_id);
 	h->passthrough = false;
 	h->direct_counted = false;
 	h->closing = false;
@@ -235,10 +259,10 @@ void passthrough_closed(struct kvcfs *fs, struct handle *h)
 {
 	if (!h->passthrough || h->closing)
 		return;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	h->closing = true;
 	h->node->backing_closing++;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 }
 
 void passthrough_forget_node(struct kvcfs *fs, struct node *node)

@@ -37,9 +37,9 @@ static bool in_flight(struct kvcfs *fs, struct staging *stage)
 {
 	bool yes;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	yes = stage->publish_on_close;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	return yes;
 }
 
@@ -73,16 +73,9 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	/* A writer's open counts itself (fs->lock) before it attaches to
 	 * the temp (stage lock, staging.c): one not counted now finds the
 	 * stage published and is refused. */
-	if ((flags & PUBLISH_NO_WRITER) && atomic_load(&stage->bypass)) {
-		bool writer;
-
-		pthread_mutex_lock(&fs->lock);
-		writer = stage->writers > 0;
-		pthread_mutex_unlock(&fs->lock);
-		if (writer) {
-			pthread_rwlock_unlock(&stage->lock);
-			return PUBLISH_WRITER_CAME;
-		}
+	if ((flags & PUBLISH_NO_WRITER) && staging_kernel_may_write(fs, stage)) {
+		pthread_rwlock_unlock(&stage->lock);
+		return PUBLISH_WRITER_CAME;
 	}
 	if (exceeds_budget(fs, stage)) {
 		pthread_rwlock_unlock(&stage->lock);
@@ -148,6 +141,6 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	index_set_recent(&fs->index, key);
 	index_publishing(&fs->index, key, false);
 	kvc_meta_clear(&meta);
-	evict_if_needed(fs);
+	maintenance_want_evict(fs); /* the worker keeps the budget */
 	return 0;
 }

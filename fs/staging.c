@@ -119,9 +119,9 @@ bool staging_in_flight(struct kvcfs *fs, struct staging *stage)
 {
 	bool in_flight;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	in_flight = stage->publish_on_close;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	return in_flight;
 }
 
@@ -188,13 +188,13 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 	 * O_TRUNC, sets its size to 0; the writer's bytes must not land in
 	 * that inode's page cache (direct_io), and readers meanwhile must not
 	 * trust what the kernel thinks of it (open_slab). */
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	count_creating(fs, key, +1);
 	over->private_writers++;
 	over->cache_suspect = true;
 	if (!atomic_load(&stage->replacing))
 		over->unarmed_writers = g_slist_prepend(over->unarmed_writers, stage);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	fi->direct_io = 1;
 	h->stage = stage;
 	h->owns_stage = true;
@@ -291,10 +291,10 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 
 	if (fs->opts.read_only && (flags & O_ACCMODE) != O_RDONLY)
 		return -EROFS;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	private_writer = stage->publish_on_close;
 	if ((flags & O_ACCMODE) == O_RDONLY) {
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		/* A <key>.kvc in flight is nobody's to read: the kernel may
 		 * still resolve its name to it for a moment after the create. */
 		if (private_writer)
@@ -305,15 +305,15 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	target = stage->target;
 	if (!private_writer)
 		stage->writers++;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (private_writer)
 		return staging_open_private(fs, req, &target, node, h, fi);
 	if (stage_published(stage)) {
 		/* Linked: the name names a published slab. (A <key>.kvc whose
 		 * close is publishing it takes a private writer above.) */
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		stage->writers--;
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		return -EPERM;
 	}
 	h->stage = stage;
@@ -325,9 +325,9 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	if (rc == 0)
 		no_shared_mmap(h, fi);
 	if (rc < 0) {
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		stage->writers--;
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		h->stage = NULL;
 		h->writable = false;
 		return rc;
@@ -337,10 +337,10 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 
 static void handle_free(struct kvcfs *fs, struct handle *h)
 {
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	g_hash_table_remove(fs->open_files, h);
 	node_unref(fs, h->node, 0, 1);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	g_free(h);
 }
 
@@ -351,9 +351,9 @@ static void undo_create(struct kvcfs *fs, fuse_req_t req, struct handle *h, stru
 	passthrough_detach(fs, req, h);
 	staging_release(fs, h);
 	handle_free(fs, h);
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node_unref(fs, node, 1, 0);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 }
 
 void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_file_info *fi)
@@ -392,11 +392,11 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	h->stage = stage;
 	h->writable = writable;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	if (cls == NAME_STAGING && g_hash_table_lookup(fs->staging, name) != NULL) {
 		/* Created meanwhile by someone else: O_EXCL says no, else the
 		 * kernel would have opened it; either way it is not ours. */
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		staging_free(fs, stage);
 		g_free(h);
 		fuse_reply_err(req, EEXIST);
@@ -416,7 +416,7 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	/* A <key>.kvc being created stays unnamed: no lookup, readdir or open
 	 * by name finds it before its publish; readers get the published slab
 	 * of the key, or ENOENT. */
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	h->node = node;
 
 	memset(&e, 0, sizeof(e));
@@ -491,7 +491,7 @@ ssize_t staging_write(struct handle *h, const void *buf, size_t size, off_t off)
  */
 static void settle_close_publish(struct kvcfs *fs, struct handle *h, int rc, bool final)
 {
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	if ((rc == 0 || final) && h->stage->publish_on_close) {
 		h->stage->publish_on_close = false;
 		count_creating(fs, &h->stage->target, -1);
@@ -500,7 +500,7 @@ static void settle_close_publish(struct kvcfs *fs, struct handle *h, int rc, boo
 		node_became_slab(fs, h->node, &h->stage->target);
 		h->node->cache_suspect = true; /* it cached the writer's view */
 	}
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 }
 
 /*
@@ -548,7 +548,7 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 
 	if (stage == NULL || !h->writable)
 		return 0;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	if (!h->flushed) {
 		h->flushed = true;
 		stage->flushed_writers++;
@@ -556,7 +556,7 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 	publish = stage->publish_on_close && stage->flushed_writers == stage->writers &&
 		  atomic_load(&stage->replacing);
 	prepare = !stage->publish_on_close && stage->flushed_writers == stage->writers;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (prepare)
 		prepare_for_publish(stage);
 	if (publish && atomic_load(&stage->write_error) != 0) {
@@ -589,21 +589,20 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 	bool last_try = false, orphaned;
 
 	if (h->writable) {
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		stage->writers--;
 		if (h->flushed)
 			stage->flushed_writers--;
 		last_try = stage->publish_on_close && stage->writers == 0;
-		release_seen(fs);
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 	}
 	if (last_try && !atomic_load(&stage->replacing)) {
 		/* Opened over a slab, never truncated, never written: there is
 		 * nothing to publish and nothing was refused. */
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		stage->publish_on_close = false;
 		count_creating(fs, &stage->target, -1);
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		last_try = false;
 	}
 	if (last_try) {
@@ -617,17 +616,17 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 		settle_close_publish(fs, h, rc, true);
 	}
 	if (h->owns_stage) {
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		h->node->private_writers--;
 		h->node->unarmed_writers = g_slist_remove(h->node->unarmed_writers, stage);
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		staging_free(fs, stage);
 		h->stage = NULL;
 		return;
 	}
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	orphaned = h->node->name == NULL && h->node->open_count == 1 && !stage->publish_on_close;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (orphaned)
 		staging_discard(fs, stage);
 }
@@ -652,15 +651,32 @@ int staging_arm_writers(struct kvcfs *fs, struct node *node, const struct stat *
 
 	if (!(to_set & FUSE_SET_ATTR_SIZE) || attr->st_size != 0)
 		return 0;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	unarmed = node->unarmed_writers;
 	node->unarmed_writers = NULL;
 	for (GSList *l = unarmed; l != NULL; l = l->next)
 		atomic_store(&((struct staging *)l->data)->replacing, true);
 	writers_over = node->private_writers > 0;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	g_slist_free(unarmed);
 	return unarmed != NULL || writers_over;
+}
+
+static void prepare_for_publish(struct staging *stage);
+
+/* A truncate (by name, or through a handle) of a named staging file that
+ * no writer holds open: its bytes changed without a close to check them,
+ * so they are checked here, in the request that changed them, and the
+ * rename that publishes them does not verify under the directory's lock. */
+static void prepare_if_closed(struct kvcfs *fs, struct staging *stage)
+{
+	bool closed;
+
+	fs_lock(fs);
+	closed = !stage->publish_on_close && stage->flushed_writers == stage->writers;
+	fs_unlock(fs);
+	if (closed)
+		prepare_for_publish(stage);
 }
 
 static int set_times(struct staging *stage, const struct stat *attr, int to_set)
@@ -703,19 +719,21 @@ int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *
 	if (rc == 0)
 		atomic_store(&stage->dirty, true);
 	if (rc == 0) {
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		if (to_set & FUSE_SET_ATTR_MODE)
 			stage->mode = attr->st_mode & 07777;
 		if (to_set & FUSE_SET_ATTR_UID)
 			stage->uid = attr->st_uid;
 		if (to_set & FUSE_SET_ATTR_GID)
 			stage->gid = attr->st_gid;
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
 			access_stage_chowned(fs, stage);
 	}
 out:
 	pthread_rwlock_unlock(&stage->lock);
+	if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+		prepare_if_closed(fs, stage);
 	return rc;
 }
 
@@ -761,11 +779,11 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 	if (rc < 0)
 		return rc;
 	*st = real;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	st->st_mode = S_IFREG | (stage->mode & 07777);
 	st->st_uid = stage->uid;
 	st->st_gid = stage->gid;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	st->st_nlink = 1;
 	return 0;
 }
@@ -780,36 +798,132 @@ static void drop_name(struct kvcfs *fs, struct node *node)
 	node_unref(fs, node, 0, 0);
 }
 
+/*
+ * Does anyone but this daemon still hold the temp open for writing? The
+ * kernel holds a file of its own on the temp for each passthrough open of
+ * it (and for a shared mapping), and drops it at the close that ends that
+ * open, before the RELEASE that tells us so is even sent. A write lease can
+ * be taken only on a file that no other open file description holds (for
+ * writing, nor for reading where the kernel counts readers): taken and
+ * given back at once, it asks the kernel that question without waiting for
+ * any RELEASE. Where leases are not available the answer is "maybe".
+ */
+static bool others_may_write(int fd)
+{
+	if (fcntl(fd, F_SETLEASE, F_WRLCK) < 0)
+		return true;
+	(void)fcntl(fd, F_SETLEASE, F_UNLCK);
+	return false;
+}
+
+/*
+ * Could a write through a descriptor of the staging file still change the
+ * temp after it became a slab? Writes on the daemon's path are refused
+ * once it is published (staging_write), so only a passthrough writer
+ * counts: one whose close was not seen yet certainly, one that was closed
+ * (FLUSH seen, RELEASE not yet) only if the kernel still holds the temp
+ * open for it (a dup of the descriptor, a shared mapping). Stage lock held,
+ * so no open attaches meanwhile (each open counts itself first).
+ */
+bool staging_kernel_may_write(struct kvcfs *fs, struct staging *stage)
+{
+	bool open_writer, closed_writer;
+
+	if (!atomic_load(&stage->bypass))
+		return false;
+	fs_lock(fs);
+	open_writer = stage->flushed_writers < stage->writers;
+	closed_writer = stage->writers > 0;
+	fs_unlock(fs);
+	if (open_writer)
+		return true;
+	return closed_writer && others_may_write(stage->tmp.fd);
+}
+
+/* Why a copy cannot be made, in the stage's error (user.kvcfs.error). */
+static int refuse_copy(struct staging *stage, int rc, char *why)
+{
+	pthread_rwlock_wrlock(&stage->lock);
+	g_free(stage->error);
+	stage->error = why;
+	stage->refused = false;
+	pthread_rwlock_unlock(&stage->lock);
+	return rc;
+}
+
+/*
+ * The copy is made inside the rename, under the kernel's lock of the
+ * directory: it is bounded by -o copy_max, and checked against the budget
+ * before a byte is copied.
+ */
+static int copy_allowed(struct kvcfs *fs, struct staging *stage, uint64_t size)
+{
+	if (fs->opts.max_size > 0 && size > fs->opts.max_size)
+		return refuse_copy(stage, -ENOSPC, g_strdup_printf(
+			"no_space: a slab of %" G_GUINT64_FORMAT " bytes exceeds the budget of %"
+			G_GUINT64_FORMAT " bytes", size, fs->opts.max_size));
+	if (size > fs->opts.copy_max)
+		return refuse_copy(stage, -EBUSY, g_strdup_printf(
+			"busy: the file is still open for writing, and a copy of its %"
+			G_GUINT64_FORMAT " bytes would exceed copy_max (%" G_GUINT64_FORMAT
+			" bytes): close every descriptor of it before the rename or link",
+			size, fs->opts.copy_max));
+	return 0;
+}
+
+/* Data ranges only: a hole stays a hole in the copy. */
+static int copy_data(int from, int to, uint64_t size)
+{
+	loff_t in = 0, out;
+
+	while ((uint64_t)in < size) {
+		loff_t data = lseek(from, in, SEEK_DATA), hole;
+
+		if (data < 0)
+			return errno == ENXIO ? 0 : -errno;
+		hole = lseek(from, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		if ((uint64_t)hole > size)
+			hole = (loff_t)size;
+		in = out = data;
+		while (in < hole) {
+			ssize_t n = copy_file_range(from, &in, to, &out, (size_t)(hole - in), 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? -errno : -EIO;
+		}
+	}
+	return 0;
+}
+
 /* The temp's bytes, as they are now, into a temp of their own. */
 static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to)
 {
 	struct kvc_err err;
 	struct stat st;
-	loff_t in = 0, out = 0;
-	int rc = 0;
+	int rc;
 
-	if (kvc_tmp_create(fs->store, "stage", &to->tmp, &err) < 0)
-		return -kvc_err_to_errno(&err);
 	pthread_rwlock_rdlock(&from->lock);
-	if (from->tmp.fd < 0 || fstat(from->tmp.fd, &st) < 0)
-		rc = -EIO;
-	while (rc == 0 && in < st.st_size) {
-		ssize_t n = copy_file_range(from->tmp.fd, &in, to->tmp.fd, &out,
-					    (size_t)(st.st_size - in), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			rc = n < 0 ? -errno : -EIO;
-	}
+	rc = from->tmp.fd < 0 || fstat(from->tmp.fd, &st) < 0 ? -EIO : 0;
+	if (rc == 0)
+		rc = copy_allowed(fs, from, (uint64_t)st.st_size);
+	if (rc == 0 && kvc_tmp_create(fs->store, "stage", &to->tmp, &err) < 0)
+		rc = -kvc_err_to_errno(&err);
+	if (rc == 0)
+		rc = copy_data(from->tmp.fd, to->tmp.fd, (uint64_t)st.st_size);
+	if (rc == 0 && ftruncate(to->tmp.fd, st.st_size) < 0)
+		rc = -errno;
 	pthread_rwlock_unlock(&from->lock);
 	return rc;
 }
 
 /*
- * A rename while a writer still has the file open in passthrough: the
- * kernel would let that writer's later bytes into the published slab, so
- * what is published is a copy of the file as it is at the rename. The
- * writer goes on writing its own temp, which is dropped at its close.
+ * A rename or link while a writer can still write the file through the
+ * kernel: that writer's later bytes must never land in the slab, so what
+ * is published is a copy of the file as it is now. The writer goes on
+ * writing its own temp, which is dropped at its close.
  */
 static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
 			unsigned flags)
@@ -834,41 +948,15 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 	return rc;
 }
 
-/* Every writer of the stage has closed it (FLUSH seen). fs->lock held. */
-static bool writers_all_closed(const void *arg)
-{
-	const struct staging *stage = arg;
-
-	return stage->writers > 0 && stage->flushed_writers == stage->writers;
-}
-
-/* A writer holds the staging file open, and the kernel writes it itself.
- * One that has closed is waited for a moment (release_wait.c) rather than
- * the whole file copied. */
-static bool held_in_passthrough(struct kvcfs *fs, struct staging *stage)
-{
-	bool writing;
-
-	if (!atomic_load(&stage->bypass))
-		return false;
-	pthread_mutex_lock(&fs->lock);
-	release_wait_while(fs, writers_all_closed, stage);
-	writing = stage->writers > 0;
-	pthread_mutex_unlock(&fs->lock);
-	return writing;
-}
-
-/* Publish a staging file by rename or link: a copy of it when a writer
- * still holds it open in passthrough, whose later writes must never land
- * in the slab. */
+/* Publish a named staging file by rename or link: the file itself, or a
+ * copy of it when a writer may still write it (*copied). */
 static int publish_named(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
-			 unsigned flags)
+			 unsigned flags, bool *copied)
 {
-	int rc = PUBLISH_WRITER_CAME;
+	int rc = publish_stage(fs, stage, key, flags | PUBLISH_NO_WRITER);
 
-	if (!held_in_passthrough(fs, stage))
-		rc = publish_stage(fs, stage, key, flags | PUBLISH_NO_WRITER);
-	if (rc == PUBLISH_WRITER_CAME)
+	*copied = rc == PUBLISH_WRITER_CAME;
+	if (*copied)
 		rc = publish_copy(fs, stage, key, flags);
 	return rc;
 }
@@ -878,7 +966,7 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 {
 	char newname[KVC_SLAB_NAME_LEN + 1];
 	struct kvc_key published_key;
-	bool published;
+	bool published, copied;
 	int rc;
 
 	pthread_rwlock_rdlock(&src->stage->lock);
@@ -892,43 +980,40 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 		 * not the content's. */
 		if (!kvc_key_equal(&published_key, key))
 			return -EBADMSG;
-		pthread_mutex_lock(&fs->lock);
+		fs_lock(fs);
 		node_became_slab(fs, src, key);
 		src->cache_suspect = true;
-		pthread_mutex_unlock(&fs->lock);
+		fs_unlock(fs);
 		return 0;
 	}
 	kvc_key_slab_name(key, newname);
 	if ((flags & RENAME_NOREPLACE) &&
 	    faccessat(kvc_store_dirfd(fs->store), newname, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return -EEXIST;
-	rc = PUBLISH_WRITER_CAME;
-	if (!held_in_passthrough(fs, src->stage))
-		rc = publish_stage(fs, src->stage, key, PUBLISH_FINAL | PUBLISH_NO_WRITER);
-	if (rc == PUBLISH_WRITER_CAME) {
+	rc = publish_named(fs, src->stage, key, PUBLISH_FINAL, &copied);
+	if (copied) {
 		/* What was published is a copy: this node stays the writer's
 		 * file, without a name (its temp goes at its last close); the
 		 * kernel's entry for the key, which now points here, is
 		 * revalidated at once (a staging entry is never cached) and
 		 * finds the slab's own node. */
-		rc = publish_copy(fs, src->stage, key, PUBLISH_FINAL);
 		if (rc == 0) {
-			pthread_mutex_lock(&fs->lock);
+			fs_lock(fs);
 			if (src->name != NULL) {
 				g_hash_table_remove(fs->staging, src->name);
 				g_free(src->name);
 				src->name = NULL;
 			}
-			pthread_mutex_unlock(&fs->lock);
+			fs_unlock(fs);
 		}
 		return rc;
 	}
 	if (rc < 0)
 		return rc;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node_became_slab(fs, src, key);
 	src->cache_suspect = true; /* the staged bytes, or someone else's slab */
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	return 0;
 }
 
@@ -938,7 +1023,7 @@ static int rename_to_staging(struct kvcfs *fs, struct node *src, const char *new
 	struct node *dst;
 	int rc = 0;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	dst = g_hash_table_lookup(fs->staging, newname);
 	if (dst == src || src->name == NULL)
 		goto out; /* renamed onto itself, or unlinked meanwhile */
@@ -953,7 +1038,7 @@ static int rename_to_staging(struct kvcfs *fs, struct node *src, const char *new
 	src->name = g_strdup(newname);
 	g_hash_table_insert(fs->staging, src->name, src);
 out:
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	return rc;
 }
 
@@ -966,11 +1051,11 @@ int staging_rename(struct kvcfs *fs, const char *name, const char *newname, unsi
 
 	if (cls == NAME_INVALID || cls == NAME_RESERVED)
 		return cls == NAME_RESERVED ? -EPERM : -e;
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	src = g_hash_table_lookup(fs->staging, name);
 	if (src != NULL)
 		src->nlookup++; /* hold it across the unlocked publish */
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (src == NULL)
 		return -ENOENT;
 	if (fs->opts.read_only)
@@ -979,9 +1064,9 @@ int staging_rename(struct kvcfs *fs, const char *name, const char *newname, unsi
 		rc = rename_to_slab(fs, src, &key, flags);
 	else
 		rc = rename_to_staging(fs, src, newname, flags);
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node_unref(fs, src, 1, 0);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	return rc;
 }
 
@@ -991,7 +1076,7 @@ int staging_unlink(struct kvcfs *fs, const char *name)
 	bool orphaned = false;
 	struct staging *stage = NULL;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node = g_hash_table_lookup(fs->staging, name);
 	if (node != NULL) {
 		stage = node->stage;
@@ -1001,14 +1086,14 @@ int staging_unlink(struct kvcfs *fs, const char *name)
 		node->nlookup++;
 		drop_name(fs, node);
 	}
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	if (node == NULL)
 		return -ENOENT;
 	if (orphaned)
 		staging_discard(fs, stage);
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node_unref(fs, node, 1, 0);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	return 0;
 }
 
@@ -1018,7 +1103,7 @@ static int link_source(struct kvcfs *fs, fuse_ino_t ino, struct node **out)
 	struct node *node;
 	int rc = 0;
 
-	pthread_mutex_lock(&fs->lock);
+	fs_lock(fs);
 	node = node_get(fs, ino);
 	if (node == NULL)
 		rc = -ENOENT;
@@ -1028,7 +1113,7 @@ static int link_source(struct kvcfs *fs, fuse_ino_t ino, struct node **out)
 		rc = -ENOENT; /* unlinked: link(2) of a deleted file */
 	else
 		node->nlookup++;
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	*out = node;
 	return rc;
 }
@@ -1044,7 +1129,7 @@ int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct n
 {
 	struct kvc_key key, published_key;
 	struct node *src;
-	bool published;
+	bool published, copied;
 	int rc, e;
 	enum name_class cls = classify_name(newname, &key, &e);
 
@@ -1067,15 +1152,15 @@ int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct n
 		/* With a writer the kernel serves directly still holding the
 		 * file, what is linked is a copy: the staging name then goes
 		 * on naming the writer's own file, not the slab. */
-		rc = publish_named(fs, src->stage, &key, PUBLISH_FINAL | PUBLISH_AS_LINK);
-	pthread_mutex_lock(&fs->lock);
+		rc = publish_named(fs, src->stage, &key, PUBLISH_FINAL | PUBLISH_AS_LINK, &copied);
+	fs_lock(fs);
 	if (rc == 0) {
 		*slab = node_for_key(fs, NODE_SLAB, &key);
 		/* Whatever the kernel cached of an older file of the key. */
 		(*slab)->cache_suspect = true;
 	}
 	node_unref(fs, src, 1, 0);
-	pthread_mutex_unlock(&fs->lock);
+	fs_unlock(fs);
 	return rc;
 }
 

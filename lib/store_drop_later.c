@@ -29,14 +29,6 @@ struct drop_job {
 	struct timespec due; /* CLOCK_MONOTONIC */
 };
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0)
-		;
-}
-
 /* 1: valid, 0: invalid, -1: could not tell (gone, I/O error). */
 static int judge(struct kvc_store *store, const char *name, const struct kvc_key *key,
 		 struct stat *st)
@@ -54,17 +46,6 @@ static int judge(struct kvc_store *store, const char *name, const struct kvc_key
 		return 1;
 	}
 	return kvc_tag_is_format_error(err.tag) && err.tag != KVC_E_UNSUPPORTED_VERSION ? 0 : -1;
-}
-
-bool store_still_invalid_after_delay(struct kvc_store *store, const char *name,
-				     const struct kvc_key *key)
-{
-	struct stat st;
-
-	if (store->recheck_delay_ms <= 0)
-		return true;
-	sleep_ms(store->recheck_delay_ms);
-	return judge(store, name, key, &st) != 1;
 }
 
 static void drop_if_still_invalid(struct kvc_store *store, const struct drop_job *job)

@@ -91,10 +91,6 @@ const char *store_kind_name(mode_t mode);
  */
 void store_drop_later(struct kvc_store *store, const char *name,
 		      const struct kvc_key *key, const struct stat *st);
-/* Wait the recheck delay (on the caller's thread) and verify name again:
- * true unless it is a valid slab of key now. */
-bool store_still_invalid_after_delay(struct kvc_store *store, const char *name,
-				     const struct kvc_key *key);
 /* The worker's life: init in kvc_store_open; stop drops what is queued and
  * joins the worker, in kvc_store_close. */
 void store_dropper_init(struct kvc_store *store);

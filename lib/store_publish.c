@@ -164,11 +164,10 @@ static int resolve_existing(struct kvc_store *store, struct kvc_tmp *tmp,
 			*err = verr;
 			return -1;
 		}
-		/* Possibly a stale view of another host's fresh slab. */
-		if (!store_still_invalid_after_delay(store, slab, key)) {
-			*outcome = KVC_PUBLISH_ADOPTED;
-			return 0;
-		}
+		/* Invalid, or a stale view of another host's fresh slab of
+		 * the same key: either way ours may take the name, since two
+		 * valid slabs of one key are the same state. No waiting to
+		 * tell them apart inside a publish. */
 	} else if (opened == STORE_NOT_REGULAR) {
 		/* Not a file at all (a symlink, FIFO, directory...): nothing to
 		 * adopt. rename(2) replaces any non-directory by itself, without

@@ -153,8 +153,12 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 		break;
 	}
 	case NODE_RESCAN:
-		attr_of_dir(fs, 0444, st);
-		st->st_mode = S_IFREG | 0444;
+		/* Reading it makes the daemon re-read the backing root: the
+		 * mount's owner's (the daemon's user) only. */
+		attr_of_dir(fs, 0400, st);
+		st->st_mode = S_IFREG | 0400;
+		st->st_uid = geteuid();
+		st->st_gid = getegid();
 		st->st_nlink = 1;
 		st->st_size = 0; /* made when read */
 		break;

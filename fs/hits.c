@@ -91,18 +91,19 @@ int hits_count_one(struct kvcfs *fs, struct kvc_store *store, const struct kvc_k
 		   int fd, uint64_t now, uint32_t *count)
 {
 	struct key_lock *kl = key_lock_get(fs, key);
-	uint8_t raw[4];
+	uint8_t head[KVC_FIXED_SIZE];
+	struct kvc_fixed f;
 	uint32_t hits;
 	struct kvc_err err;
 	int rc = 0;
 
 	pthread_rwlock_wrlock(&kl->lock);
-	if (pread(fd, raw, sizeof(raw), KVC_OFF_HIT_COUNT) != (ssize_t)sizeof(raw)) {
+	if (pread(fd, head, sizeof(head), 0) != (ssize_t)sizeof(head)) {
 		rc = -EIO;
 		goto out;
 	}
-	hits = (uint32_t)raw[0] | (uint32_t)raw[1] << 8 | (uint32_t)raw[2] << 16 |
-	       (uint32_t)raw[3] << 24;
+	kvc_fixed_decode(head, &f);
+	hits = f.hit_count;
 	if (hits < UINT32_MAX)
 		hits++;
 	if (kvc_store_touch(store, key, hits, now, &err) < 0)
@@ -126,15 +127,6 @@ static bool mutable_field(off_t off, size_t size)
 		((uint64_t)off >= KVC_OFF_LAST_USED && end <= KVC_OFF_LAST_USED + 8));
 }
 
-static uint64_t le_bytes(const uint8_t *p, unsigned n)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = n; i-- > 0;)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /*
  * The format's reference server counts a hit by opening the slab O_RDWR
  * and writing the two fields itself. The write is merged into the fields
@@ -147,7 +139,8 @@ ssize_t hits_write_header(struct kvcfs *fs, const struct kvc_key *key, int fd,
 			  const void *buf, size_t size, off_t off)
 {
 	struct key_lock *kl;
-	uint8_t head[KVC_OFF_LAST_USED + 8];
+	uint8_t head[KVC_FIXED_SIZE];
+	struct kvc_fixed f;
 	struct stat before, after;
 	struct kvc_err err;
 	bool was_verified;
@@ -165,8 +158,8 @@ ssize_t hits_write_header(struct kvcfs *fs, const struct kvc_key *key, int fd,
 	}
 	was_verified = index_is_verified(&fs->index, key, &before);
 	memcpy(head + off, buf, size);
-	if (kvc_store_touch(fs->store, key, (uint32_t)le_bytes(head + KVC_OFF_HIT_COUNT, 4),
-			    le_bytes(head + KVC_OFF_LAST_USED, 8), &err) < 0) {
+	kvc_fixed_decode(head, &f);
+	if (kvc_store_touch(fs->store, key, f.hit_count, f.last_used_time, &err) < 0) {
 		rc = -kvc_err_to_errno(&err);
 		goto out;
 	}

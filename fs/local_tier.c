@@ -38,15 +38,6 @@
 /* Bytes per read of the backing root while copying. */
 #define FETCH_CHUNK (4u << 20)
 
-static uint64_t le_bytes(const uint8_t *p, unsigned n)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = n; i-- > 0;)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* What makes two files the same slab, for the tier: header fields that no
  * hit write changes. */
 struct identity {
@@ -59,14 +50,16 @@ struct identity {
 static bool read_identity(int fd, uint64_t size, struct identity *id)
 {
 	uint8_t h[KVC_FIXED_SIZE];
+	struct kvc_fixed f;
 
 	if (size < KVC_FIXED_SIZE || pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
-	    memcmp(h, "KVC\x01", 4) != 0)
+	    !kvc_fixed_is_v1(h))
 		return false;
+	kvc_fixed_decode(h, &f);
 	id->size = size;
-	id->created = le_bytes(h + 24, 8);
-	id->payload_length = le_bytes(h + 56, 8);
-	id->crc = (uint32_t)le_bytes(h + KVC_OFF_PAYLOAD_CRC32C, 4);
+	id->created = f.creation_time;
+	id->payload_length = f.payload_length;
+	id->crc = f.payload_crc32c;
 	return true;
 }
 
@@ -183,21 +176,6 @@ void local_tier_reconcile(struct kvcfs *fs)
 	g_free(all);
 }
 
-static int write_at(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
 /* Copy size bytes of src into tmp, recording their CRCs. */
 static int copy_into(int src, uint64_t size, struct kvc_tmp *tmp, struct kvc_err *err)
 {
@@ -215,7 +193,7 @@ static int copy_into(int src, uint64_t size, struct kvc_tmp *tmp, struct kvc_err
 			rc = kvc_err_sys(err, n < 0 ? errno : EIO, "read of the backing root's slab");
 			break;
 		}
-		int w = write_at(tmp->fd, buf, (size_t)n, off);
+		int w = kvc_pwrite_full(tmp->fd, buf, (size_t)n, off);
 		if (w < 0) {
 			rc = kvc_err_sys(err, -w, "write of local temp %s", tmp->name);
 			break;
@@ -416,7 +394,7 @@ void local_tier_stage_write(struct staging *stage, uint64_t off, const void *buf
 {
 	if (stage->local_tmp.fd < 0 || atomic_load(&stage->local_failed))
 		return;
-	if (write_at(stage->local_tmp.fd, buf, len, off) < 0)
+	if (kvc_pwrite_full(stage->local_tmp.fd, buf, len, off) < 0)
 		atomic_store(&stage->local_failed, true); /* writes run in parallel: flag only */
 	else
 		kvc_tmp_note_write(&stage->local_tmp, off, buf, len);

@@ -41,25 +41,28 @@ static int byte_error(struct kvc_err *err, enum kvc_tag tag, const char *what,
 
 static int parse_header(const uint8_t *h, struct kvc_meta *meta, struct kvc_err *err)
 {
+	struct kvc_fixed f;
+
 	if (memcmp(h, "KVC", 3) != 0)
 		return kvc_err_set(err, KVC_E_BAD_HEADER, "bad magic %02x%02x%02x",
 				   h[0], h[1], h[2]);
-	meta->version = h[3];
+	kvc_fixed_decode(h, &f);
+	meta->version = f.version;
 	if (meta->version != KVC_VERSION)
 		return byte_error(err, KVC_E_UNSUPPORTED_VERSION, "format version", h[3]);
-	meta->quant_bits = h[4];
-	meta->save_reason = h[5];
+	meta->quant_bits = f.quant_bits;
+	meta->save_reason = f.save_reason;
 	if (kvc_save_reason_name(meta->save_reason) == NULL)
 		return byte_error(err, KVC_E_UNKNOWN_SAVE_REASON, "save_reason", h[5]);
-	meta->cached_token_count = get_le32(h + 8);
-	meta->hit_count = get_le32(h + 12);
-	meta->context_size = get_le32(h + 16);
-	meta->creation_time = get_le64(h + 24);
-	meta->last_used_time = get_le64(h + 32);
-	meta->payload_byte_count = get_le64(h + 40);
-	meta->payload_offset = get_le64(h + 48);
-	meta->payload_length = get_le64(h + 56);
-	meta->payload_crc32c = get_le32(h + 64);
+	meta->cached_token_count = f.cached_token_count;
+	meta->hit_count = f.hit_count;
+	meta->context_size = f.context_size;
+	meta->creation_time = f.creation_time;
+	meta->last_used_time = f.last_used_time;
+	meta->payload_byte_count = f.payload_byte_count;
+	meta->payload_offset = f.payload_offset;
+	meta->payload_length = f.payload_length;
+	meta->payload_crc32c = f.payload_crc32c;
 	return 0;
 }
 

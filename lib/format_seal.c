@@ -5,7 +5,6 @@
  * protects them from here on; see "Sealed slabs" in docs/format.md.
  */
 #include <errno.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <kvc/format.h>
@@ -13,7 +12,7 @@
 #include "bytes.h"
 #include "verify_internal.h"
 
-static int write_crc(int fd, uint32_t crc, struct kvc_err *err)
+int kvc_seal_write_crc(int fd, uint32_t crc, struct kvc_err *err)
 {
 	uint8_t field[4];
 	ssize_t n;
@@ -31,25 +30,15 @@ static int write_crc(int fd, uint32_t crc, struct kvc_err *err)
 
 int kvc_seal_fd(int fd, struct kvc_err *err)
 {
-	struct kvc_fd_head head;
-	struct kvc_source src;
 	struct kvc_meta meta;
-	struct stat st;
 	uint32_t crc;
 	int rc;
 
-	if (fstat(fd, &st) < 0)
-		return kvc_err_sys(err, errno, "fstat");
-	if (!S_ISREG(st.st_mode))
-		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT, "seal: not a regular file");
-	kvc_source_from_fd_head(&src, &head, fd, (uint64_t)st.st_size);
 	/* Where the payload is, and that the file is a slab at all: we do not
-	 * write into anything else. LIGHT: the token ids are not needed. */
-	if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, &meta, err) < 0)
+	 * write into anything else. */
+	if (kvc_fd_payload_crc(fd, NULL, true, &meta, &crc, err) < 0)
 		return -1;
-	rc = kvc_payload_crc(&src, &meta, NULL, NULL, &crc, err);
-	if (rc == 0 && crc != meta.payload_crc32c)
-		rc = write_crc(fd, crc, err);
+	rc = crc != meta.payload_crc32c ? kvc_seal_write_crc(fd, crc, err) : 0;
 	kvc_meta_clear(&meta);
 	return rc;
 }

@@ -68,13 +68,16 @@ int kvc_store_stat(struct kvc_store *store, const struct kvc_key *key,
 	}
 	if (rc < 0)
 		return -1;
-	if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && memcmp(h, "KVC\x01", 4) == 0) {
+	if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && kvc_fixed_is_v1(h)) {
+		struct kvc_fixed f;
+
+		kvc_fixed_decode(h, &f);
 		info->header_ok = true;
-		info->hit_count = get_le32(h + KVC_OFF_HIT_COUNT);
-		info->creation_time = get_le64(h + 24);
-		info->last_used_time = get_le64(h + KVC_OFF_LAST_USED);
-		info->payload_offset = get_le64(h + 48);
-		info->payload_length = get_le64(h + 56);
+		info->hit_count = f.hit_count;
+		info->creation_time = f.creation_time;
+		info->last_used_time = f.last_used_time;
+		info->payload_offset = f.payload_offset;
+		info->payload_length = f.payload_length;
 	} else {
 		info->creation_time = (uint64_t)info->st.st_mtime;
 		info->last_used_time = (uint64_t)info->st.st_atime;
@@ -116,12 +119,11 @@ int kvc_store_touch(struct kvc_store *store, const struct kvc_key *key,
 	if (store_open_regular(store, slab, O_RDWR, &fd, &st, err) < 0)
 		return -1;
 	/* Only ever patch a file that still starts like a v1 slab. */
-	if (pread(fd, magic, 4, 0) != 4 || memcmp(magic, "KVC\x01", 4) != 0) {
+	if (pread(fd, magic, 4, 0) != 4 || !kvc_fixed_is_v1(magic)) {
 		kvc_err_set(err, KVC_E_BAD_HEADER, "%s is not a v1 slab", slab);
 		goto out;
 	}
-	put_le32(hits, hit_count);
-	put_le64(used, last_used);
+	kvc_fixed_encode_use(hits, used, hit_count, last_used);
 	if (pwrite(fd, hits, 4, KVC_OFF_HIT_COUNT) != 4 ||
 	    pwrite(fd, used, 8, KVC_OFF_LAST_USED) != 8) {
 		kvc_err_sys(err, errno ? errno : EIO, "update header of %s", slab);

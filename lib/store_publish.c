@@ -28,23 +28,18 @@
 static int verify_from_tracker(struct kvc_tmp *tmp, const struct kvc_key *key,
 			       struct kvc_err *err)
 {
-	struct kvc_fd_head head;
-	struct kvc_source src;
 	struct kvc_meta meta;
-	struct stat st;
 	uint32_t crc;
 	int rc;
 
 	err->tag = KVC_OK;
-	if (tmp->tracker == NULL || fstat(tmp->fd, &st) < 0)
+	if (tmp->tracker == NULL)
 		return 0;
-	kvc_source_from_fd_head(&src, &head, tmp->fd, (uint64_t)st.st_size);
-	if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, &meta, err) < 0)
-		return -1;
-	if (kvc_crc_tracker_crc(tmp->tracker, tmp->fd, meta.payload_offset, meta.payload_length,
-				&crc) < 0) {
-		kvc_meta_clear(&meta);
-		return 0;
+	rc = kvc_fd_payload_crc(tmp->fd, tmp->tracker, false, &meta, &crc, err);
+	if (rc <= 0) {
+		if (rc == 0)
+			kvc_meta_clear(&meta);
+		return rc;
 	}
 	rc = kvc_check_crc_and_key(&meta, key, crc, err);
 	kvc_meta_clear(&meta);

@@ -60,41 +60,19 @@ void kvc_tmp_note_truncate(struct kvc_tmp *tmp, uint64_t size)
  */
 int kvc_tmp_seal(struct kvc_tmp *tmp, struct kvc_err *err)
 {
-	struct kvc_fd_head head;
-	struct kvc_source src;
 	struct kvc_meta meta;
-	struct stat st;
-	uint8_t field[4];
 	uint32_t crc;
-	ssize_t n;
+	int rc;
 
 	if (tmp->fd < 0)
 		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT, "seal of a closed temp");
 	tmp->synced = false;
 	tmp->verified = false;
-	if (tmp->tracker == NULL || fstat(tmp->fd, &st) < 0)
-		return kvc_seal_fd(tmp->fd, err);
-	kvc_source_from_fd_head(&src, &head, tmp->fd, (uint64_t)st.st_size);
-	if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, &meta, err) < 0)
+	if (kvc_fd_payload_crc(tmp->fd, tmp->tracker, true, &meta, &crc, err) < 0)
 		return -1;
-	if (kvc_crc_tracker_crc(tmp->tracker, tmp->fd, meta.payload_offset, meta.payload_length,
-				&crc) < 0) {
-		kvc_meta_clear(&meta);
-		return kvc_seal_fd(tmp->fd, err);
-	}
-	n = 4;
-	if (crc != meta.payload_crc32c) {
-		put_le32(field, crc);
-		do
-			n = pwrite(tmp->fd, field, sizeof(field), KVC_OFF_PAYLOAD_CRC32C);
-		while (n < 0 && errno == EINTR);
-	}
+	rc = crc != meta.payload_crc32c ? kvc_seal_write_crc(tmp->fd, crc, err) : 0;
 	kvc_meta_clear(&meta);
-	if (n < 0)
-		return kvc_err_sys(err, errno, "write payload_crc32c of temp %s", tmp->name);
-	if (n != 4)
-		return kvc_err_set(err, KVC_E_IO, "short write of payload_crc32c (%zd of 4 bytes)", n);
-	return 0;
+	return rc;
 }
 
 void kvc_store_abort_tmp(struct kvc_store *store, struct kvc_tmp *tmp)
@@ -111,22 +89,32 @@ void kvc_store_abort_tmp(struct kvc_store *store, struct kvc_tmp *tmp)
 	}
 }
 
-static int write_all(int fd, const void *buf, size_t len, struct kvc_err *err)
+int kvc_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
 
 	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return kvc_err_sys(err, errno, "write to temp");
-		}
-		if (n == 0)
-			return kvc_err_sys(err, EIO, "write to temp made no progress");
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
 		p += n;
 		len -= (size_t)n;
+		off += (uint64_t)n;
 	}
+	return 0;
+}
+
+/* Appends to the temp at *off (advanced), for the store's own writers. */
+static int write_all(struct kvc_tmp *tmp, const void *buf, size_t len, uint64_t *off,
+		     struct kvc_err *err)
+{
+	int rc = kvc_pwrite_full(tmp->fd, buf, len, *off);
+
+	if (rc < 0)
+		return kvc_err_sys(err, -rc, "write to temp %s", tmp->name);
+	*off += len;
 	return 0;
 }
 
@@ -220,6 +208,7 @@ int kvc_store_write_tmp_bufs(struct kvc_store *store, const struct kvc_key *key,
 	char label[KVC_SLAB_NAME_LEN + 1];
 	struct sync_job job;
 	struct kvc_meta meta;
+	uint64_t written = 0;
 	pthread_t syncer;
 	int verdict;
 
@@ -232,7 +221,7 @@ int kvc_store_write_tmp_bufs(struct kvc_store *store, const struct kvc_key *key,
 	if (kvc_tmp_create(store, label, tmp, err) < 0)
 		goto fail_meta;
 	for (int i = 0; i < iovcnt; i++)
-		if (write_all(tmp->fd, iov[i].iov_base, iov[i].iov_len, err) < 0)
+		if (write_all(tmp, iov[i].iov_base, iov[i].iov_len, &written, err) < 0)
 			goto fail;
 	job.fd = tmp->fd;
 	if (src.size < STORE_OVERLAP_MIN_BYTES ||
@@ -263,7 +252,7 @@ fail_meta:
 	return -1;
 }
 
-static int copy_fd(int src_fd, struct kvc_tmp *tmp, struct kvc_err *err)
+static int copy_fd(int src_fd, struct kvc_tmp *tmp, uint64_t off, struct kvc_err *err)
 {
 	uint8_t *buf = malloc(COPY_CHUNK);
 
@@ -281,7 +270,7 @@ static int copy_fd(int src_fd, struct kvc_tmp *tmp, struct kvc_err *err)
 			free(buf);
 			return 0;
 		}
-		if (write_all(tmp->fd, buf, (size_t)n, err) < 0)
+		if (write_all(tmp, buf, (size_t)n, &off, err) < 0)
 			break;
 	}
 	free(buf);
@@ -294,13 +283,14 @@ int kvc_store_write_tmp_fd(struct kvc_store *store, const struct kvc_key *key,
 {
 	char label[KVC_SLAB_NAME_LEN + 1];
 	struct kvc_meta meta;
+	uint64_t off = 0;
 
 	kvc_key_slab_name(key, label);
 	if (kvc_tmp_create(store, label, tmp, err) < 0)
 		return -1;
-	if (prefix_len > 0 && write_all(tmp->fd, prefix, prefix_len, err) < 0)
+	if (prefix_len > 0 && write_all(tmp, prefix, prefix_len, &off, err) < 0)
 		goto fail;
-	if (src_fd >= 0 && copy_fd(src_fd, tmp, err) < 0)
+	if (src_fd >= 0 && copy_fd(src_fd, tmp, off, err) < 0)
 		goto fail;
 	if (sync_tmp(tmp, err) < 0)
 		goto fail;

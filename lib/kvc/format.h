@@ -22,6 +22,26 @@ extern "C" {
 #define KVC_OFF_LAST_USED 32
 #define KVC_OFF_PAYLOAD_CRC32C 64
 
+/* The fields of the fixed header and trailer (the file's first
+ * KVC_FIXED_SIZE bytes), decoded without any check: the parser checks
+ * them; code that reads or patches a header without parsing the rest
+ * (hit counts, identities) takes them from here. */
+struct kvc_fixed {
+	uint8_t version, quant_bits, save_reason;
+	uint32_t cached_token_count, hit_count, context_size;
+	uint64_t creation_time, last_used_time, payload_byte_count;
+	uint64_t payload_offset, payload_length;
+	uint32_t payload_crc32c;
+};
+/* Does h (at least 4 bytes) start like a version 1 slab? */
+bool kvc_fixed_is_v1(const uint8_t *h);
+/* h: at least KVC_FIXED_SIZE bytes. */
+void kvc_fixed_decode(const uint8_t *h, struct kvc_fixed *out);
+/* The two fields a hit changes, as stored at KVC_OFF_HIT_COUNT and
+ * KVC_OFF_LAST_USED. */
+void kvc_fixed_encode_use(uint8_t hit_count[4], uint8_t last_used[8], uint32_t hits,
+			  uint64_t used);
+
 /*
  * Upper bounds on what a parser allocates for the variable sections. Both
  * are far beyond any real slab (the TLV cap holds 64 M token ids) and keep

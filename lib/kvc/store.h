@@ -67,6 +67,10 @@ struct kvc_tmp {
 
 #define KVC_TMP_INIT { .fd = -1 }
 
+/* pwrite all len bytes of buf at off, through short writes and EINTR:
+ * 0, or -errno (-EIO for a write that makes no progress). */
+int kvc_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
 /* Create an empty temp; label is a short tag such as "stage". */
 int kvc_tmp_create(struct kvc_store *store, const char *label,
 		   struct kvc_tmp *tmp, struct kvc_err *err);

@@ -52,6 +52,8 @@ int __real_openat64(int dirfd, const char *path, int flags, ...);
 int __wrap_openat64(int dirfd, const char *path, int flags, ...);
 ssize_t __real_write(int fd, const void *buf, size_t n);
 ssize_t __wrap_write(int fd, const void *buf, size_t n);
+ssize_t __real_pwrite64(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off);
 int __real_fdatasync(int fd);
 int __wrap_fdatasync(int fd);
 int __real_linkat(int a, const char *b, int c, const char *d, int e);
@@ -85,6 +87,17 @@ ssize_t __wrap_write(int fd, const void *buf, size_t n)
 	if (short_writes > 0 && n > (size_t)short_writes)
 		n = (size_t)short_writes;
 	return __real_write(fd, buf, n);
+}
+
+/* The store writes its temps with pwrite (kvc_pwrite_full): the same
+ * failures and short writes as write. */
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+	if (should_fail(SYS_WRITE))
+		return -1;
+	if (short_writes > 0 && n > (size_t)short_writes)
+		n = (size_t)short_writes;
+	return __real_pwrite64(fd, buf, n, off);
 }
 
 int __wrap_fdatasync(int fd)

@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import struct
@@ -57,8 +58,35 @@ def mounted(path):
         return any(line.split()[1] == path for line in f)
 
 
+FUSECTL = "/sys/fs/fuse/connections"
+
+
+def fuse_connection(path):
+    """The name of the FUSE connection of the mount at path in fusectl
+    (/sys/fs/fuse/connections/<name>): its device number as the kernel
+    writes it, major << 20 | minor. Read from /proc/self/mountinfo, as
+    stat() would wait on the daemon. None if nothing is mounted there."""
+    conn = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == path:
+                major, minor = (int(x) for x in fields[2].split(":"))
+                conn = (major << 20) | minor  # the last one: the mount on top
+    return conn
+
+
+def fusermount(*args):
+    """fusermount3's exit status, or None if it did not return in 10 s."""
+    try:
+        return subprocess.run(["fusermount3"] + list(args), capture_output=True,
+                              timeout=10).returncode
+    except subprocess.TimeoutExpired:
+        return None
+
+
 class Mount:
-    def __init__(self, root, mnt, options=(), allowed_stderr=()):
+    def __init__(self, root, mnt, options=(), allowed_stderr=(), flags=()):
         self.root, self.mnt = root, mnt
         self.options = list(options)
         # KVCFS_TEST_OPTIONS (e.g. passthrough=off): the suite runs the
@@ -66,8 +94,16 @@ class Mount:
         for o in filter(None, os.environ.get("KVCFS_TEST_OPTIONS", "").split(",")):
             if not any(x.split("=")[0] == o.split("=")[0] for x in self.options):
                 self.options.append(o)
+        # KVCFS_TEST_FLAGS (e.g. -s): more of the daemon's command line,
+        # before the -o options; the suite runs the concurrent tests again
+        # with the daemon single-threaded.
+        self.flags = list(flags)
+        for f in shlex.split(os.environ.get("KVCFS_TEST_FLAGS", "")):
+            if f not in self.flags:
+                self.flags.append(f)
         self.allowed = [re.compile(a) for a in allowed_stderr]
         self.proc = None
+        self.conn = None
         self.stderr_path = mnt.rstrip("/") + ".stderr"
 
     def launcher(self):
@@ -77,7 +113,7 @@ class Mount:
 
     def start(self):
         os.makedirs(self.mnt, exist_ok=True)
-        args = self.launcher() + [KVCFS, "-f"]
+        args = self.launcher() + [KVCFS, "-f"] + self.flags
         for o in self.options:
             args += ["-o", o]
         args += [self.root, self.mnt]
@@ -91,29 +127,32 @@ class Mount:
             if time.time() > deadline:
                 raise AssertionError("kvcfs did not mount within 20 s")
             time.sleep(0.02)
+        self.conn = fuse_connection(self.mnt)
         return self
+
+    def unmount(self, patience=10):
+        """fusermount3 -u. A test that failed may have just killed its
+        clients: their open files keep the mount busy for a moment. Then
+        lazily, as the last resort: the daemon exits once they are gone.
+        None of it waits on the daemon: it returns on a hung mount too."""
+        deadline = time.time() + patience
+        while mounted(self.mnt):
+            if fusermount("-u", self.mnt) == 0:
+                break
+            if time.time() > deadline:
+                fusermount("-u", "-z", self.mnt)
+                break
+            time.sleep(0.1)
 
     def stop(self):
         if self.proc is None:
             return
-        # A test that failed may have just killed its clients: their open
-        # files keep the mount busy for a moment. Then lazily, as the
-        # last resort: the daemon exits once they are gone.
-        deadline = time.time() + 10
-        while mounted(self.mnt):
-            if subprocess.run(["fusermount3", "-u", self.mnt], capture_output=True).returncode == 0:
-                break
-            if time.time() > deadline:
-                subprocess.run(["fusermount3", "-u", "-z", self.mnt], capture_output=True)
-                break
-            time.sleep(0.1)
+        self.unmount()
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            subprocess.run(["fusermount3", "-u", "-z", self.mnt], capture_output=True)
-            raise AssertionError("kvcfs did not exit after unmount")
+            how = self.force_stop()
+            raise AssertionError("kvcfs did not exit after unmount; " + how)
         finally:
             self.err.close()
         code = self.proc.returncode
@@ -122,13 +161,90 @@ class Mount:
             raise AssertionError("kvcfs exited %d: %s" % (code, self.stderr()))
         self.check_stderr()
 
+    def force_stop(self):
+        """Ends a daemon that does not exit, and its mount; says how. A
+        daemon stuck in the kernel (a request thread waiting for a lock
+        that a request queued to it holds: a deadlock) dies neither of an
+        unmount nor of SIGKILL: then its FUSE connection is aborted, which
+        fails every request it has not answered and lets it go."""
+        how = "killed it"
+        self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            stuck = self.kernel_stacks()
+            if not self.abort():
+                raise AssertionError("kvcfs (pid %d) is stuck in the kernel and its FUSE "
+                                     "connection could not be aborted: %s" % (self.proc.pid, stuck))
+            how = "it was stuck in the kernel (%s): aborted its FUSE connection" % stuck
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("kvcfs (pid %d) still runs after its connection was "
+                                     "aborted" % self.proc.pid)
+        self.proc = None
+        self.unmount(patience=5)
+        return how
+
+    def abort(self):
+        """Aborts the mount's FUSE connection, as `echo 1 >
+        /sys/fs/fuse/connections/<N>/abort` does: every request to the
+        daemon fails (ECONNABORTED, ENOTCONN after), the daemon's reads
+        fail and it exits, leaving the mount to unmount(). The way out of
+        a deadlocked mount. If fusectl is not mounted, it is mounted for
+        the moment in a mount namespace of its own. Only while the daemon
+        runs (its connection, so the name, is still this mount's). Returns
+        whether the connection was aborted."""
+        if self.conn is None or self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            with open(os.path.join(FUSECTL, str(self.conn), "abort"), "w") as f:
+                f.write("1")
+            return True
+        except OSError:
+            pass
+        try:
+            p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                'mount -t fusectl fusectl "$1" && echo 1 > "$1/$2/abort"',
+                                "sh", FUSECTL, str(self.conn)], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return p.returncode == 0
+
+    def kernel_stacks(self):
+        """Where the daemon's threads wait in the kernel: each thread's
+        innermost frame from /proc/<pid>/task/<tid>/stack (wchan where
+        that cannot be read), counted, e.g. "1 in fuse_reverse_inval_entry,
+        2 in futex_do_wait"."""
+        where = {}
+        task = "/proc/%d/task" % self.proc.pid
+        try:
+            tids = os.listdir(task)
+        except OSError:
+            return "no threads"
+        for tid in tids:
+            frame = "?"
+            try:
+                with open(os.path.join(task, tid, "stack")) as f:
+                    first = f.readline().split()
+                if len(first) > 1:
+                    frame = first[1].split("+")[0]
+            except OSError:
+                try:
+                    with open(os.path.join(task, tid, "wchan")) as f:
+                        frame = f.read().strip() or "?"
+                except OSError:
+                    pass
+            where[frame] = where.get(frame, 0) + 1
+        return ", ".join("%d in %s" % (n, f) for f, n in sorted(where.items()))
+
     def kill(self):
         """SIGKILL, as a crash would; the mount is then torn down lazily."""
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self.err.close()
         self.proc = None
-        subprocess.run(["fusermount3", "-u", "-z", self.mnt], capture_output=True)
+        fusermount("-u", "-z", self.mnt)
 
     def stderr(self):
         with open(self.stderr_path, "rb") as f:
@@ -143,6 +259,35 @@ class Mount:
         return os.path.join(self.mnt, *parts)
 
 
+def reap(procs, mount=None, patience=10):
+    """Kills client processes and waits for them, so that none still holds
+    a file of the mount when the test unmounts it. A client whose request
+    the daemon has read but never answers cannot die, not even of SIGKILL
+    (the kernel waits for the answer): if some are left after patience
+    seconds, the mount is hung, and its FUSE connection is aborted, which
+    ends their requests. Returns None, or what it had to do."""
+    for q in procs:
+        if q.poll() is None:
+            q.kill()
+    deadline = time.time() + patience
+    stuck = []
+    for q in procs:
+        try:
+            q.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            stuck.append(q)
+    if not stuck:
+        return None
+    note = "%d clients would not die, the mount is hung" % len(stuck)
+    if mount is not None and mount.proc is not None:
+        note += " (kvcfs threads: %s)" % mount.kernel_stacks()
+    if mount is None or not mount.abort():
+        raise AssertionError(note + "; its FUSE connection could not be aborted")
+    for q in stuck:
+        q.wait(timeout=30)
+    return note + ": aborted its FUSE connection"
+
+
 class Workspace:
     """A temporary directory holding backing roots and mountpoints."""
 
@@ -155,8 +300,9 @@ class Workspace:
         os.makedirs(p, exist_ok=True)
         return p
 
-    def mount(self, root=None, name="mnt", options=(), allowed_stderr=()):
-        m = Mount(root or self.root(), os.path.join(self.dir, name), options, allowed_stderr)
+    def mount(self, root=None, name="mnt", options=(), allowed_stderr=(), flags=()):
+        m = Mount(root or self.root(), os.path.join(self.dir, name), options, allowed_stderr,
+                  flags)
         self.mounts.append(m)
         return m.start()
 
@@ -214,6 +360,16 @@ def run(cmd, check=True, **kw):
     if check and p.returncode != 0:
         raise AssertionError("%s exited %d: %s%s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
     return p
+
+
+def settle(m, timeout=30):
+    """Wait until the daemon's background worker has done what was asked
+    of it (eviction after a publish, a rescan): a publish that takes the
+    cache over its budget returns before the worker evicts."""
+    deadline = time.monotonic() + timeout
+    while metric(m, "maintenance_pending") != 0:
+        assert time.monotonic() < deadline, "the maintenance worker did not finish"
+        time.sleep(0.005)
 
 
 def metric(m, name):

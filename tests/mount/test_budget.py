@@ -7,7 +7,7 @@ import os
 import struct
 import time
 
-from harness import expect_errno, kvcache, main, metric
+from harness import expect_errno, kvcache, main, metric, settle
 
 FP = bytes(range(32))
 CTX = bytes(range(32, 64))
@@ -69,6 +69,7 @@ def test_fill_past_budget(ws):
         else:
             key, data = slab(i)
         kvcache.save(m.mnt, key, data)
+        settle(m)  # the worker evicts after the publish returned
         hits, last_used = header(m.root, key)
         published.append((key, len(data), hits, last_used))
         assert metric(m, "bytes") <= 1_000_000 or len(slabs_in(m.root)) == 1
@@ -90,6 +91,7 @@ def test_open_slab_survives(ws):
     with open(m.path(key0 + ".kvc"), "rb") as held:  # oldest, and open
         for i in range(1, 20):
             kvcache.save(m.mnt, *slab(i))
+            settle(m)
         assert key0 in slabs_in(m.root), "an open slab is never evicted"
         got = held.read()
         assert got[48:] == data0[48:] and got[:12] == data0[:12]
@@ -98,6 +100,7 @@ def test_open_slab_survives(ws):
     newer = int(time.time()) + 1000
     for i in range(20, 26):
         kvcache.save(m.mnt, *slab(i, last_used=newer + i))
+        settle(m)
     assert key0 not in slabs_in(m.root)
 
 
@@ -108,6 +111,7 @@ def test_just_published_survives(ws):
     # Its header says it was last used in 1970: it is still kept.
     key, data = slab(50, last_used=1)
     kvcache.save(m.mnt, key, data)
+    settle(m)
     assert key in slabs_in(m.root), "the slab just published is never evicted"
     assert metric(m, "evictions_total") > 0
 
@@ -177,6 +181,7 @@ def test_rescan_counts_other_mounts(ws):
     assert metric(a, "rescans_total") == 1
     for i in range(5, 8):
         kvcache.save(a.mnt, *slab(i))
+    settle(a)
     assert metric(a, "bytes") <= 700_000
     assert slab(0)[0] not in slabs_in(root), "b's oldest slab was evicted by a's budget"
     assert slab(7)[0] in slabs_in(root)

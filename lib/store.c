@@ -112,6 +112,11 @@ void kvc_store_close(struct kvc_store *store)
 	free(store);
 }
 
+bool kvc_store_name_taken(const struct kvc_store *store, const char *name)
+{
+	return faccessat(store->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 int kvc_store_dirfd(const struct kvc_store *store)
 {
 	return store->dirfd;

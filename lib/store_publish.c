@@ -107,6 +107,50 @@ static int ensure_synced_and_verified(struct kvc_tmp *tmp, const struct kvc_key 
 	return 0;
 }
 
+/* tmp's bytes are a valid slab of key: checked, not synced. */
+static int verify_only(struct kvc_tmp *tmp, const struct kvc_key *key, struct kvc_err *err)
+{
+	struct kvc_meta meta;
+	int rc;
+
+	if (tmp->verified && kvc_key_equal(&tmp->verified_key, key))
+		return 0;
+	rc = verify_from_tracker(tmp, key, err);
+	if (rc == 0 && err->tag == KVC_OK) {
+		rc = kvc_verify_fd(tmp->fd, 0, key, &meta, err) < 0 ? -1 : 1;
+		if (rc == 1)
+			kvc_meta_clear(&meta);
+	}
+	if (rc != 1)
+		return -1;
+	tmp->verified = true;
+	tmp->verified_key = *key;
+	return 0;
+}
+
+int kvc_store_would_adopt(struct kvc_store *store, struct kvc_tmp *tmp,
+			  const struct kvc_key *key, struct kvc_meta *meta, struct kvc_err *err)
+{
+	char slab[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_meta mine;
+	struct kvc_err verr;
+	struct stat st;
+	int fd, rc;
+
+	kvc_key_slab_name(key, slab);
+	if (tmp->fd < 0 || !kvc_store_name_taken(store, slab))
+		return 0;
+	if (verify_only(tmp, key, err) < 0)
+		return -1;
+	if (store_open_ro(store, slab, &fd, &st, &verr) < 0)
+		return 0;
+	rc = kvc_verify_fd(fd, KVC_PARSE_LIGHT, key, meta != NULL ? meta : &mine, &verr);
+	close(fd);
+	if (rc == 0 && meta == NULL)
+		kvc_meta_clear(&mine);
+	return rc == 0 ? 1 : 0;
+}
+
 int kvc_tmp_prepare(struct kvc_tmp *tmp, struct kvc_err *err)
 {
 	struct kvc_source src;
@@ -257,6 +301,19 @@ static enum kvc_publish_outcome take_back(struct kvc_store *store, struct kvc_tm
 	return KVC_PUBLISH_FAILED;
 }
 
+/* The publish is over: the temp's name and descriptor go. A temp that
+ * will not go away is harmless: sweep removes it once this process is
+ * gone. */
+static void drop_tmp(struct kvc_store *store, struct kvc_tmp *tmp)
+{
+	unlinkat(store->dirfd, tmp->name, 0);
+	tmp->name[0] = '\0';
+	close(tmp->fd);
+	tmp->fd = -1;
+	kvc_crc_tracker_free(tmp->tracker);
+	tmp->tracker = NULL;
+}
+
 static int publish(struct kvc_store *store, struct kvc_tmp *tmp, const struct kvc_key *key,
 		   bool adopt, struct kvc_meta *meta, enum kvc_publish_outcome *outcome,
 		   struct kvc_err *err)
@@ -274,6 +331,19 @@ static int publish(struct kvc_store *store, struct kvc_tmp *tmp, const struct kv
 		return -1;
 	if (tmp->fd < 0 || tmp->name[0] == '\0')
 		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT, "publish of a closed temp");
+	/* The same state saved twice (many servers, one prompt): the first
+	 * slab stays, so ours needs no fdatasync, link or directory fsync. */
+	if (adopt) {
+		int would = kvc_store_would_adopt(store, tmp, key, meta, err);
+
+		if (would < 0)
+			return -1;
+		if (would > 0) {
+			drop_tmp(store, tmp);
+			*outcome = KVC_PUBLISH_ADOPTED;
+			return 0;
+		}
+	}
 	if (ensure_synced_and_verified(tmp, key, err) < 0)
 		return -1;
 	/* A temp is its writer's alone (0600: a staging file's bytes are
@@ -304,14 +374,7 @@ static int publish(struct kvc_store *store, struct kvc_tmp *tmp, const struct kv
 			*outcome = take_back(store, tmp, slab);
 		return -1;
 	}
-	/* A temp that will not go away is harmless: sweep removes it once
-	 * this process is gone. */
-	unlinkat(store->dirfd, tmp->name, 0);
-	tmp->name[0] = '\0';
-	close(tmp->fd);
-	tmp->fd = -1;
-	kvc_crc_tracker_free(tmp->tracker);
-	tmp->tracker = NULL;
+	drop_tmp(store, tmp);
 	*outcome = result;
 	return 0;
 }

@@ -41,6 +41,9 @@ int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
 		   struct kvc_err *err);
 void kvc_store_close(struct kvc_store *store);
 int kvc_store_dirfd(const struct kvc_store *store);
+/* Does anything (of any type, a dangling symlink too) have this name in
+ * the store's directory? */
+bool kvc_store_name_taken(const struct kvc_store *store, const char *name);
 const char *kvc_store_host_id(const struct kvc_store *store);
 const char *kvc_store_root(const struct kvc_store *store);
 int kvc_store_recheck_delay_ms(const struct kvc_store *store);
@@ -157,6 +160,18 @@ int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
  * link(2) failing with EEXIST. An invalid file under the name is still
  * replaced. For callers that answer link(2) (the mount).
  */
+/*
+ * Would a publish of tmp as key keep a slab already there? 1: a valid slab
+ * of key is under <key>.kvc and tmp's own bytes are a valid slab of key
+ * (checked, not synced; meta, if not NULL: the existing slab's, to be
+ * cleared); 0: no,
+ * nothing checked about the existing file beyond that; -1: tmp's bytes are
+ * refused (err says why). Reads tmp, never changes it: a caller whose temp
+ * someone may still be writing can ask this before deciding to copy it.
+ */
+int kvc_store_would_adopt(struct kvc_store *store, struct kvc_tmp *tmp,
+			  const struct kvc_key *key, struct kvc_meta *meta, struct kvc_err *err);
+
 int kvc_store_publish_no_adopt(struct kvc_store *store, struct kvc_tmp *tmp,
 			       const struct kvc_key *key, struct kvc_meta *meta,
 			       enum kvc_publish_outcome *outcome, struct kvc_err *err);

@@ -427,6 +427,38 @@ static void test_eexist_valid_is_adopted(void **state)
 	free_slab(&second);
 }
 
+/* A second valid slab of a key that has one: kept as the first (adopted)
+ * without syncing, linking or fsyncing anything (the fdatasync would fail
+ * here), and its temp is gone. */
+static void test_adopt_needs_no_sync(void **state)
+{
+	struct fixture *f = *state;
+	struct slab first, second;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome;
+	struct kvc_tmp tmp;
+
+	make_slab(&first, 51, 2000, 1);
+	make_slab(&second, 51, 2000, 99);
+	assert_int_equal(save(f->store, &first, &outcome, &err), 0);
+	assert_int_equal(kvc_tmp_create(f->store, "stage", &tmp, &err), 0);
+	assert_int_equal(kvc_pwrite_full(tmp.fd, second.prefix, second.prefix_len, 0), 0);
+	assert_int_equal(kvc_pwrite_full(tmp.fd, second.payload, second.payload_len,
+					 second.prefix_len), 0);
+	reset_injection();
+	inject[SYS_FDATASYNC].countdown = 1;
+	inject[SYS_FDATASYNC].err = EIO;
+	inject[SYS_FSYNC].countdown = 1;
+	inject[SYS_FSYNC].err = EIO;
+	assert_int_equal(kvc_store_publish(f->store, &tmp, &second.key, NULL, &outcome, &err), 0);
+	reset_injection();
+	assert_int_equal(outcome, KVC_PUBLISH_ADOPTED);
+	assert_int_equal(count_entries(f->dir), 1);
+	assert_true(tmp.fd < 0);
+	free_slab(&first);
+	free_slab(&second);
+}
+
 static void write_slab_file(const char *dir, const char *name, const struct slab *s)
 {
 	size_t len = s->prefix_len + s->payload_len;
@@ -941,9 +973,10 @@ static void test_failure_after_link_takes_back(void **state)
 		stage(f->store, &s, &tmp);
 		reset_injection();
 		/* The re-check's open is the publish's first openat (the junk
-		 * is verified first in the replace case). */
+		 * is opened twice first in the replace case: by the check for a
+		 * slab to adopt, then by the resolution of link's EEXIST). */
 		inject[cases[i].sys].countdown = cases[i].sys == SYS_OPENAT && cases[i].junk_there
-							 ? 2 : 1;
+							 ? 3 : 1;
 		inject[cases[i].sys].err = EIO;
 		assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome, &err), -1);
 		reset_injection();
@@ -1290,6 +1323,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_eexist_then_vanished, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eexist_valid_is_adopted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_needs_no_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_adopt_keeps_temp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tmp_seal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eexist_corrupt_is_replaced, setup, teardown),

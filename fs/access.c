@@ -213,7 +213,8 @@ static int may_node(struct kvcfs *fs, struct caller *c, fuse_ino_t ino, struct s
 	return rc;
 }
 
-int access_may_lookup(struct kvcfs *fs, fuse_req_t req, fuse_ino_t parent)
+/* The checks the kernel makes itself under default_permissions. */
+static int may_unless_kernel_checks(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct caller c;
 	struct stat st;
@@ -221,23 +222,23 @@ int access_may_lookup(struct kvcfs *fs, fuse_req_t req, fuse_ino_t parent)
 	if (fs->access.kernel_checks)
 		return 0;
 	caller_of(req, &c);
-	return may_node(fs, &c, parent, &st, MAY_EXEC);
+	return may_node(fs, &c, ino, &st, mask);
+}
+
+int access_may_lookup(struct kvcfs *fs, fuse_req_t req, fuse_ino_t parent)
+{
+	return may_unless_kernel_checks(fs, req, parent, MAY_EXEC);
 }
 
 int access_may_open(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, int flags)
 {
-	struct caller c;
-	struct stat st;
 	int mask = 0;
 
-	if (fs->access.kernel_checks)
-		return 0;
 	if ((flags & O_ACCMODE) != O_WRONLY)
 		mask |= MAY_READ;
 	if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC))
 		mask |= MAY_WRITE;
-	caller_of(req, &c);
-	return may_node(fs, &c, ino, &st, mask);
+	return may_unless_kernel_checks(fs, req, ino, mask);
 }
 
 void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
@@ -289,24 +290,12 @@ int access_may_setattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino,
 
 int access_may_xattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, bool set)
 {
-	struct caller c;
-	struct stat st;
-
-	if (fs->access.kernel_checks)
-		return 0;
-	caller_of(req, &c);
-	return may_node(fs, &c, ino, &st, set ? MAY_WRITE : MAY_READ);
+	return may_unless_kernel_checks(fs, req, ino, set ? MAY_WRITE : MAY_READ);
 }
 
 int access_may_opendir(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino)
 {
-	struct caller c;
-	struct stat st;
-
-	if (fs->access.kernel_checks)
-		return 0;
-	caller_of(req, &c);
-	return may_node(fs, &c, ino, &st, MAY_READ);
+	return may_unless_kernel_checks(fs, req, ino, MAY_READ);
 }
 
 /* Hand the temp to who the stage says owns it, so that the slab it becomes

@@ -274,11 +274,18 @@ struct node *node_for_key(struct kvcfs *fs, enum node_kind kind,
 /* Turn a staging node whose bytes were just published into a slab node. */
 void node_became_slab(struct kvcfs *fs, struct node *node,
 		      const struct kvc_key *key);                  /* lock held */
+/* A slab or payload node stops being its key's node (the next lookup of
+ * the key makes a new one); nothing if another node is. fs->lock held. */
+void node_leave_key(struct kvcfs *fs, struct node *node);
 void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup,
 		unsigned opens);                               /* lock held */
 
-/* staging.c: the lifecycle of a file being written, from create to
- * publish or discard (the state diagram is at the top of the file). */
+/* stage.c, stage_writers.c, stage_publish.c (staging.c before): the
+ * lifecycle of a file being written, from create to publish or discard
+ * (the state diagram is at the top of stage_writers.c). The stage and its
+ * bytes are stage.c; create, open, close and release of its handles
+ * stage_writers.c; publishing, and rename, link and unlink of a staging
+ * name, stage_publish.c. */
 struct staging *staging_new(void);
 void staging_free(struct kvcfs *fs, struct staging *stage);
 void staging_create(fuse_req_t req, const char *name, mode_t mode,
@@ -464,7 +471,7 @@ void passthrough_detach(struct kvcfs *fs, fuse_req_t req, struct handle *h);
 /* close(2) of a handle (its FLUSH): its RELEASE is probably on its way. */
 void passthrough_closed(struct kvcfs *fs, struct handle *h);
 
-/* publish.c: the mount's side of the pipeline (metrics, index, errors).
+/* stage_publish.c: the mount's side of the pipeline (metrics, index, errors).
  * PUBLISH_FINAL: a refusal is the last word (rename, link), so it is
  * counted as one. PUBLISH_AS_LINK: a valid slab already there is not
  * adopted (-EEXIST, the stage stays), and the stage keeps the published

@@ -107,6 +107,17 @@ static GHashTable *key_table(struct kvcfs *fs, enum node_kind kind)
 	return kind == NODE_SLAB ? fs->slab_nodes : fs->payload_nodes;
 }
 
+void node_leave_key(struct kvcfs *fs, struct node *node)
+{
+	GHashTable *table;
+
+	if (node->kind != NODE_SLAB && node->kind != NODE_PAYLOAD)
+		return;
+	table = key_table(fs, node->kind);
+	if (g_hash_table_lookup(table, &node->key) == node)
+		g_hash_table_remove(table, &node->key);
+}
+
 struct node *node_for_key(struct kvcfs *fs, enum node_kind kind,
 			  const struct kvc_key *key)
 {
@@ -150,9 +161,7 @@ void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup, unsigned 
 		g_ptr_array_add(fs->stages_gone, node->stage); /* freed by fs_unlock */
 		node->stage = NULL;
 	}
-	if ((node->kind == NODE_SLAB || node->kind == NODE_PAYLOAD) &&
-	    g_hash_table_lookup(key_table(fs, node->kind), &node->key) == node)
-		g_hash_table_remove(key_table(fs, node->kind), &node->key);
+	node_leave_key(fs, node);
 	passthrough_forget_node(fs, node);
 	g_hash_table_remove(fs->nodes, &node->ino);
 }

@@ -319,9 +319,7 @@ static bool same_file_as_served(struct kvcfs *fs, struct node *node, const struc
 	       node->served_size == st->st_size;
 	alone = node->open_count <= 1;
 	if (!same && !alone && node->served_ino != 0) {
-		GHashTable *table = node->kind == NODE_SLAB ? fs->slab_nodes : fs->payload_nodes;
-		if (g_hash_table_lookup(table, &node->key) == node)
-			g_hash_table_remove(table, &node->key);
+		node_leave_key(fs, node);
 		stale = true;
 	} else {
 		node->served_dev = st->st_dev;

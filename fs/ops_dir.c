@@ -74,15 +74,10 @@ static void add_staging(struct kvcfs *fs, GPtrArray *list)
 
 	fs_lock(fs);
 	g_hash_table_iter_init(&it, fs->staging);
-	while (g_hash_table_iter_next(&it, &name, &value)) {
-		struct kvc_key key;
-		/* A <key>.kvc being written that the backing root also
-		 * has would otherwise be listed twice. */
-		if (kvc_key_from_slab_name(name, &key) &&
-		    faccessat(kvc_store_dirfd(fs->store), name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-			continue;
+	/* Staging names only: a <key>.kvc being written has no name until it
+	 * is published (staging), so nothing here is listed twice. */
+	while (g_hash_table_iter_next(&it, &name, &value))
 		add(list, name, ((struct node *)value)->ino, S_IFREG);
-	}
 	fs_unlock(fs);
 }
 

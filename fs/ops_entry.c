@@ -79,7 +79,7 @@ static struct node *fixed_node(struct kvcfs *fs, fuse_ino_t ino)
  * being the key's node: the name gets a new inode, so the kernel never
  * mixes the two files' sizes and pages. fs->lock held.
  */
-static void node_for_file(GHashTable *table, const struct kvc_key *key,
+static void node_for_file(struct kvcfs *node_fs, GHashTable *table, const struct kvc_key *key,
 			  const struct stat *now)
 {
 	struct node *node = g_hash_table_lookup(table, key);
@@ -87,7 +87,7 @@ static void node_for_file(GHashTable *table, const struct kvc_key *key,
 	if (node != NULL && node->open_count > 0 && node->served_ino != 0 &&
 	    (node->served_dev != now->st_dev || node->served_ino != now->st_ino ||
 	     node->served_size != now->st_size))
-		g_hash_table_remove(table, key);
+		node_leave_key(node_fs, node);
 }
 
 static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
@@ -136,7 +136,7 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 		index_note(&fs->index, &key, (uint64_t)info.st.st_size, info.hit_count,
 			   info.last_used_time, info.creation_time);
 	fs_lock(fs);
-	node_for_file(fs->slab_nodes, &key, &info.st);
+	node_for_file(fs, fs->slab_nodes, &key, &info.st);
 	node = node_for_key(fs, NODE_SLAB, &key);
 	fs_unlock(fs);
 	reply_node_entry(req, fs, node);
@@ -162,7 +162,7 @@ static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *
 		return;
 	}
 	fs_lock(fs);
-	node_for_file(fs->payload_nodes, &key, &info.st);
+	node_for_file(fs, fs->payload_nodes, &key, &info.st);
 	node = node_for_key(fs, NODE_PAYLOAD, &key);
 	fs_unlock(fs);
 	reply_node_entry(req, fs, node);

@@ -16,11 +16,6 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
-static bool slab_exists(struct kvcfs *fs, const char *name)
-{
-	return faccessat(kvc_store_dirfd(fs->store), name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	       fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
@@ -47,7 +42,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		if (src_cls == NAME_INVALID)
 			rc = -e;
 		else if (src_cls == NAME_RESERVED ||
-			 (src_cls == NAME_SLAB && slab_exists(fs, name)))
+			 (src_cls == NAME_SLAB && kvc_store_name_taken(fs->store, name)))
 			rc = -EPERM; /* published slabs are immutable */
 	}
 	fuse_reply_err(req, -rc);
@@ -87,7 +82,7 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	case NAME_SLAB:
 		break;
 	}
-	if (!slab_exists(fs, name)) {
+	if (!kvc_store_name_taken(fs->store, name)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}

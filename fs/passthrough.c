@@ -165,9 +165,7 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 			 * other kind of open beside it. The key gets a new
 			 * node, and ESTALE makes the kernel look the name up
 			 * again and open that one. */
-			if (node->kind == NODE_SLAB &&
-			    g_hash_table_lookup(fs->slab_nodes, &node->key) == node)
-				g_hash_table_remove(fs->slab_nodes, &node->key);
+			node_leave_key(fs, node);
 			stale = true;
 		} else {
 #if HAVE_PASSTHROUGH

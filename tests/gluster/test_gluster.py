@@ -257,6 +257,7 @@ def test_local_tier(ws):
             k, d, p = slab(i, 4 << 20)
             kvcache.save(a.mnt, k, d)
             assert tier.read(b, "payload", k) == p
+            harness.settle(b)  # the worker evicts after the fetch
             size = sum(os.path.getsize(os.path.join(b.local, n)) for n in tier.copies(b.local))
             assert size <= 40 << 20, "B's local tier over budget: %d" % size
         assert harness.metric(b, "local_evictions_total") >= 2

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 
-from harness import KVC, Mount, expect_errno, kvcache, main, metric, run, verify_slabs
+from harness import KVC, Mount, expect_errno, kvcache, main, metric, run, settle, verify_slabs
 
 FP, CTX = bytes(range(7, 39)), bytes(range(60, 92))
 ALLOWED = [r"local copy of [0-9a-f]+ failed verification: dropped"]
@@ -203,6 +203,7 @@ def test_local_budget_holds(ws):
     try:
         for key, payload in keys:
             assert read(b, "payload", key) == payload
+            settle(b)  # the worker evicts after the fetch
             size = sum(os.path.getsize(os.path.join(local, n)) for n in copies(local))
             assert size <= 1_000_000, "local tier over its budget: %d" % size
             assert metric(b, "local_bytes") <= 1_000_000

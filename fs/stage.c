@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stage as an object: the writer-unique temp in the backing root that
+ * holds a file's bytes while it is written (kvc_tmp_create). Made, freed
+ * and discarded here; its bytes read, written, synced, truncated and
+ * checked before a publish; its attributes; and the request to seal it
+ * (user.kvcfs.seal). Who may write it and when it publishes is
+ * stage_writers.c (with the state diagram); publishing is stage_publish.c.
+ * This file calls neither.
+ *
+ * Locks: a stage's rwlock is held shared by writes into the temp and
+ * exclusive by a publish or a discard; the fields that say where the stage
+ * is in its life (publish_on_close, writers, mode) are under fs->lock,
+ * which is never held while waiting for a stage's lock (kvcfs.h).
+ */
+#include <errno.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "stage_internal.h"
+
+struct staging *staging_new(void)
+{
+	struct staging *stage = g_new0(struct staging, 1);
+
+	pthread_rwlock_init(&stage->lock, NULL);
+	stage->tmp.fd = -1;
+	stage->published_fd = -1;
+	stage->local_tmp.fd = -1;
+	return stage;
+}
+
+/* May block (closing or unlinking the temp): never under fs->lock, which
+ * is why fs_unlock frees what was dropped under it only after it. */
+void staging_free(struct kvcfs *fs, struct staging *stage)
+{
+	fs_assert_unlocked();
+	if (stage == NULL)
+		return;
+	if (!stage->published)
+		kvc_store_abort_tmp(fs->store, &stage->tmp);
+	else if (stage->tmp.fd >= 0)
+		close(stage->tmp.fd);
+	if (stage->published_fd >= 0)
+		close(stage->published_fd);
+	local_tier_stage_end(fs, stage);
+	pthread_rwlock_destroy(&stage->lock);
+	g_free(stage->error);
+	g_free(stage);
+}
+
+/* No name and no handle: the bytes can never be published; give their
+ * space back now rather than when the kernel forgets the inode. */
+void staging_discard(struct kvcfs *fs, struct staging *stage)
+{
+	pthread_rwlock_wrlock(&stage->lock);
+	if (!stage->published)
+		kvc_store_abort_tmp(fs->store, &stage->tmp);
+	local_tier_stage_end(fs, stage);
+	pthread_rwlock_unlock(&stage->lock);
+}
+
+struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t mode,
+				 struct kvc_err *err)
+{
+	struct staging *stage = staging_new();
+
+	if (kvc_tmp_create(fs->store, "stage", &stage->tmp, err) < 0) {
+		staging_free(fs, stage);
+		return NULL;
+	}
+	local_tier_stage_begin(fs, stage);
+	atomic_store(&stage->replacing, true);
+	stage->mode = mode & 07777;
+	access_stage_owner(fs, req, stage);
+	return stage;
+}
+
+ssize_t staging_read(struct handle *h, void *buf, size_t size, off_t off)
+{
+	ssize_t n;
+	int fd;
+
+	pthread_rwlock_rdlock(&h->stage->lock);
+	/* Linked: the staging name reads the published file. */
+	fd = h->stage->tmp.fd >= 0 ? h->stage->tmp.fd : h->stage->published_fd;
+	n = fd < 0 ? (errno = EBADF, -1) : pread(fd, buf, size, off);
+	if (n < 0)
+		n = -errno;
+	pthread_rwlock_unlock(&h->stage->lock);
+	return n;
+}
+
+ssize_t staging_write(struct handle *h, const void *buf, size_t size, off_t off)
+{
+	struct staging *stage = h->stage;
+	ssize_t n;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published || stage->tmp.fd < 0 || !atomic_load(&stage->replacing)) {
+		/* The bytes already became a slab, or this would write into
+		 * one: a slab is immutable. */
+		n = -EPERM;
+	} else {
+		n = pwrite(stage->tmp.fd, buf, size, off);
+		atomic_store(&stage->dirty, true);
+		if (n > 0) {
+			kvc_tmp_note_write(&stage->tmp, (uint64_t)off, buf, (size_t)n);
+			local_tier_stage_write(stage, (uint64_t)off, buf, (size_t)n);
+		}
+		if (n < 0) {
+			n = -errno;
+			if (errno == ENOSPC || errno == EDQUOT || errno == EIO)
+				atomic_store(&stage->write_error, errno);
+		}
+	}
+	pthread_rwlock_unlock(&stage->lock);
+	return n;
+}
+
+int staging_fsync(struct handle *h, int datasync)
+{
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&h->stage->lock);
+	if (h->stage->tmp.fd >= 0 &&
+	    (datasync ? fdatasync(h->stage->tmp.fd) : fsync(h->stage->tmp.fd)) < 0)
+		rc = -errno;
+	pthread_rwlock_unlock(&h->stage->lock);
+	return rc;
+}
+
+int truncate_for_open(struct staging *stage)
+{
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published || stage->tmp.fd < 0)
+		rc = -EPERM;
+	else if (ftruncate(stage->tmp.fd, 0) < 0)
+		rc = -errno;
+	else
+		kvc_tmp_note_truncate(&stage->tmp, 0);
+	if (rc == 0)
+		local_tier_stage_truncate(stage, 0);
+	atomic_store(&stage->dirty, true);
+	pthread_rwlock_unlock(&stage->lock);
+	return rc;
+}
+
+/*
+ * The last writer of a named staging file closed it: flush and verify it
+ * now, against the key its content names, so that the rename (or link)
+ * that publishes it holds the kernel's lock on the directory only for the
+ * link and the directory fsync, not for reading a large slab back. The
+ * state of the temp before and after is kept: the publish trusts this work
+ * only if the temp is still exactly so (a write through the kernel directly,
+ * with passthrough, moves its ctime).
+ */
+void prepare_for_publish(struct staging *stage)
+{
+	struct kvc_err err;
+	struct stat before;
+
+	pthread_rwlock_wrlock(&stage->lock);
+	stage->prepared_valid = false;
+	if (!stage->published && stage->tmp.fd >= 0 && fstat(stage->tmp.fd, &before) == 0) {
+		if (atomic_exchange(&stage->dirty, false) || atomic_load(&stage->bypass)) {
+			stage->tmp.synced = false;
+			stage->tmp.verified = false;
+		}
+		stage->prepared_valid = kvc_tmp_prepare(&stage->tmp, &err) == 0 &&
+					fstat(stage->tmp.fd, &stage->prepared) == 0 &&
+					same_file_state(&before, &stage->prepared);
+	}
+	pthread_rwlock_unlock(&stage->lock);
+}
+
+/* A truncate (by name, or through a handle) of a named staging file that
+ * no writer holds open: its bytes changed without a close to check them,
+ * so they are checked here, in the request that changed them, and the
+ * rename that publishes them does not verify under the directory's lock. */
+static void prepare_if_closed(struct kvcfs *fs, struct staging *stage)
+{
+	bool closed;
+
+	fs_lock(fs);
+	closed = !stage->publish_on_close && stage->flushed_writers == stage->writers;
+	fs_unlock(fs);
+	if (closed)
+		prepare_for_publish(stage);
+}
+
+static int set_times(struct staging *stage, const struct stat *attr, int to_set)
+{
+	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_nsec = UTIME_OMIT } };
+
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW)
+		ts[0].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_ATIME)
+		ts[0] = attr->st_atim;
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW)
+		ts[1].tv_nsec = UTIME_NOW;
+	else if (to_set & FUSE_SET_ATTR_MTIME)
+		ts[1] = attr->st_mtim;
+	return futimens(stage->tmp.fd, ts) < 0 ? -errno : 0;
+}
+
+int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *attr,
+		    int to_set)
+{
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published || stage->tmp.fd < 0) {
+		rc = -EPERM;
+		goto out;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (ftruncate(stage->tmp.fd, attr->st_size) < 0) {
+			rc = -errno;
+			goto out;
+		}
+		kvc_tmp_note_truncate(&stage->tmp, (uint64_t)attr->st_size);
+		local_tier_stage_truncate(stage, (uint64_t)attr->st_size);
+		atomic_store(&stage->replacing, true);
+	}
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+		      FUSE_SET_ATTR_MTIME_NOW))
+		rc = set_times(stage, attr, to_set);
+	if (rc == 0)
+		atomic_store(&stage->dirty, true);
+	if (rc == 0) {
+		fs_lock(fs);
+		if (to_set & FUSE_SET_ATTR_MODE)
+			stage->mode = attr->st_mode & 07777;
+		if (to_set & FUSE_SET_ATTR_UID)
+			stage->uid = attr->st_uid;
+		if (to_set & FUSE_SET_ATTR_GID)
+			stage->gid = attr->st_gid;
+		fs_unlock(fs);
+		if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+			access_stage_chowned(fs, stage);
+	}
+out:
+	pthread_rwlock_unlock(&stage->lock);
+	if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE))
+		prepare_if_closed(fs, stage);
+	return rc;
+}
+
+/* LINKED, and the slab's name is gone since (rm, eviction): the staging
+ * name still names the file, as any name of a hard link does after the
+ * other is removed, and reads still get it (published_fd). */
+static int linked_file_attr(struct staging *stage, struct stat *st)
+{
+	int rc = -ENOENT;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published_fd >= 0)
+		rc = fstat(stage->published_fd, st) < 0 ? -errno : 0;
+	pthread_rwlock_unlock(&stage->lock);
+	if (rc == 0) {
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+	}
+	return rc;
+}
+
+int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
+{
+	struct stat real;
+	bool published;
+	struct kvc_key key;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	published = stage->published;
+	key = stage->published_key;
+	if (!published && stage->tmp.fd < 0)
+		rc = -ENOENT; /* discarded: only the kernel still remembers it */
+	else if (!published && fstat(stage->tmp.fd, &real) < 0)
+		rc = -EIO;
+	pthread_rwlock_unlock(&stage->lock);
+	/* Published a moment ago and about to become the slab's node: it
+	 * looks like the slab already. */
+	if (published) {
+		rc = attr_of_slab(fs, &key, false, st);
+		return rc == -ENOENT ? linked_file_attr(stage, st) : rc;
+	}
+	if (rc < 0)
+		return rc;
+	*st = real;
+	fs_lock(fs);
+	st->st_mode = S_IFREG | (stage->mode & 07777);
+	st->st_uid = stage->uid;
+	st->st_gid = stage->gid;
+	fs_unlock(fs);
+	st->st_nlink = 1;
+	return 0;
+}
+
+int staging_request_seal(struct staging *stage, bool on, int flags)
+{
+	int rc = 0;
+
+	pthread_rwlock_wrlock(&stage->lock);
+	if (stage->published || stage->tmp.fd < 0)
+		rc = -EPERM; /* too late: sealing happens at publish */
+	else if (on && (flags & XATTR_CREATE) && stage->seal)
+		rc = -EEXIST;
+	else if ((!on || (flags & XATTR_REPLACE)) && !stage->seal)
+		rc = -ENODATA;
+	else
+		stage->seal = on;
+	pthread_rwlock_unlock(&stage->lock);
+	return rc;
+}
+
+bool staging_seal_requested(struct staging *stage)
+{
+	bool seal;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	seal = stage->seal;
+	pthread_rwlock_unlock(&stage->lock);
+	return seal;
+}
+
+bool staging_in_flight(struct kvcfs *fs, struct staging *stage)
+{
+	bool in_flight;
+
+	fs_lock(fs);
+	in_flight = stage->publish_on_close;
+	fs_unlock(fs);
+	return in_flight;
+}

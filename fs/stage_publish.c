@@ -1,0 +1,602 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Publishing a staging file: the store's pipeline plus the mount's books
+ * (publish_stage: metrics, index, errors), and the requests that publish
+ * or drop a staging name: rename to <key>.kvc, link(2) (the states they
+ * lead to are in the diagram at the head of stage_writers.c), rename to
+ * another staging name, unlink. When a writer the kernel serves directly
+ * may still write the file, what is published is a copy of it
+ * (publish_copy). Calls into stage.c, never into stage_writers.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "stage_internal.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+
+/* A slab bigger than the whole budget is refused rather than flushing
+ * every other slab out to make room for it. */
+static bool exceeds_budget(struct kvcfs *fs, struct staging *stage)
+{
+	struct stat st;
+
+	if (fs->opts.max_size == 0 || fstat(stage->tmp.fd, &st) < 0 ||
+	    (uint64_t)st.st_size <= fs->opts.max_size)
+		return false;
+	g_free(stage->error);
+	stage->error = g_strdup_printf("no_space: a slab of %lld bytes exceeds the budget of %" G_GUINT64_FORMAT " bytes",
+				       (long long)st.st_size, fs->opts.max_size);
+	stage->refused = false;
+	return true;
+}
+
+/* The writer asked kvcfs to fill in the payload's CRC (user.kvcfs.seal):
+ * done before the pipeline validates the rest. Stage lock held. */
+static int seal_if_asked(struct staging *stage, struct kvc_err *err)
+{
+	if (!stage->seal)
+		return 0;
+	return kvc_tmp_seal(&stage->tmp, err);
+}
+
+/* stage->lock held. */
+static bool still_as_prepared(struct staging *stage)
+{
+	struct stat now;
+
+	return stage->prepared_valid && fstat(stage->tmp.fd, &now) == 0 &&
+	       same_file_state(&now, &stage->prepared);
+}
+
+/*
+ * Does anyone but this daemon still hold the temp open for writing? The
+ * kernel holds a file of its own on the temp for each passthrough open of
+ * it (and for a shared mapping), and drops it at the close that ends that
+ * open, before the RELEASE that tells us so is even sent. A write lease can
+ * be taken only on a file that no other open file description holds (for
+ * writing, nor for reading where the kernel counts readers): taken and
+ * given back at once, it asks the kernel that question without waiting for
+ * any RELEASE. Where leases are not available the answer is "maybe".
+ */
+static bool others_may_write(int fd)
+{
+	if (fcntl(fd, F_SETLEASE, F_WRLCK) < 0)
+		return true;
+	(void)fcntl(fd, F_SETLEASE, F_UNLCK);
+	return false;
+}
+
+/*
+ * Could a write through a descriptor of the staging file still change the
+ * temp after it became a slab? Writes on the daemon's path are refused
+ * once it is published (staging_write), so only a passthrough writer
+ * counts: one whose close was not seen yet certainly, one that was closed
+ * (FLUSH seen, RELEASE not yet) only if the kernel still holds the temp
+ * open for it (a dup of the descriptor, a shared mapping). Stage lock held,
+ * so no open attaches meanwhile (each open counts itself first).
+ */
+bool staging_kernel_may_write(struct kvcfs *fs, struct staging *stage)
+{
+	bool open_writer, closed_writer;
+
+	if (!atomic_load(&stage->bypass))
+		return false;
+	fs_lock(fs);
+	open_writer = stage->flushed_writers < stage->writers;
+	closed_writer = stage->writers > 0;
+	fs_unlock(fs);
+	if (open_writer)
+		return true;
+	return closed_writer && others_may_write(stage->tmp.fd);
+}
+
+/* Why the stage cannot be published now, or 0. Stage lock held. */
+static int publish_precheck(struct kvcfs *fs, struct staging *stage, unsigned flags)
+{
+	if (stage->published || stage->tmp.fd < 0)
+		return -EBADF;
+	/* A writer's open counts itself (fs->lock) before it attaches to
+	 * the temp (stage lock, stage_writers.c): one not counted now finds
+	 * the stage published and is refused. */
+	if ((flags & PUBLISH_NO_WRITER) && staging_kernel_may_write(fs, stage))
+		return PUBLISH_WRITER_CAME;
+	if (exceeds_budget(fs, stage))
+		return -ENOSPC;
+	return 0;
+}
+
+/* Written since the last try, or by the kernel directly (unseen): then
+ * nothing checked before counts, unless the temp is exactly as its last
+ * close checked it (prepare_for_publish). Stage lock held. */
+static void clear_stale_checks(struct staging *stage)
+{
+	if (atomic_exchange(&stage->dirty, false) ||
+	    (atomic_load(&stage->bypass) && !still_as_prepared(stage))) {
+		stage->prepared_valid = false;
+		stage->tmp.synced = false;
+		stage->tmp.verified = false;
+	}
+}
+
+/* The store's pipeline on the stage's temp, and the stage's record of the
+ * outcome: published (and where its bytes are now), or why not
+ * (user.kvcfs.error). Stage lock held. */
+static int store_publish(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+			 bool as_link, struct kvc_meta *meta,
+			 enum kvc_publish_outcome *outcome, struct kvc_err *err)
+{
+	int keep_fd = -1;
+	int rc = seal_if_asked(stage, err);
+
+	/* A link leaves the staging name naming the published file, and a
+	 * close that publishes may leave a dup of the descriptor open: keep
+	 * the file open for their reads (the pipeline closes the temp). */
+	if (rc == 0 && (as_link || staging_in_flight(fs, stage)) && (keep_fd = dup(stage->tmp.fd)) < 0)
+		rc = kvc_err_sys(err, errno, "dup of temp %s", stage->tmp.name);
+	if (rc == 0)
+		rc = as_link ? kvc_store_publish_no_adopt(fs->store, &stage->tmp, key, meta,
+							  outcome, err)
+			     : kvc_store_publish(fs->store, &stage->tmp, key, meta, outcome, err);
+	g_free(stage->error);
+	stage->error = NULL;
+	stage->refused = rc < 0 && kvc_tag_is_format_error(err->tag);
+	if (rc == 0) {
+		stage->published = true;
+		stage->published_key = *key;
+		stage->published_fd = keep_fd;
+		/* The backing root has it (or another writer's slab of the
+		 * key); now the local tier's copy, from this host's bytes. */
+		local_tier_stage_published(fs, stage, key, *outcome != KVC_PUBLISH_ADOPTED);
+	} else {
+		stage->error = g_strdup_printf("%s: %s", kvc_tag_name(err->tag), err->detail);
+		if (keep_fd >= 0)
+			close(keep_fd);
+	}
+	return rc;
+}
+
+/* A failed publish, after the stage's lock: the key may be evicted again;
+ * a final refusal of the content is counted, any other failure but a slab
+ * already there is logged. Returns the errno for the caller. */
+static int publish_failed(struct kvcfs *fs, const struct kvc_key *key, bool final,
+			  const struct kvc_err *err)
+{
+	index_publishing(&fs->index, key, false);
+	if (kvc_tag_is_format_error(err->tag)) {
+		if (final)
+			atomic_fetch_add(&fs->metrics.rejected, 1);
+	} else if (err->tag != KVC_E_EXISTS) {
+		fuse_log(FUSE_LOG_ERR, "kvcfs: publish failed: %s\n", err->detail);
+	}
+	return -kvc_err_to_errno(err);
+}
+
+/* A publish that stored the slab (or adopted one), after the stage's lock:
+ * its metrics and its place in the index. */
+static void publish_succeeded(struct kvcfs *fs, const struct kvc_key *key,
+			      enum kvc_publish_outcome outcome, struct kvc_meta *meta)
+{
+	atomic_fetch_add(outcome == KVC_PUBLISH_ADOPTED ? &fs->metrics.adopted
+							: &fs->metrics.publishes, 1);
+	if (meta->file_size > 0) /* 0: deleted by someone right after */
+		index_put(&fs->index, key, meta->file_size, meta->hit_count,
+			  meta->last_used_time, meta->creation_time);
+	/* Never evict what was just stored (whatever its header says of its
+	 * last use): it stays pinned until this mount publishes another. */
+	index_set_recent(&fs->index, key);
+	index_publishing(&fs->index, key, false);
+	kvc_meta_clear(meta);
+	maintenance_want_evict(fs); /* the worker keeps the budget */
+}
+
+/* Blocks (fdatasync, link, a directory fsync under the stage's lock):
+ * never under fs->lock. */
+int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+		  unsigned flags)
+{
+	bool final = flags & PUBLISH_FINAL, as_link = flags & PUBLISH_AS_LINK;
+	uint64_t started = metrics_now_ns();
+	enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
+	struct kvc_meta meta;
+	struct kvc_err err;
+	int rc;
+
+	fs_assert_unlocked();
+	if (fs->opts.read_only)
+		return -EROFS;
+	pthread_rwlock_wrlock(&stage->lock);
+	rc = publish_precheck(fs, stage, flags);
+	if (rc != 0) {
+		pthread_rwlock_unlock(&stage->lock);
+		return rc;
+	}
+	clear_stale_checks(stage);
+	/* No eviction may pick this key while its publish is under way. */
+	index_publishing(&fs->index, key, true);
+	rc = store_publish(fs, stage, key, as_link, &meta, &outcome, &err);
+	pthread_rwlock_unlock(&stage->lock);
+
+	atomic_fetch_add(&fs->metrics.publish_ns, metrics_now_ns() - started);
+	atomic_fetch_add(&fs->metrics.publish_count, 1);
+	if (rc < 0)
+		return publish_failed(fs, key, final, &err);
+	publish_succeeded(fs, key, outcome, &meta);
+	return 0;
+}
+
+/* Why the stage was not published, for user.kvcfs.error; refused: on its
+ * content (else on a condition). Takes the stage's lock. */
+static void set_stage_error(struct staging *stage, char *why, bool refused)
+{
+	pthread_rwlock_wrlock(&stage->lock);
+	g_free(stage->error);
+	stage->error = why;
+	stage->refused = refused;
+	pthread_rwlock_unlock(&stage->lock);
+}
+
+/*
+ * The copy is made inside the rename, under the kernel's lock of the
+ * directory: it is bounded by -o copy_max, and checked against the budget
+ * before a byte is copied. 0, or the errno with *why.
+ */
+static int copy_allowed(struct kvcfs *fs, uint64_t size, char **why)
+{
+	if (fs->opts.max_size > 0 && size > fs->opts.max_size) {
+		*why = g_strdup_printf("no_space: a slab of %" G_GUINT64_FORMAT
+				       " bytes exceeds the budget of %" G_GUINT64_FORMAT " bytes",
+				       size, fs->opts.max_size);
+		return -ENOSPC;
+	}
+	if (size > fs->opts.copy_max) {
+		*why = g_strdup_printf("busy: the file is still open for writing, and a copy of its %"
+				       G_GUINT64_FORMAT " bytes would exceed copy_max (%"
+				       G_GUINT64_FORMAT " bytes): close every descriptor of it "
+				       "before the rename or link", size, fs->opts.copy_max);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+/* Data ranges only: a hole stays a hole in the copy. */
+static int copy_data(int from, int to, uint64_t size)
+{
+	loff_t in = 0, out;
+
+	while ((uint64_t)in < size) {
+		loff_t data = lseek(from, in, SEEK_DATA), hole;
+
+		if (data < 0)
+			return errno == ENXIO ? 0 : -errno;
+		hole = lseek(from, data, SEEK_HOLE);
+		if (hole < 0)
+			return -errno;
+		if ((uint64_t)hole > size)
+			hole = (loff_t)size;
+		in = out = data;
+		while (in < hole) {
+			ssize_t n = copy_file_range(from, &in, to, &out, (size_t)(hole - in), 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return n < 0 ? -errno : -EIO;
+		}
+	}
+	return 0;
+}
+
+/* The temp's bytes, as they are now, into a temp of their own; *why says
+ * why not when it is not allowed. */
+static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to, char **why)
+{
+	struct kvc_err err;
+	struct stat st;
+	int rc;
+
+	pthread_rwlock_rdlock(&from->lock);
+	rc = from->tmp.fd < 0 || fstat(from->tmp.fd, &st) < 0 ? -EIO : 0;
+	if (rc == 0)
+		rc = copy_allowed(fs, (uint64_t)st.st_size, why);
+	if (rc == 0 && kvc_tmp_create(fs->store, "stage", &to->tmp, &err) < 0)
+		rc = -kvc_err_to_errno(&err);
+	if (rc == 0)
+		rc = copy_data(from->tmp.fd, to->tmp.fd, (uint64_t)st.st_size);
+	if (rc == 0 && ftruncate(to->tmp.fd, st.st_size) < 0)
+		rc = -errno;
+	pthread_rwlock_unlock(&from->lock);
+	return rc;
+}
+
+/*
+ * A rename or link while a writer can still write the file through the
+ * kernel: that writer's later bytes must never land in the slab, so what
+ * is published is a copy of the file as it is now. The writer goes on
+ * writing its own temp, which is dropped at its close.
+ */
+/*
+ * The key already holds a valid slab and the file's bytes, as they are
+ * now, are one too: a rename keeps the existing slab (first writer wins),
+ * so nothing needs copying, syncing or linking. 1: so (counted as adopted);
+ * 0: not; < 0: the bytes are refused (user.kvcfs.error says why).
+ */
+static int adopt_in_place(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key)
+{
+	struct kvc_meta meta;
+	struct kvc_err err;
+	int rc;
+
+	index_publishing(&fs->index, key, true);
+	pthread_rwlock_wrlock(&stage->lock);
+	clear_stale_checks(stage);
+	rc = kvc_store_would_adopt(fs->store, &stage->tmp, key, &meta, &err);
+	pthread_rwlock_unlock(&stage->lock);
+	if (rc < 0) {
+		set_stage_error(stage, g_strdup_printf("%s: %s", kvc_tag_name(err.tag), err.detail),
+				kvc_tag_is_format_error(err.tag));
+		return publish_failed(fs, key, true, &err);
+	}
+	if (rc == 0) {
+		index_publishing(&fs->index, key, false);
+		return 0;
+	}
+	publish_succeeded(fs, key, KVC_PUBLISH_ADOPTED, &meta);
+	return 1;
+}
+
+static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+			unsigned flags)
+{
+	struct staging *copy;
+	char *why = NULL;
+	int rc = 0;
+
+	if (!(flags & PUBLISH_AS_LINK))
+		rc = adopt_in_place(fs, stage, key);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	copy = staging_new();
+	rc = copy_temp(fs, stage, copy, &why);
+	if (why != NULL)
+		set_stage_error(stage, why, false);
+	if (rc == 0) {
+		copy->seal = staging_seal_requested(stage);
+		rc = publish_stage(fs, copy, key, flags);
+		if (rc == 0)
+			atomic_fetch_add(&fs->metrics.publish_copies, 1);
+	}
+	if (rc < 0 && copy->error != NULL)
+		set_stage_error(stage, g_strdup(copy->error), copy->refused);
+	staging_free(fs, copy);
+	return rc;
+}
+
+/* Publish a named staging file by rename or link: the file itself, or a
+ * copy of it when a writer may still write it (*copied). */
+static int publish_named(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+			 unsigned flags, bool *copied)
+{
+	int rc = publish_stage(fs, stage, key, flags | PUBLISH_NO_WRITER);
+
+	*copied = rc == PUBLISH_WRITER_CAME;
+	if (*copied)
+		rc = publish_copy(fs, stage, key, flags);
+	return rc;
+}
+
+/* The name stops naming the staging file; the file lives while open.
+ * fs->lock held. */
+static void drop_name(struct kvcfs *fs, struct node *node)
+{
+	g_hash_table_remove(fs->staging, node->name);
+	g_free(node->name);
+	node->name = NULL;
+	node_unref(fs, node, 0, 0);
+}
+
+static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_key *key,
+			  unsigned flags)
+{
+	char newname[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_key published_key;
+	bool published, copied;
+	int rc;
+
+	pthread_rwlock_rdlock(&src->stage->lock);
+	published = src->stage->published;
+	published_key = src->stage->published_key;
+	pthread_rwlock_unlock(&src->stage->lock);
+	if (published) {
+		/* Linked before (LINKED): the bytes are that slab already; the
+		 * kernel moves this node to the key's name, so it becomes the
+		 * slab's node, as after any rename to a key. Another key is
+		 * not the content's. */
+		if (!kvc_key_equal(&published_key, key))
+			return -EBADMSG;
+		fs_lock(fs);
+		node_became_slab(fs, src, key);
+		src->cache_suspect = true;
+		fs_unlock(fs);
+		return 0;
+	}
+	kvc_key_slab_name(key, newname);
+	if ((flags & RENAME_NOREPLACE) &&
+	    kvc_store_name_taken(fs->store, newname))
+		return -EEXIST;
+	rc = publish_named(fs, src->stage, key, PUBLISH_FINAL, &copied);
+	if (copied) {
+		/* What was published is a copy: this node stays the writer's
+		 * file, without a name (its temp goes at its last close); the
+		 * kernel's entry for the key, which now points here, is
+		 * revalidated at once (a staging entry is never cached) and
+		 * finds the slab's own node. */
+		if (rc == 0) {
+			fs_lock(fs);
+			if (src->name != NULL) {
+				g_hash_table_remove(fs->staging, src->name);
+				g_free(src->name);
+				src->name = NULL;
+			}
+			fs_unlock(fs);
+		}
+		return rc;
+	}
+	if (rc < 0)
+		return rc;
+	fs_lock(fs);
+	node_became_slab(fs, src, key);
+	src->cache_suspect = true; /* the staged bytes, or someone else's slab */
+	fs_unlock(fs);
+	return 0;
+}
+
+static int rename_to_staging(struct kvcfs *fs, struct node *src, const char *newname,
+			     unsigned flags)
+{
+	struct node *dst;
+	int rc = 0;
+
+	fs_lock(fs);
+	dst = g_hash_table_lookup(fs->staging, newname);
+	if (dst == src || src->name == NULL)
+		goto out; /* renamed onto itself, or unlinked meanwhile */
+	if (dst != NULL && (flags & RENAME_NOREPLACE)) {
+		rc = -EEXIST;
+		goto out;
+	}
+	if (dst != NULL)
+		drop_name(fs, dst);
+	g_hash_table_remove(fs->staging, src->name);
+	g_free(src->name);
+	src->name = g_strdup(newname);
+	g_hash_table_insert(fs->staging, src->name, src);
+out:
+	fs_unlock(fs);
+	return rc;
+}
+
+int staging_rename(struct kvcfs *fs, const char *name, const char *newname, unsigned flags)
+{
+	struct kvc_key key;
+	struct node *src;
+	int rc, e;
+	enum name_class cls = classify_name(newname, &key, &e);
+
+	if (cls == NAME_INVALID || cls == NAME_RESERVED)
+		return cls == NAME_RESERVED ? -EPERM : -e;
+	fs_lock(fs);
+	src = g_hash_table_lookup(fs->staging, name);
+	if (src != NULL)
+		src->nlookup++; /* hold it across the unlocked publish */
+	fs_unlock(fs);
+	if (src == NULL)
+		return -ENOENT;
+	if (fs->opts.read_only)
+		rc = -EROFS;
+	else if (cls == NAME_SLAB)
+		rc = rename_to_slab(fs, src, &key, flags);
+	else
+		rc = rename_to_staging(fs, src, newname, flags);
+	fs_lock(fs);
+	node_unref(fs, src, 1, 0);
+	fs_unlock(fs);
+	return rc;
+}
+
+int staging_unlink(struct kvcfs *fs, const char *name)
+{
+	struct node *node;
+	bool orphaned = false;
+	struct staging *stage = NULL;
+
+	fs_lock(fs);
+	node = g_hash_table_lookup(fs->staging, name);
+	if (node != NULL) {
+		stage = node->stage;
+		/* Nobody has it open: its bytes can go now, even though
+		 * the kernel may remember the inode a while longer. */
+		orphaned = node->open_count == 0;
+		node->nlookup++;
+		drop_name(fs, node);
+	}
+	fs_unlock(fs);
+	if (node == NULL)
+		return -ENOENT;
+	if (orphaned)
+		staging_discard(fs, stage);
+	fs_lock(fs);
+	node_unref(fs, node, 1, 0);
+	fs_unlock(fs);
+	return 0;
+}
+
+/* The staging node of a link(2), held (nlookup++) when it can publish. */
+static int link_source(struct kvcfs *fs, fuse_ino_t ino, struct node **out)
+{
+	struct node *node;
+	int rc = 0;
+
+	fs_lock(fs);
+	node = node_get(fs, ino);
+	if (node == NULL)
+		rc = -ENOENT;
+	else if (node->kind != NODE_STAGING || node->stage->publish_on_close)
+		rc = -EPERM; /* a slab, a directory, or a <key>.kvc in flight */
+	else if (node->name == NULL)
+		rc = -ENOENT; /* unlinked: link(2) of a deleted file */
+	else
+		node->nlookup++;
+	fs_unlock(fs);
+	*out = node;
+	return rc;
+}
+
+/*
+ * link(2) is how many programs publish (the format's reference server,
+ * maildir-style writers, kvc build): the same pipeline as rename, and the
+ * same answer as link(2) gives when the name is taken. A valid slab of the
+ * key already there is the EEXIST of link(2), after which such a program
+ * checks and adopts the existing file itself; the staging file stays.
+ */
+int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab)
+{
+	struct kvc_key key, published_key;
+	struct node *src;
+	bool published, copied;
+	int rc, e;
+	enum name_class cls = classify_name(newname, &key, &e);
+
+	if (cls == NAME_INVALID)
+		return -e;
+	if (cls != NAME_SLAB)
+		return -EPERM; /* hard links are a way to publish, nothing else */
+	rc = link_source(fs, ino, &src);
+	if (rc < 0)
+		return rc;
+	pthread_rwlock_rdlock(&src->stage->lock);
+	published = src->stage->published;
+	published_key = src->stage->published_key;
+	pthread_rwlock_unlock(&src->stage->lock);
+	if (fs->opts.read_only)
+		rc = -EROFS;
+	else if (published) /* linked before: the name is taken, or another key's */
+		rc = kvc_key_equal(&published_key, &key) ? -EEXIST : -EPERM;
+	else
+		/* With a writer the kernel serves directly still holding the
+		 * file, what is linked is a copy: the staging name then goes
+		 * on naming the writer's own file, not the slab. */
+		rc = publish_named(fs, src->stage, &key, PUBLISH_FINAL | PUBLISH_AS_LINK, &copied);
+	fs_lock(fs);
+	if (rc == 0) {
+		*slab = node_for_key(fs, NODE_SLAB, &key);
+		/* Whatever the kernel cached of an older file of the key. */
+		(*slab)->cache_suspect = true;
+	}
+	node_unref(fs, src, 1, 0);
+	fs_unlock(fs);
+	return rc;
+}

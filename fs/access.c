@@ -298,46 +298,6 @@ int access_may_opendir(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino)
 	return may_unless_kernel_checks(fs, req, ino, MAY_READ);
 }
 
-/* Hand the temp to who the stage says owns it, so that the slab it becomes
- * is theirs in the backing root. Only root can; the first refusal (a root
- * without CAP_CHOWN, a network filesystem squashing root) turns it off. */
-static void chown_temp(struct kvcfs *fs, int fd, uid_t uid, gid_t gid)
-{
-	if (!atomic_load(&fs->access.chown_temps) || fd < 0)
-		return;
-	if (fchown(fd, uid, gid) == 0 || errno != EPERM)
-		return;
-	if (atomic_exchange(&fs->access.chown_temps, false))
-		fuse_log(FUSE_LOG_WARNING,
-			 "kvcfs: the backing root refuses chown (EPERM): from now on new slabs "
-			 "belong to uid %u, not to their publisher\n", (unsigned)geteuid());
-}
-
-void access_stage_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage)
-{
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct stat root;
-
-	stage->uid = ctx->uid;
-	/* A set-group-ID root gives new files its group, as on any local
-	 * filesystem (and as the backing filesystem does to the temp). */
-	stage->gid = root_stat(fs, &root) == 0 && (root.st_mode & S_ISGID) ? root.st_gid
-									      : ctx->gid;
-	chown_temp(fs, stage->tmp.fd, stage->uid, stage->gid);
-}
-
-void access_stage_chowned(struct kvcfs *fs, struct staging *stage)
-{
-	uid_t uid;
-	gid_t gid;
-
-	fs_lock(fs);
-	uid = stage->uid;
-	gid = stage->gid;
-	fs_unlock(fs);
-	chown_temp(fs, stage->tmp.fd, uid, gid);
-}
-
 /* Is user_allow_other on a line of its own in /etc/fuse.conf? */
 static bool fuse_conf_allows_other(void)
 {

@@ -125,6 +125,57 @@ static double timeout_of(const struct kvcfs *fs, enum node_kind kind)
 	}
 }
 
+/* LINKED, and the slab's name is gone since (rm, eviction): the staging
+ * name still names the file, as any name of a hard link does after the
+ * other is removed, and reads still get it (published_fd). */
+static int linked_file_attr(struct staging *stage, struct stat *st)
+{
+	int rc = -ENOENT;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published_fd >= 0)
+		rc = fstat(stage->published_fd, st) < 0 ? -errno : 0;
+	pthread_rwlock_unlock(&stage->lock);
+	if (rc == 0) {
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+	}
+	return rc;
+}
+
+int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
+{
+	struct stat real;
+	bool published;
+	struct kvc_key key;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	published = stage->published;
+	key = stage->published_key;
+	if (!published && stage->tmp.fd < 0)
+		rc = -ENOENT; /* discarded: only the kernel still remembers it */
+	else if (!published && fstat(stage->tmp.fd, &real) < 0)
+		rc = -EIO;
+	pthread_rwlock_unlock(&stage->lock);
+	/* Published a moment ago and about to become the slab's node: it
+	 * looks like the slab already. */
+	if (published) {
+		rc = attr_of_slab(fs, &key, false, st);
+		return rc == -ENOENT ? linked_file_attr(stage, st) : rc;
+	}
+	if (rc < 0)
+		return rc;
+	*st = real;
+	fs_lock(fs);
+	st->st_mode = S_IFREG | (stage->mode & 07777);
+	st->st_uid = stage->uid;
+	st->st_gid = stage->gid;
+	fs_unlock(fs);
+	st->st_nlink = 1;
+	return 0;
+}
+
 int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *timeout)
 {
 	struct node_view v;

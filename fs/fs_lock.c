@@ -4,7 +4,8 @@
  * kvcfs.h). Nothing blocks under it: what a request drops under it and
  * what then needs closing or unlinking (a staging file whose last name and
  * reference went) is queued on fs->stages_gone and freed by fs_unlock
- * after the lock is released. Debug builds also check that no code that
+ * after the lock is released, with fs->free_stage (staging_free: set by
+ * main, so that this lowest layer calls no layer above it). Debug builds also check that no code that
  * may block (staging_free, a publish, a verification) runs with the lock
  * held by the same thread.
  */
@@ -30,7 +31,7 @@ void fs_unlock(struct kvcfs *fs)
 	holding_fs_lock = false;
 	pthread_mutex_unlock(&fs->lock);
 	for (gsize i = 0; i < n; i++)
-		staging_free(fs, gone[i]);
+		fs->free_stage(fs, gone[i]);
 	g_free(gone);
 }
 

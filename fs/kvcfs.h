@@ -201,6 +201,8 @@ struct kvcfs {
 	fuse_ino_t next_ino;
 	GPtrArray *stages_gone;    /* struct staging * dropped under lock, freed
 				    * by fs_unlock after it (fs_lock.c) */
+	/* staging_free; set before serving, never changed. */
+	void (*free_stage)(struct kvcfs *fs, struct staging *stage);
 	GArray *orphan_backing_ids; /* int: passthrough ids to close (passthrough.c) */
 	/* Open and not yet released: the kernel drops the RELEASEs still
 	 * queued when the mount goes, so these are released at exit
@@ -288,8 +290,15 @@ void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup,
  * name, stage_publish.c. */
 struct staging *staging_new(void);
 void staging_free(struct kvcfs *fs, struct staging *stage);
-void staging_create(fuse_req_t req, const char *name, mode_t mode,
-		    struct fuse_file_info *fi);
+/* At exit, after the session: every stage still held by a node (open or
+ * unpublished at unmount) is dropped; a half-written slab is never
+ * published by accident. */
+void staging_free_all(struct kvcfs *fs);
+/* A new staging file (or <key>.kvc written directly) and its open: e and
+ * *h for the reply to create (the node has the lookup and the open the
+ * reply gives the kernel); -errno and nothing to undo. */
+int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mode,
+		   struct fuse_file_info *fi, struct fuse_entry_param *e, struct handle **h);
 /* Open of a staging node (v->kind == NODE_STAGING) for any access. */
 int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 		 const struct node_view *v, struct handle *h, struct fuse_file_info *fi);
@@ -348,9 +357,9 @@ int access_may_setattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino,
 int access_may_xattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, bool set);
 /* A new stage's owner (its creator; the root's group if it is set-group-ID),
  * and its temp chowned to match when running as root. */
-void access_stage_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage);
+void stage_set_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage);
 /* After a chown of a staging file: its temp follows (stage lock held). */
-void access_stage_chowned(struct kvcfs *fs, struct staging *stage);
+void stage_follow_chown(struct kvcfs *fs, struct staging *stage);
 void op_access(fuse_req_t req, fuse_ino_t ino, int mask);
 
 /* attr.c */
@@ -464,8 +473,6 @@ void passthrough_init(struct kvcfs *fs, struct fuse_conn_info *conn);
  * and the node is open in passthrough. */
 int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, int fd,
 			  struct handle *h, struct fuse_file_info *fi);
-/* A node is going: its backing id is closed at the next chance. fs->lock held. */
-void passthrough_forget_node(struct kvcfs *fs, struct node *node);
 /* At release; req NULL when there is none (a failed open reply). */
 void passthrough_detach(struct kvcfs *fs, fuse_req_t req, struct handle *h);
 /* close(2) of a handle (its FLUSH): its RELEASE is probably on its way. */

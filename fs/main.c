@@ -114,42 +114,92 @@ out_handlers:
 	return rc ? 1 : 0;
 }
 
-int main(int argc, char **argv)
+/* --help, --version, or a usage error: 0 or 1 to exit with; -1 to go on. */
+static int before_mounting(char **argv, const struct kvcfs *fs, const struct fuse_cmdline_opts *cmd)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct fuse_cmdline_opts cmd = { 0 };
-	struct kvc_store_config cfg = { 0 };
-	struct kvcfs fs = { 0 };
-	struct fuse_session *se = NULL;
-	struct kvc_err err;
-	int rc = 1;
-
-	if (options_parse(&args, &fs.opts) < 0 || fuse_parse_cmdline(&args, &cmd) != 0)
-		goto out;
-	if (cmd.show_help) {
+	if (cmd->show_help) {
 		options_help(argv[0]);
 		printf("FUSE options:\n");
 		fuse_cmdline_help();
 		fuse_lowlevel_help();
-		rc = 0;
-		goto out;
+		return 0;
 	}
-	if (cmd.show_version) {
+	if (cmd->show_version) {
 		printf("kvcfs %s\n", KVC_VERSION_STRING);
 		fflush(stdout); /* libfuse's part is printed by a child process */
 		fuse_lowlevel_version();
-		rc = 0;
-		goto out;
+		return 0;
 	}
-	if (fs.opts.backing_root == NULL || cmd.mountpoint == NULL || fs.opts.positional > 2) {
+	if (fs->opts.backing_root == NULL || cmd->mountpoint == NULL || fs->opts.positional > 2) {
 		fprintf(stderr, "kvcfs: usage: %s [options] BACKING_ROOT MOUNTPOINT (see --help)\n",
 			argv[0]);
-		goto out;
+		return 1;
 	}
-	if (mountpoint_in_use(cmd.mountpoint)) {
-		fprintf(stderr, "kvcfs: mountpoint %s is already in use\n", cmd.mountpoint);
-		goto out;
+	if (mountpoint_in_use(cmd->mountpoint)) {
+		fprintf(stderr, "kvcfs: mountpoint %s is already in use\n", cmd->mountpoint);
+		return 1;
 	}
+	return -1;
+}
+
+static int open_store(struct kvcfs *fs)
+{
+	struct kvc_store_config cfg = { 0 };
+	struct kvc_err err;
+
+	cfg.root = fs->opts.backing_root;
+	cfg.host_id = fs->opts.host_id;
+	cfg.read_only = fs->opts.read_only;
+	cfg.recheck_delay_ms = fs->opts.recheck_delay_ms;
+	if (kvc_store_open(&cfg, &fs->store, &err) < 0) {
+		fprintf(stderr, "kvcfs: %s\n", err.detail);
+		return -1;
+	}
+	return 0;
+}
+
+/* The store is open: build the mount's state, serve until unmounted, take
+ * the state down. The exit status. */
+static int run(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_opts *cmd)
+{
+	int rc = 1;
+
+	fs->verbose = cmd->foreground || cmd->debug;
+	access_init(fs);
+	index_init(&fs->index, fs->opts.hit_credit);
+	nodes_init(fs);
+	fs->free_stage = staging_free;
+	hits_init(fs);
+	if (startup_scan(fs) == 0 && local_tier_start(fs) == 0) {
+		evict_if_needed(fs); /* a budget smaller than what is there */
+		/* A lease break (stage_publish.c takes and drops write leases
+		 * on temps) must not stop the daemon. */
+		signal(SIGIO, SIG_IGN);
+		rc = serve(fs, se, cmd);
+	}
+	staging_free_all(fs);
+	nodes_destroy(fs);
+	local_tier_stop(fs);
+	hits_destroy(fs);
+	index_destroy(&fs->index);
+	kvc_store_close(fs->store);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cmd = { 0 };
+	struct kvcfs fs = { 0 };
+	struct fuse_session *se = NULL;
+	int rc = 1;
+
+	if (options_parse(&args, &fs.opts) < 0 || fuse_parse_cmdline(&args, &cmd) != 0)
+		goto out;
+	rc = before_mounting(argv, &fs, &cmd);
+	if (rc >= 0)
+		goto out;
+	rc = 1;
 	add_identity_options(&args, &fs.opts);
 	/* The kernel checks modes against what stat shows (access.c), unless
 	 * the user said -o no_default_permissions. */
@@ -158,33 +208,8 @@ int main(int argc, char **argv)
 	/* Before any work on the backing root: this is where libfuse rejects
 	 * options it does not know. */
 	se = fuse_session_new(&args, &kvcfs_ops, sizeof(kvcfs_ops), &fs);
-	if (se == NULL)
-		goto out;
-	cfg.root = fs.opts.backing_root;
-	cfg.host_id = fs.opts.host_id;
-	cfg.read_only = fs.opts.read_only;
-	cfg.recheck_delay_ms = fs.opts.recheck_delay_ms;
-	if (kvc_store_open(&cfg, &fs.store, &err) < 0) {
-		fprintf(stderr, "kvcfs: %s\n", err.detail);
-		goto out;
-	}
-	fs.verbose = cmd.foreground || cmd.debug;
-	access_init(&fs);
-	index_init(&fs.index, fs.opts.hit_credit);
-	nodes_init(&fs);
-	hits_init(&fs);
-	if (startup_scan(&fs) == 0 && local_tier_start(&fs) == 0) {
-		evict_if_needed(&fs); /* a budget smaller than what is there */
-		/* A lease break (staging.c takes and drops write leases on
-		 * temps) must not stop the daemon. */
-		signal(SIGIO, SIG_IGN);
-		rc = serve(&fs, se, &cmd);
-	}
-	nodes_destroy(&fs);
-	local_tier_stop(&fs);
-	hits_destroy(&fs);
-	index_destroy(&fs.index);
-	kvc_store_close(fs.store);
+	if (se != NULL && open_store(&fs) == 0)
+		rc = run(&fs, se, &cmd);
 out:
 	if (se != NULL)
 		fuse_session_destroy(se);

@@ -1,158 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* The background worker (maintenance.h): eviction and rescans, off the
- * request path. */
+/* Asking the background worker (maintenance.h) for work: a flag or a queued
+ * open under the worker's lock, and a signal. Nothing here waits. */
 #include <errno.h>
-#include <inttypes.h>
-#include <string.h>
-#include <time.h>
 
 #include "kvcfs.h"
-
-struct rescan_waiter {
-	fuse_req_t req;
-	struct handle *h;
-	struct fuse_file_info fi;
-};
-
-static void collect(void *ctx, const struct kvc_key *key, const struct kvc_meta *meta)
-{
-	uint64_t created = meta->creation_time, last_used = meta->last_used_time;
-
-	index_clamp_future(&created, &last_used);
-	index_table_put(ctx, key, meta->file_size, meta->hit_count, last_used, created);
-}
-
-int rescan_now(struct kvcfs *fs)
-{
-	GHashTable *fresh = index_new_table();
-	struct kvc_scan_stats st;
-	struct kvc_err err;
-
-	if (kvc_store_scan(fs->store, collect, fresh, &st, &err) < 0) {
-		g_hash_table_destroy(fresh);
-		return -kvc_err_to_errno(&err);
-	}
-	index_replace(&fs->index, fresh);
-	atomic_fetch_add(&fs->metrics.rescans, 1);
-	local_tier_reconcile(fs); /* copies of keys gone from the root go */
-	return 0;
-}
-
-static void evict_all(struct kvcfs *fs)
-{
-	evict_if_needed(fs);
-	local_tier_evict(fs);
-}
-
-/* The opens that asked for this rescan, answered with what it found. */
-static void answer_waiters(struct kvcfs *fs, GSList *waiters, int rc)
-{
-	uint64_t bytes, count;
-
-	index_totals(&fs->index, &bytes, &count);
-	for (GSList *l = waiters; l != NULL; l = l->next) {
-		struct rescan_waiter *w = l->data;
-
-		if (rc < 0) {
-			handle_release(fs, w->h, NULL);
-			fuse_reply_err(w->req, -rc);
-		} else {
-			w->h->text = g_strdup_printf("slabs %" PRIu64 "\nbytes %" PRIu64 "\n",
-						     count, bytes);
-			w->h->text_len = strlen(w->h->text);
-			handle_reply_open(w->req, fs, w->h, &w->fi);
-		}
-		g_free(w);
-	}
-	g_slist_free(waiters);
-}
-
-static void next_interval(struct kvcfs *fs, struct timespec *due)
-{
-	clock_gettime(CLOCK_MONOTONIC, due);
-	due->tv_sec += fs->opts.rescan_interval;
-}
-
-static void *maintenance_main(void *arg)
-{
-	struct kvcfs *fs = arg;
-	struct kvcfs_maintenance *m = &fs->maintenance;
-	struct timespec due;
-
-	next_interval(fs, &due);
-	pthread_mutex_lock(&m->lock);
-	while (!m->stop) {
-		bool timed_out = false, evict;
-		GSList *waiters;
-
-		if (!m->evict_wanted && m->rescan_waiters == NULL) {
-			if (fs->opts.rescan_interval == 0)
-				pthread_cond_wait(&m->wake, &m->lock);
-			else
-				timed_out = pthread_cond_timedwait(&m->wake, &m->lock, &due) ==
-					    ETIMEDOUT;
-			if (!timed_out)
-				continue;
-		}
-		waiters = m->rescan_waiters;
-		evict = m->evict_wanted || waiters != NULL || timed_out;
-		m->rescan_waiters = NULL;
-		m->evict_wanted = false;
-		m->busy = true;
-		pthread_mutex_unlock(&m->lock);
-		if (waiters != NULL || timed_out) {
-			int rc = rescan_now(fs);
-
-			next_interval(fs, &due);
-			if (evict)
-				evict_all(fs);
-			answer_waiters(fs, waiters, rc);
-		} else if (evict) {
-			evict_all(fs);
-		}
-		pthread_mutex_lock(&m->lock);
-		m->busy = false;
-	}
-	pthread_mutex_unlock(&m->lock);
-	return NULL;
-}
-
-int maintenance_start(struct kvcfs *fs)
-{
-	struct kvcfs_maintenance *m = &fs->maintenance;
-	pthread_condattr_t monotonic;
-
-	pthread_mutex_init(&m->lock, NULL);
-	pthread_condattr_init(&monotonic);
-	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
-	pthread_cond_init(&m->wake, &monotonic);
-	pthread_condattr_destroy(&monotonic);
-	m->stop = false;
-	if (pthread_create(&m->thread, NULL, maintenance_main, fs) != 0)
-		return -1;
-	m->running = true;
-	return 0;
-}
-
-void maintenance_stop(struct kvcfs *fs)
-{
-	struct kvcfs_maintenance *m = &fs->maintenance;
-	GSList *waiters;
-
-	if (!m->running)
-		return;
-	pthread_mutex_lock(&m->lock);
-	m->stop = true;
-	waiters = m->rescan_waiters;
-	m->rescan_waiters = NULL;
-	pthread_cond_signal(&m->wake);
-	pthread_mutex_unlock(&m->lock);
-	pthread_join(m->thread, NULL);
-	answer_waiters(fs, waiters, -ESHUTDOWN);
-	pthread_cond_destroy(&m->wake);
-	pthread_mutex_destroy(&m->lock);
-	m->running = false;
-}
+#include "maintenance_internal.h"
 
 void maintenance_want_evict(struct kvcfs *fs)
 {
@@ -179,8 +31,8 @@ bool maintenance_pending(struct kvcfs *fs)
 	return pending;
 }
 
-void maintenance_rescan_and_reply(struct kvcfs *fs, fuse_req_t req, struct handle *h,
-				  const struct fuse_file_info *fi)
+int maintenance_rescan_and_reply(struct kvcfs *fs, fuse_req_t req, struct handle *h,
+				 const struct fuse_file_info *fi)
 {
 	struct kvcfs_maintenance *m = &fs->maintenance;
 	struct rescan_waiter *w = g_new0(struct rescan_waiter, 1);
@@ -195,9 +47,8 @@ void maintenance_rescan_and_reply(struct kvcfs *fs, fuse_req_t req, struct handl
 		pthread_cond_signal(&m->wake);
 	}
 	pthread_mutex_unlock(&m->lock);
-	if (w != NULL) { /* shutting down */
-		handle_release(fs, h, NULL);
-		fuse_reply_err(req, ESHUTDOWN);
-		g_free(w);
-	}
+	if (w == NULL)
+		return 0;
+	g_free(w); /* shutting down */
+	return -ESHUTDOWN;
 }

@@ -39,14 +39,17 @@ struct kvcfs_maintenance {
 				    * that starts after they came */
 };
 
+/* worker.c: start the worker; stop it (the opens still waiting get
+ * ESHUTDOWN) and wait for it. */
 int maintenance_start(struct kvcfs *fs);
 void maintenance_stop(struct kvcfs *fs);
 /* A budget may be exceeded: evict (backing root and local tier) soon. */
 void maintenance_want_evict(struct kvcfs *fs);
 /* Answer the open req of .kvcfs/rescan (handle h, fi copied) after the
- * next rescan and eviction pass; the worker replies. */
-void maintenance_rescan_and_reply(struct kvcfs *fs, fuse_req_t req, struct handle *h,
-				  const struct fuse_file_info *fi);
+ * next rescan and eviction pass: the worker replies (0). -ESHUTDOWN when
+ * the worker is stopping: the caller answers and releases h. */
+int maintenance_rescan_and_reply(struct kvcfs *fs, fuse_req_t req, struct handle *h,
+				 const struct fuse_file_info *fi);
 /* Work asked for and not yet done (kvcfs_maintenance_pending). */
 bool maintenance_pending(struct kvcfs *fs);
 /* One rescan now, on the caller's thread (the worker, or start-up before

@@ -47,19 +47,6 @@ void nodes_init(struct kvcfs *fs)
 
 void nodes_destroy(struct kvcfs *fs)
 {
-	GHashTableIter it;
-	gpointer value;
-
-	/* Staging files still open or unpublished at unmount: drop their
-	 * temps; a half-written slab is never published by accident. */
-	g_hash_table_iter_init(&it, fs->nodes);
-	while (g_hash_table_iter_next(&it, NULL, &value)) {
-		struct node *node = value;
-		if (node->stage != NULL) {
-			staging_free(fs, node->stage);
-			node->stage = NULL;
-		}
-	}
 	g_hash_table_destroy(fs->staging);
 	g_hash_table_destroy(fs->slab_nodes);
 	g_hash_table_destroy(fs->payload_nodes);
@@ -162,6 +149,8 @@ void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup, unsigned 
 		node->stage = NULL;
 	}
 	node_leave_key(fs, node);
-	passthrough_forget_node(fs, node);
+	/* Its backing id is closed at the next chance (passthrough.c). */
+	if (node->backing_id > 0)
+		g_array_append_val(fs->orphan_backing_ids, node->backing_id);
 	g_hash_table_remove(fs->nodes, &node->ino);
 }

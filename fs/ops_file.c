@@ -31,8 +31,7 @@ static int open_text(struct kvcfs *fs, fuse_req_t req, const struct node_view *v
 	}
 	if (ctx->uid != 0 && ctx->uid != geteuid())
 		return -EACCES;
-	maintenance_rescan_and_reply(fs, req, h, fi);
-	return 1;
+	return maintenance_rescan_and_reply(fs, req, h, fi) < 0 ? -ESHUTDOWN : 1;
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -101,6 +100,8 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	       struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
+	struct fuse_entry_param e;
+	struct handle *h;
 	int rc;
 
 	if (parent != INO_ROOT) {
@@ -115,7 +116,21 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	staging_create(req, name, mode, fi);
+	rc = staging_create(fs, req, name, mode, fi, &e, &h);
+	if (rc < 0) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		/* The creator went away: no handle and no lookup for the
+		 * kernel to forget. */
+		struct node *node = h->node;
+
+		handle_release(fs, h, NULL);
+		fs_lock(fs);
+		node_unref(fs, node, 1, 0);
+		fs_unlock(fs);
+	}
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

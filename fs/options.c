@@ -104,6 +104,64 @@ static int take_arg(void *data, const char *arg, int key, struct fuse_args *outa
 	}
 }
 
+/* text (may be NULL: *out keeps its default) as a size, or one line. */
+static int size_option(const char *name, const char *text, uint64_t *out)
+{
+	if (text == NULL || parse_size(text, out) == 0)
+		return 0;
+	fprintf(stderr, "kvcfs: bad %s '%s' (a byte count, optionally with K, M, G or T)\n",
+		name, text);
+	return -1;
+}
+
+static int parse_sizes(struct kvcfs_options *opts)
+{
+	opts->copy_max = KVCFS_COPY_MAX_DEFAULT;
+	if (size_option("max_size", opts->max_size_text, &opts->max_size) < 0 ||
+	    size_option("low_watermark", opts->low_watermark_text, &opts->low_watermark) < 0 ||
+	    size_option("local_size", opts->local_size_text, &opts->local_size) < 0 ||
+	    size_option("copy_max", opts->copy_max_text, &opts->copy_max) < 0)
+		return -1;
+	if (opts->low_watermark_text == NULL)
+		opts->low_watermark = opts->max_size / 10 * 9;
+	if (opts->low_watermark_text != NULL && opts->low_watermark > opts->max_size) {
+		fprintf(stderr, "kvcfs: low_watermark must not exceed max_size\n");
+		return -1;
+	}
+	opts->local_low_watermark = opts->local_size / 10 * 9;
+	return 0;
+}
+
+/* One line for the first value out of its range or meaning. */
+static int check_values(struct kvcfs_options *opts)
+{
+	const char *why = NULL;
+
+	if (opts->local_size_text != NULL && opts->local_dir == NULL)
+		why = "local_size needs local=DIR";
+	else if (opts->local_dir != NULL && opts->local_dir[0] == '\0')
+		why = "local must name a directory";
+	else if (opts->host_id != NULL && opts->host_id[0] == '\0')
+		why = "host_id must not be empty";
+	else if (!(opts->entry_timeout >= 0 && opts->entry_timeout <= 86400) ||
+		 !(opts->negative_timeout >= 0 && opts->negative_timeout <= 86400))
+		why = "entry_timeout and negative_timeout must be 0..86400 seconds";
+	else if (opts->recheck_delay_ms < -1 || opts->recheck_delay_ms > 600000)
+		why = "recheck_delay must be 0..600000 ms";
+	else if (opts->max_threads < 1 || opts->max_threads > 1024)
+		why = "threads must be 1..1024";
+	else if (opts->passthrough_text != NULL && strcmp(opts->passthrough_text, "off") != 0 &&
+		 strcmp(opts->passthrough_text, "on") != 0)
+		why = "passthrough must be on or off";
+	if (why != NULL) {
+		fprintf(stderr, "kvcfs: %s\n", why);
+		return -1;
+	}
+	opts->passthrough = opts->passthrough_text == NULL ||
+			    strcmp(opts->passthrough_text, "on") == 0;
+	return 0;
+}
+
 int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 {
 	memset(opts, 0, sizeof(*opts));
@@ -117,71 +175,9 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 	opts->default_permissions = 1;
 	if (fuse_opt_parse(args, opts, kvcfs_opts, take_arg) < 0)
 		return -1;
-	if (opts->max_size_text != NULL && parse_size(opts->max_size_text, &opts->max_size) < 0) {
-		fprintf(stderr, "kvcfs: bad max_size '%s' (a byte count, optionally with K, M, G or T)\n",
-			opts->max_size_text);
+	if (parse_sizes(opts) < 0)
 		return -1;
-	}
-	if (opts->low_watermark_text != NULL &&
-	    parse_size(opts->low_watermark_text, &opts->low_watermark) < 0) {
-		fprintf(stderr, "kvcfs: bad low_watermark '%s' (a byte count, optionally with K, M, G or T)\n",
-			opts->low_watermark_text);
-		return -1;
-	}
-	if (opts->low_watermark_text == NULL)
-		opts->low_watermark = opts->max_size / 10 * 9;
-	if (opts->low_watermark_text != NULL && opts->low_watermark > opts->max_size) {
-		fprintf(stderr, "kvcfs: low_watermark must not exceed max_size\n");
-		return -1;
-	}
-	if (opts->local_size_text != NULL &&
-	    parse_size(opts->local_size_text, &opts->local_size) < 0) {
-		fprintf(stderr, "kvcfs: bad local_size '%s' (a byte count, optionally with K, M, G or T)\n",
-			opts->local_size_text);
-		return -1;
-	}
-	if (opts->local_size_text != NULL && opts->local_dir == NULL) {
-		fprintf(stderr, "kvcfs: local_size needs local=DIR\n");
-		return -1;
-	}
-	if (opts->local_dir != NULL && opts->local_dir[0] == '\0') {
-		fprintf(stderr, "kvcfs: local must name a directory\n");
-		return -1;
-	}
-	opts->local_low_watermark = opts->local_size / 10 * 9;
-	opts->copy_max = KVCFS_COPY_MAX_DEFAULT;
-	if (opts->copy_max_text != NULL && parse_size(opts->copy_max_text, &opts->copy_max) < 0) {
-		fprintf(stderr, "kvcfs: bad copy_max '%s' (a byte count, optionally with K, M, G or T)\n",
-			opts->copy_max_text);
-		return -1;
-	}
-	if (opts->host_id != NULL && opts->host_id[0] == '\0') {
-		fprintf(stderr, "kvcfs: host_id must not be empty\n");
-		return -1;
-	}
-	if (!(opts->entry_timeout >= 0 && opts->entry_timeout <= 86400) ||
-	    !(opts->negative_timeout >= 0 && opts->negative_timeout <= 86400)) {
-		fprintf(stderr, "kvcfs: entry_timeout and negative_timeout must be 0..86400 seconds\n");
-		return -1;
-	}
-	if (opts->recheck_delay_ms < -1 || opts->recheck_delay_ms > 600000) {
-		fprintf(stderr, "kvcfs: recheck_delay must be 0..600000 ms\n");
-		return -1;
-	}
-	if (opts->max_threads < 1 || opts->max_threads > 1024) {
-		fprintf(stderr, "kvcfs: threads must be 1..1024\n");
-		return -1;
-	}
-	opts->passthrough = true;
-	if (opts->passthrough_text != NULL) {
-		if (strcmp(opts->passthrough_text, "off") == 0) {
-			opts->passthrough = false;
-		} else if (strcmp(opts->passthrough_text, "on") != 0) {
-			fprintf(stderr, "kvcfs: passthrough must be on or off\n");
-			return -1;
-		}
-	}
-	return 0;
+	return check_values(opts);
 }
 
 void options_help(const char *progname)

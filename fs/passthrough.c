@@ -131,6 +131,66 @@ static bool only_releases_missing(const struct node *node)
 }
 
 /*
+ * Register fd as node's backing file, replacing an older one (queued on
+ * *orphans to be closed after the lock). The one ioctl made under
+ * fs->lock: registering must be atomic with the decision, and it does no
+ * I/O. fs->lock held.
+ */
+static bool register_backing(fuse_req_t req, struct node *node, int fd, const struct stat *st,
+			     GArray **orphans)
+{
+#if HAVE_PASSTHROUGH
+	int id;
+
+	if (node->backing_id > 0) { /* an older file of the key */
+		if (*orphans == NULL)
+			*orphans = g_array_new(FALSE, FALSE, sizeof(int));
+		g_array_append_val(*orphans, node->backing_id);
+	}
+	node->backing_id = 0;
+	id = fuse_passthrough_open(req, fd);
+	if (id <= 0)
+		return false;
+	node->backing_id = id;
+	node->backing_writable = (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDONLY;
+	node->backing_dev = st->st_dev;
+	node->backing_ino = st->st_ino;
+	return true;
+#else
+	(void)req;
+	(void)node;
+	(void)fd;
+	(void)st;
+	(void)orphans;
+	return false;
+#endif
+}
+
+/* May an open of node go passthrough to fd (state st)? *stale: no, because
+ * the node's passthrough opens read another file. fs->lock held. */
+static bool may_pass_through(struct kvcfs *fs, fuse_req_t req, struct node *node, int fd,
+			     const struct stat *st, bool *stale, GArray **orphans)
+{
+	*stale = false;
+	if (fd < 0 || node->direct_opens > 0)
+		return false;
+	if (node->backing_id > 0 && node->backing_dev == st->st_dev &&
+	    node->backing_ino == st->st_ino)
+		return true;
+	if (node->backing_refs > 0) {
+		/* Open in passthrough to another file (the key's slab was
+		 * replaced while it was open): that file is not what this open
+		 * verified, and the kernel takes no other kind of open beside
+		 * it. The key gets a new node, and ESTALE makes the kernel look
+		 * the name up again and open that one. */
+		node_leave_key(fs, node);
+		*stale = true;
+		return false;
+	}
+	return register_backing(req, node, fd, st, orphans);
+}
+
+/*
  * Decides, under fs->lock so that two racing opens cannot disagree, how an
  * open of node is served. fd >= 0: the open may go passthrough to fd; it
  * does unless daemon-path opens of the node exist (then direct_io). fd < 0:
@@ -144,7 +204,7 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 			  struct handle *h, struct fuse_file_info *fi)
 {
 	struct stat st;
-	bool ok = false, stale = false;
+	bool ok, stale;
 	GArray *orphans;
 	int rc = 0;
 
@@ -154,42 +214,7 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 		fd = -1;
 	fs_lock(fs);
 	orphans = take_orphans(fs);
-	if (fd >= 0 && node->direct_opens == 0) {
-		if (node->backing_id > 0 && node->backing_dev == st.st_dev &&
-		    node->backing_ino == st.st_ino) {
-			ok = true;
-		} else if (node->backing_refs > 0) {
-			/* Open in passthrough to another file (the key's slab
-			 * was replaced while it was open): that file is not
-			 * what this open verified, and the kernel takes no
-			 * other kind of open beside it. The key gets a new
-			 * node, and ESTALE makes the kernel look the name up
-			 * again and open that one. */
-			node_leave_key(fs, node);
-			stale = true;
-		} else {
-#if HAVE_PASSTHROUGH
-			int id;
-
-			if (node->backing_id > 0) { /* an older file of the key */
-				if (orphans == NULL)
-					orphans = g_array_new(FALSE, FALSE, sizeof(int));
-				g_array_append_val(orphans, node->backing_id);
-			}
-			node->backing_id = 0;
-			/* The one ioctl made under fs->lock: registering must
-			 * be atomic with the decision, and it does no I/O. */
-			id = fuse_passthrough_open(req, fd);
-			if (id > 0) {
-				node->backing_id = id;
-				node->backing_writable = (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDONLY;
-				node->backing_dev = st.st_dev;
-				node->backing_ino = st.st_ino;
-				ok = true;
-			}
-#endif
-		}
-	}
+	ok = may_pass_through(fs, req, node, fd, &st, &stale, &orphans);
 	if (ok) {
 		node->backing_refs++;
 		h->passthrough = true;
@@ -203,7 +228,7 @@ int passthrough_open_mode(struct kvcfs *fs, fuse_req_t req, struct node *node, i
 		/* No passthrough open, or only closed ones whose RELEASE is
 		 * on its way: the kernel dropped its backing file at their
 		 * close, so it takes this open (and refuses it itself, with
-		 * EINVAL, for one that a dup keeps open). No waiting. */
+		 * EIO, for one that a dup keeps open). No waiting. */
 		node->direct_opens++;
 		h->direct_counted = true;
 		fi->direct_io = 1;
@@ -261,11 +286,4 @@ void passthrough_closed(struct kvcfs *fs, struct handle *h)
 	h->closing = true;
 	h->node->backing_closing++;
 	fs_unlock(fs);
-}
-
-void passthrough_forget_node(struct kvcfs *fs, struct node *node)
-{
-	if (node->backing_id > 0)
-		g_array_append_val(fs->orphan_backing_ids, node->backing_id);
-	node->backing_id = 0;
 }

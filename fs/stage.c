@@ -20,6 +20,46 @@
 
 #include "stage_internal.h"
 
+/* Hand the temp to who the stage says owns it, so that the slab it becomes
+ * is theirs in the backing root. Only root can; the first refusal (a root
+ * without CAP_CHOWN, a network filesystem squashing root) turns it off. */
+static void chown_temp(struct kvcfs *fs, int fd, uid_t uid, gid_t gid)
+{
+	if (!atomic_load(&fs->access.chown_temps) || fd < 0)
+		return;
+	if (fchown(fd, uid, gid) == 0 || errno != EPERM)
+		return;
+	if (atomic_exchange(&fs->access.chown_temps, false))
+		fuse_log(FUSE_LOG_WARNING,
+			 "kvcfs: the backing root refuses chown (EPERM): from now on new slabs "
+			 "belong to uid %u, not to their publisher\n", (unsigned)geteuid());
+}
+
+void stage_set_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct stat root;
+
+	stage->uid = ctx->uid;
+	/* A set-group-ID root gives new files its group, as on any local
+	 * filesystem (and as the backing filesystem does to the temp). */
+	stage->gid = fstat(kvc_store_dirfd(fs->store), &root) == 0 && (root.st_mode & S_ISGID)
+			     ? root.st_gid : ctx->gid;
+	chown_temp(fs, stage->tmp.fd, stage->uid, stage->gid);
+}
+
+void stage_follow_chown(struct kvcfs *fs, struct staging *stage)
+{
+	uid_t uid;
+	gid_t gid;
+
+	fs_lock(fs);
+	uid = stage->uid;
+	gid = stage->gid;
+	fs_unlock(fs);
+	chown_temp(fs, stage->tmp.fd, uid, gid);
+}
+
 struct staging *staging_new(void)
 {
 	struct staging *stage = g_new0(struct staging, 1);
@@ -73,7 +113,7 @@ struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t mode,
 	local_tier_stage_begin(fs, stage);
 	atomic_store(&stage->replacing, true);
 	stage->mode = mode & 07777;
-	access_stage_owner(fs, req, stage);
+	stage_set_owner(fs, req, stage);
 	return stage;
 }
 
@@ -241,7 +281,7 @@ int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *
 			stage->gid = attr->st_gid;
 		fs_unlock(fs);
 		if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
-			access_stage_chowned(fs, stage);
+			stage_follow_chown(fs, stage);
 	}
 out:
 	pthread_rwlock_unlock(&stage->lock);
@@ -250,56 +290,6 @@ out:
 	return rc;
 }
 
-/* LINKED, and the slab's name is gone since (rm, eviction): the staging
- * name still names the file, as any name of a hard link does after the
- * other is removed, and reads still get it (published_fd). */
-static int linked_file_attr(struct staging *stage, struct stat *st)
-{
-	int rc = -ENOENT;
-
-	pthread_rwlock_rdlock(&stage->lock);
-	if (stage->published_fd >= 0)
-		rc = fstat(stage->published_fd, st) < 0 ? -errno : 0;
-	pthread_rwlock_unlock(&stage->lock);
-	if (rc == 0) {
-		st->st_mode = S_IFREG | 0444;
-		st->st_nlink = 1;
-	}
-	return rc;
-}
-
-int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
-{
-	struct stat real;
-	bool published;
-	struct kvc_key key;
-	int rc = 0;
-
-	pthread_rwlock_rdlock(&stage->lock);
-	published = stage->published;
-	key = stage->published_key;
-	if (!published && stage->tmp.fd < 0)
-		rc = -ENOENT; /* discarded: only the kernel still remembers it */
-	else if (!published && fstat(stage->tmp.fd, &real) < 0)
-		rc = -EIO;
-	pthread_rwlock_unlock(&stage->lock);
-	/* Published a moment ago and about to become the slab's node: it
-	 * looks like the slab already. */
-	if (published) {
-		rc = attr_of_slab(fs, &key, false, st);
-		return rc == -ENOENT ? linked_file_attr(stage, st) : rc;
-	}
-	if (rc < 0)
-		return rc;
-	*st = real;
-	fs_lock(fs);
-	st->st_mode = S_IFREG | (stage->mode & 07777);
-	st->st_uid = stage->uid;
-	st->st_gid = stage->gid;
-	fs_unlock(fs);
-	st->st_nlink = 1;
-	return 0;
-}
 
 int staging_request_seal(struct staging *stage, bool on, int flags)
 {
@@ -336,4 +326,18 @@ bool staging_in_flight(struct kvcfs *fs, struct staging *stage)
 	in_flight = stage->publish_on_close;
 	fs_unlock(fs);
 	return in_flight;
+}
+
+void staging_free_all(struct kvcfs *fs)
+{
+	GHashTableIter it;
+	gpointer value;
+
+	g_hash_table_iter_init(&it, fs->nodes);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		struct node *node = value;
+
+		staging_free(fs, node->stage);
+		node->stage = NULL;
+	}
 }

@@ -306,53 +306,27 @@ static struct node *create_node(struct kvcfs *fs, const char *name, enum name_cl
 	return node;
 }
 
-/* A create that cannot be answered, undone: no handle and no lookup for
- * the kernel to forget. req: NULL once the reply itself failed. */
-static void undo_create(struct kvcfs *fs, fuse_req_t req, struct handle *h)
-{
-	struct node *node = h->node;
-
-	handle_release(fs, h, req); /* the open: its stage, its open count */
-	fs_lock(fs);
-	node_unref(fs, node, 1, 0); /* the lookup the reply would have given */
-	fs_unlock(fs);
-}
-
-/* The created file's entry and open, answered; undone if that fails. */
-static void reply_create(struct kvcfs *fs, fuse_req_t req, enum name_class cls,
+/* The created file's open: passthrough or the daemon's path, and how its
+ * bytes are checked. A fresh node: its mode cannot be refused. */
+static void open_created(struct kvcfs *fs, fuse_req_t req, enum name_class cls,
 			 struct handle *h, struct fuse_file_info *fi)
 {
 	struct staging *stage = h->stage;
-	struct node *node = h->node;
-	struct fuse_entry_param e;
-	int rc;
 
-	memset(&e, 0, sizeof(e));
-	rc = staging_attr(fs, stage, &e.attr);
-	if (rc < 0) {
-		undo_create(fs, req, h);
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	e.ino = node->ino;
-	e.attr.st_ino = node->ino;
-	/* A fresh node: its mode cannot be refused. */
 	if (cls == NAME_STAGING)
-		(void)attach_stage(fs, req, node, stage, h, fi);
+		(void)attach_stage(fs, req, h->node, stage, h, fi);
 	else
-		(void)passthrough_open_mode(fs, req, node, -1, h, fi);
+		(void)passthrough_open_mode(fs, req, h->node, -1, h, fi);
 	if (h->writable)
 		no_shared_mmap(h, fi);
 	if (!atomic_load(&stage->bypass))
 		kvc_tmp_track(&stage->tmp);
 	fi->fh = (uint64_t)(uintptr_t)h;
-	if (fuse_reply_create(req, &e, fi) != 0)
-		undo_create(fs, NULL, h); /* the creator went away */
 }
 
-void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_file_info *fi)
+int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mode,
+		   struct fuse_file_info *fi, struct fuse_entry_param *e, struct handle **out)
 {
-	struct kvcfs *fs = kvcfs_of(req);
 	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	enum name_class cls;
 	struct staging *stage;
@@ -361,19 +335,21 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	struct kvc_err err;
 	int rc = create_refused(fs, name, fi->flags, &key, &cls);
 
-	if (rc != 0) {
-		fuse_reply_err(req, rc);
-		return;
-	}
+	if (rc != 0)
+		return -rc;
 	stage = stage_for_writer(fs, req, mode, &err);
-	if (stage == NULL) {
-		fuse_reply_err(req, kvc_err_to_errno(&err));
-		return;
-	}
+	if (stage == NULL)
+		return -kvc_err_to_errno(&err);
 	/* Everything about the stage is set before the node is visible. */
 	stage->publish_on_close = cls == NAME_SLAB;
 	stage->target = key;
 	stage->writers = writable ? 1 : 0;
+	memset(e, 0, sizeof(*e));
+	rc = staging_attr(fs, stage, &e->attr);
+	if (rc < 0) {
+		staging_free(fs, stage);
+		return rc;
+	}
 	/* Not handle_new: create_node counts the open itself, under the
 	 * fs->lock that makes the name visible. */
 	h = g_new0(struct handle, 1);
@@ -383,10 +359,13 @@ void staging_create(fuse_req_t req, const char *name, mode_t mode, struct fuse_f
 	if (create_node(fs, name, cls, h) == NULL) {
 		staging_free(fs, stage);
 		g_free(h);
-		fuse_reply_err(req, EEXIST);
-		return;
+		return -EEXIST;
 	}
-	reply_create(fs, req, cls, h, fi);
+	e->ino = h->node->ino;
+	e->attr.st_ino = h->node->ino;
+	open_created(fs, req, cls, h, fi);
+	*out = h;
+	return 0;
 }
 
 /*

@@ -105,6 +105,7 @@ void evict_scope_if_needed(struct kvcfs *fs, const struct evict_scope *s)
 	bool *skip;
 	size_t n;
 
+	fs_assert_unlocked();
 	if (s->max_size == 0)
 		return;
 	index_totals(s->index, &bytes, &count);

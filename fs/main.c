@@ -13,7 +13,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	struct kvcfs *fs = userdata;
 
 	/* open(O_TRUNC) arrives as open, then a truncate of that handle
-	 * (staging.c): with the truncate in the open instead, the kernel
+	 * (stage_writers.c): with the truncate in the open instead, the kernel
 	 * would zero its size of a slab's inode that others are reading. */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Writes must reach us before flush so close() can publish them. */

@@ -23,7 +23,7 @@ struct kvcfs_metrics {
 	atomic_uint_fast64_t passthrough_fallbacks; /* opens that could not */
 	atomic_uint_fast64_t publish_copies;        /* renames/links of a staging
 						     * file a passthrough writer
-						     * still held (staging.c) */
+						     * still held (stage_publish.c) */
 	atomic_uint_fast64_t publish_ns;
 	atomic_uint_fast64_t publish_count;
 	atomic_uint_fast64_t load_ns;

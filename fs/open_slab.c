@@ -340,6 +340,7 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	struct kvc_err err;
 	int rc;
 
+	fs_assert_unlocked(); /* it verifies: reads the whole slab */
 	memset(&l, 0, sizeof(l));
 	rc = load(fs, node, key, payload_view, &l, &err);
 	atomic_fetch_add(&fs->metrics.load_ns, metrics_now_ns() - started);

@@ -109,7 +109,7 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 		return;
 	}
 	/* Only staging names are in the table: a <key>.kvc being written is
-	 * not found by name until it is published (staging.c). */
+	 * not found by name until it is published (stage_writers.c). */
 	fs_lock(fs);
 	node = cls == NAME_STAGING ? g_hash_table_lookup(fs->staging, name) : NULL;
 	if (node != NULL)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Opening, reading, writing and closing files: which kind of file a
- * request is for decides where it goes (staging.c, open_slab.c, verified.c). */
+ * request is for decides where it goes (stage*.c, open_slab.c, verified.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>

@@ -122,7 +122,7 @@ void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 	fuse_reply_err(req, EPERM);
 }
 
-/* Only link(staging, "<key>.kvc") is allowed: it publishes (staging.c). */
+/* Only link(staging, "<key>.kvc") is allowed: it publishes (stage_publish.c). */
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct kvcfs *fs = kvcfs_of(req);

@@ -10,7 +10,7 @@
  *   - reads and writes of a named staging file, into its writer-unique
  *     temp: the daemon no longer sees the bytes, so publish reads the temp
  *     back for its CRC, and a rename while a writer still has the file open
- *     publishes a copy (staging.c), so that writer's later bytes never land
+ *     publishes a copy (stage_publish.c), so that writer's later bytes never land
  *     in a published slab.
  * Everything else (payload/<key>, whose offsets are not the file's; files
  * created as <key>.kvc, whose close publishes while a dup of the descriptor

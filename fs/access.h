@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/* Who may do what (access.c), and what stat shows (attr.c). Included
+ * through kvcfs.h, which declares what it uses. */
+#ifndef KVCFS_ACCESS_H
+#define KVCFS_ACCESS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include <kvc/kvc.h>
+
+/* Who may do what (access.c). Set before serving; chown_temps may be
+ * turned off once, lock-free. */
+struct kvcfs_access {
+	bool kernel_checks;        /* default_permissions: the kernel checks
+				    * modes first; kvcfs re-checks only
+				    * changes to the root's names */
+	atomic_bool chown_temps;   /* running as root: temps (so slabs) are
+				    * chowned to their creator */
+};
+
+/* access.c: Unix permissions against the caller's credentials; each
+ * returns 0, or -EACCES, -EPERM (sticky bit, ownership) or -EROFS. */
+void access_init(struct kvcfs *fs);           /* before serving; says what is off */
+/* Always checked (the kernel's view may be stale): a new name in the root,
+ * a removed one, and a rename (its target counts as removed if it exists). */
+int access_may_add(struct kvcfs *fs, fuse_req_t req);
+int access_may_remove(struct kvcfs *fs, fuse_req_t req, const char *name);
+int access_may_rename(struct kvcfs *fs, fuse_req_t req, const char *name,
+		      const char *newname);
+/* Checked only without default_permissions (the kernel checks them with). */
+int access_may_lookup(struct kvcfs *fs, fuse_req_t req, fuse_ino_t parent);
+int access_may_opendir(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino);
+int access_may_open(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, int flags);
+int access_may_setattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino,
+		       const struct stat *attr, int to_set);
+int access_may_xattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, bool set);
+/* A new stage's owner (its creator; the root's group if it is set-group-ID),
+ * and its temp chowned to match when running as root. */
+void stage_set_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage);
+/* After a chown of a staging file: its temp follows (stage lock held). */
+void stage_follow_chown(struct kvcfs *fs, struct staging *stage);
+
+
+/* attr.c */
+/* What stat shows for node, and how long the kernel may cache it. */
+int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *timeout);
+int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
+		 struct stat *st);
+
+#endif

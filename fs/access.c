@@ -241,9 +241,8 @@ int access_may_open(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, int flags)
 	return may_unless_kernel_checks(fs, req, ino, mask);
 }
 
-void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+int access_may(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	struct kvcfs *fs = kvcfs_of(req);
 	struct caller c;
 	struct stat st;
 	int rc;
@@ -252,7 +251,7 @@ void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	rc = may_node(fs, &c, ino, &st, mask & (R_OK | W_OK | X_OK));
 	if (rc == 0 && (mask & W_OK) && fs->opts.read_only)
 		rc = -EROFS;
-	fuse_reply_err(req, -rc);
+	return rc;
 }
 
 int access_may_setattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino,

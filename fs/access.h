@@ -36,6 +36,8 @@ int access_may_open(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, int flags)
 int access_may_setattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino,
 		       const struct stat *attr, int to_set);
 int access_may_xattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, bool set);
+/* access(2): mask of R_OK, W_OK, X_OK on ino, always checked. */
+int access_may(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, int mask);
 /* A new stage's owner (its creator; the root's group if it is set-group-ID),
  * and its temp chowned to match when running as root. */
 void stage_set_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage);

@@ -292,3 +292,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 	}
 	op_getattr(req, ino, NULL);
 }
+
+void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	fuse_reply_err(req, -access_may(kvcfs_of(req), req, ino, mask));
+}

@@ -19,7 +19,7 @@ import sys
 import textwrap
 import time
 
-from harness import Mount, main, mounted, verify_slabs, without_mutable_header
+from harness import Mount, main, metric, mounted, verify_slabs, without_mutable_header
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "examples", "python"))
@@ -199,6 +199,14 @@ def outsider_changes_nothing(ws, options):
         expect(out, "EACCES", "truncate", m.path("root.part"))
         expect(out, "EACCES", "setxattr", m.path(key + ".kvc"))
         expect(out, "EPERM", "chmod", m.path("root.part"))
+        # The daemon does no work for it: a rescan is the mount owner's.
+        rescans = metric(m, "rescans_total")
+        expect(out, "EACCES", "read", m.path(".kvcfs", "rescan"))
+        assert metric(m, "rescans_total") == rescans
+    st = os.stat(m.path(".kvcfs", "rescan"))
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o400, os.geteuid()), st
+    assert open(m.path(".kvcfs", "rescan")).read().startswith("slabs ")
+    assert metric(m, "rescans_total") == rescans + 1
     assert backing_state(root) == before, "a refused request changed the backing root"
     assert sorted(os.listdir(m.mnt)) == [".kvcfs", key + ".kvc", "payload", "root.part"]
     with open(m.path("root.part"), "rb") as f:

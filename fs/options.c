@@ -18,14 +18,14 @@ enum { KEY_RO, KEY_RW, KEY_FSNAME, KEY_DEFAULT_PERMS, KEY_NO_DEFAULT_PERMS, KEY_
 static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("max_size=%s", max_size_text, 0),
 	KVCFS_OPT("low_watermark=%s", low_watermark_text, 0),
-	KVCFS_OPT("hit_credit=%u", hit_credit, 0),
-	KVCFS_OPT("rescan=%u", rescan_interval, 0),
+	KVCFS_OPT("hit_credit=%s", number_text[NUM_HIT_CREDIT], 0),
+	KVCFS_OPT("rescan=%s", number_text[NUM_RESCAN], 0),
 	KVCFS_OPT("host_id=%s", host_id, 0),
-	KVCFS_OPT("sweep_grace=%u", sweep_grace, 0),
-	KVCFS_OPT("threads=%u", max_threads, 0),
-	KVCFS_OPT("entry_timeout=%lf", entry_timeout, 0),
-	KVCFS_OPT("negative_timeout=%lf", negative_timeout, 0),
-	KVCFS_OPT("recheck_delay=%d", recheck_delay_ms, 0),
+	KVCFS_OPT("sweep_grace=%s", number_text[NUM_SWEEP_GRACE], 0),
+	KVCFS_OPT("threads=%s", number_text[NUM_THREADS], 0),
+	KVCFS_OPT("entry_timeout=%s", number_text[NUM_ENTRY_TIMEOUT], 0),
+	KVCFS_OPT("negative_timeout=%s", number_text[NUM_NEGATIVE_TIMEOUT], 0),
+	KVCFS_OPT("recheck_delay=%s", number_text[NUM_RECHECK_DELAY], 0),
 	KVCFS_OPT("passthrough=%s", passthrough_text, 0),
 	KVCFS_OPT("local=%s", local_dir, 0),
 	KVCFS_OPT("local_size=%s", local_size_text, 0),
@@ -132,6 +132,59 @@ static int parse_sizes(struct kvcfs_options *opts)
 	return 0;
 }
 
+/* The numeric options: each value must parse whole ("1.5" is not a count
+ * of seconds, "10x" not a number) and lie in its range. */
+static const struct {
+	const char *name;
+	size_t offset;     /* of the value in struct kvcfs_options */
+	bool integer;      /* unsigned or int; else a double */
+	bool is_signed;
+	double min, max;
+	const char *unit;
+} numbers[NUM_OPTIONS] = {
+	[NUM_HIT_CREDIT] = { "hit_credit", offsetof(struct kvcfs_options, hit_credit), true, false,
+			     0, 1e9, "seconds" },
+	[NUM_RESCAN] = { "rescan", offsetof(struct kvcfs_options, rescan_interval), true, false,
+			 0, 1e9, "seconds" },
+	[NUM_SWEEP_GRACE] = { "sweep_grace", offsetof(struct kvcfs_options, sweep_grace), true,
+			      false, 0, 1e9, "seconds" },
+	[NUM_THREADS] = { "threads", offsetof(struct kvcfs_options, max_threads), true, false,
+			  1, 1024, "threads" },
+	[NUM_ENTRY_TIMEOUT] = { "entry_timeout", offsetof(struct kvcfs_options, entry_timeout),
+				false, false, 0, 86400, "seconds" },
+	[NUM_NEGATIVE_TIMEOUT] = { "negative_timeout",
+				   offsetof(struct kvcfs_options, negative_timeout), false, false,
+				   0, 86400, "seconds" },
+	[NUM_RECHECK_DELAY] = { "recheck_delay", offsetof(struct kvcfs_options, recheck_delay_ms),
+				true, true, -1, 600000, "ms" },
+};
+
+static int number_option(struct kvcfs_options *opts, int i)
+{
+	const char *text = opts->number_text[i];
+	char *end = NULL;
+	double v;
+
+	if (text == NULL)
+		return 0;
+	errno = 0;
+	v = numbers[i].integer ? (double)strtoll(text, &end, 10) : strtod(text, &end);
+	if (errno != 0 || end == text || *end != '\0' || !(v >= numbers[i].min) ||
+	    !(v <= numbers[i].max)) {
+		fprintf(stderr, "kvcfs: bad %s '%s' (%s %g..%g %s)\n", numbers[i].name, text,
+			numbers[i].integer ? "a whole number" : "a number", numbers[i].min,
+			numbers[i].max, numbers[i].unit);
+		return -1;
+	}
+	if (!numbers[i].integer)
+		*(double *)((char *)opts + numbers[i].offset) = v;
+	else if (numbers[i].is_signed)
+		*(int *)((char *)opts + numbers[i].offset) = (int)v;
+	else
+		*(unsigned *)((char *)opts + numbers[i].offset) = (unsigned)v;
+	return 0;
+}
+
 /* One line for the first value out of its range or meaning. */
 static int check_values(struct kvcfs_options *opts)
 {
@@ -143,13 +196,6 @@ static int check_values(struct kvcfs_options *opts)
 		why = "local must name a directory";
 	else if (opts->host_id != NULL && opts->host_id[0] == '\0')
 		why = "host_id must not be empty";
-	else if (!(opts->entry_timeout >= 0 && opts->entry_timeout <= 86400) ||
-		 !(opts->negative_timeout >= 0 && opts->negative_timeout <= 86400))
-		why = "entry_timeout and negative_timeout must be 0..86400 seconds";
-	else if (opts->recheck_delay_ms < -1 || opts->recheck_delay_ms > 600000)
-		why = "recheck_delay must be 0..600000 ms";
-	else if (opts->max_threads < 1 || opts->max_threads > 1024)
-		why = "threads must be 1..1024";
 	else if (opts->passthrough_text != NULL && strcmp(opts->passthrough_text, "off") != 0 &&
 		 strcmp(opts->passthrough_text, "on") != 0)
 		why = "passthrough must be on or off";
@@ -177,6 +223,9 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 		return -1;
 	if (parse_sizes(opts) < 0)
 		return -1;
+	for (int i = 0; i < NUM_OPTIONS; i++)
+		if (number_option(opts, i) < 0)
+			return -1;
 	return check_values(opts);
 }
 
@@ -221,4 +270,6 @@ void options_free(struct kvcfs_options *opts)
 	free(opts->local_dir);
 	free(opts->local_size_text);
 	free(opts->copy_max_text);
+	for (int i = 0; i < NUM_OPTIONS; i++)
+		free(opts->number_text[i]);
 }

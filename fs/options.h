@@ -12,7 +12,20 @@ struct fuse_args;
  * (docs/contract.md). */
 #define KVCFS_COPY_MAX_DEFAULT (16ull << 20)
 
+/* Numeric options, taken as text and parsed whole (options.c). */
+enum number_option {
+	NUM_HIT_CREDIT,
+	NUM_RESCAN,
+	NUM_SWEEP_GRACE,
+	NUM_THREADS,
+	NUM_ENTRY_TIMEOUT,
+	NUM_NEGATIVE_TIMEOUT,
+	NUM_RECHECK_DELAY,
+	NUM_OPTIONS
+};
+
 struct kvcfs_options {
+	char *number_text[NUM_OPTIONS];
 	char *backing_root;
 	char *max_size_text;
 	uint64_t max_size;        /* 0: no budget */

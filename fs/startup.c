@@ -51,6 +51,34 @@ bool mountpoint_in_use(const char *mountpoint)
 	return busy;
 }
 
+/* Is one of the two directories (resolved) the other or inside it? */
+static bool nested(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), n = la < lb ? la : lb;
+
+	return strncmp(a, b, n) == 0 &&
+	       (la == lb || (la > lb ? a[n] : b[n]) == '/' || n == 1 /* "/" */);
+}
+
+bool local_tier_placed_apart(const char *local, const char *root, const char *mountpoint)
+{
+	char l[PATH_MAX], r[PATH_MAX], m[PATH_MAX];
+
+	if (local == NULL)
+		return true;
+	if (realpath(local, l) == NULL) {
+		fprintf(stderr, "kvcfs: local=%s: %s\n", local, strerror(errno));
+		return false;
+	}
+	if ((realpath(root, r) != NULL && nested(l, r)) ||
+	    (realpath(mountpoint, m) != NULL && nested(l, m))) {
+		fprintf(stderr, "kvcfs: local=%s must be a directory apart from the backing root "
+			"and the mountpoint (not either, nor inside or around one)\n", local);
+		return false;
+	}
+	return true;
+}
+
 int startup_scan(struct kvcfs *fs)
 {
 	struct kvc_sweep_stats sweep = { 0 };

@@ -7,6 +7,10 @@
 struct kvcfs;
 
 bool mountpoint_in_use(const char *mountpoint);
+/* A local tier that is, contains or lies inside the backing root or the
+ * mountpoint would evict or serve the cache's own files: one line on
+ * stderr and false. true without -o local. */
+bool local_tier_placed_apart(const char *local, const char *root, const char *mountpoint);
 /* Sweep stale temps (read-write only) and index the slabs. */
 int startup_scan(struct kvcfs *fs);
 

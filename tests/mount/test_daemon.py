@@ -38,6 +38,13 @@ def test_bad_invocations(ws):
     assert "no_such_option" in line, line
     line = one_line_error(kvcfs("-o", "max_size=12Q", root, mnt))
     assert "max_size" in line, line
+    # A number must parse whole: 1.5 seconds is not taken as 1, 8x not as 8.
+    for bad in ("sweep_grace=1.5", "threads=8x", "rescan=-1", "entry_timeout=ten",
+                "hit_credit=", "recheck_delay=99999999999", "threads=0"):
+        p = kvcfs("-o", bad, root, mnt)
+        line = one_line_error(p)
+        assert p.returncode == 1 and bad.split("=")[0] in line, (bad, line)
+        assert not mounted(mnt), bad
     line = one_line_error(kvcfs(os.path.join(ws.dir, "missing"), mnt))
     assert "missing" in line and "No such file" in line, line
     afile = os.path.join(ws.dir, "afile")

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 
-from harness import KVC, Mount, expect_errno, kvcache, main, metric, run, settle, verify_slabs
+from harness import KVC, KVCFS, Mount, expect_errno, mounted, kvcache, main, metric, run, settle, verify_slabs
 
 FP, CTX = bytes(range(7, 39)), bytes(range(60, 92))
 ALLOWED = [r"local copy of [0-9a-f]+ failed verification: dropped"]
@@ -190,6 +190,29 @@ def test_restart_keeps_the_tier(ws):
     b3 = ws.mount(root, "b3", ["host_id=hostB", "local=" + local], ALLOWED)
     assert copies(local) == []
     assert metric(b3, "local_bytes") == 0
+
+
+def test_local_tier_must_be_apart(ws):
+    """A local tier that is the backing root, lies inside it or around it,
+    or is the mountpoint, would evict or serve the cache's own files (the
+    local budget once deleted published slabs this way): one line, exit
+    status 1, nothing mounted, nothing in the root touched."""
+    root, mnt = ws.root(), ws.root("mnt")
+    inside = os.path.join(root, "tier")
+    os.mkdir(inside)
+    key, data, payload = slab(70)
+    with open(os.path.join(root, key + ".kvc"), "wb") as f:
+        f.write(data)
+    for local in (root, inside, ws.dir, mnt, root + "/"):
+        p = subprocess.run([KVCFS, "-o", "local=%s,local_size=1K" % local, root, mnt],
+                           capture_output=True, text=True, timeout=20)
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        assert p.returncode == 1 and len(lines) == 1 and "local=" in lines[0], (local, p.stderr)
+        assert not mounted(mnt), local
+    assert sorted(os.listdir(root)) == sorted([key + ".kvc", "tier"])
+    apart = ws.root("apart")
+    m = ws.mount(root, options=["local=" + apart])
+    assert read(m, "payload", key) == payload
 
 
 def test_local_budget_holds(ws):

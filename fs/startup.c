@@ -90,6 +90,11 @@ int startup_scan(struct kvcfs *fs)
 		fprintf(stderr, "kvcfs: sweeping %s: %s\n", fs->opts.backing_root, err.detail);
 		return -1;
 	}
+	if (sweep.set_aside > 0)
+		fuse_log(FUSE_LOG_WARNING,
+			 "kvcfs: %s: %" G_GUINT64_FORMAT " directories that were under slab names "
+			 "are set aside as *.kvcgone, with all they hold: their owners may "
+			 "remove them\n", fs->opts.backing_root, sweep.set_aside);
 	if (kvc_store_scan(fs->store, index_put_scanned, &fs->index, &scan, &err) < 0) {
 		fprintf(stderr, "kvcfs: indexing %s: %s\n", fs->opts.backing_root, err.detail);
 		return -1;

@@ -121,7 +121,7 @@ int store_free_name(struct kvc_store *store, const char *name, const struct stat
 		    struct kvc_err *err);
 /* Remove name and, if it is a directory, everything under it, never
  * following a symlink; bounded depth. 0 or -1 (errno). */
-int store_remove_tree(struct kvc_store *store, const char *name);
+int store_remove_empty_dir(struct kvc_store *store, const char *name);
 
 int store_refuse_read_only(struct kvc_store *store, const char *what,
 			   struct kvc_err *err);

@@ -131,12 +131,14 @@ int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
 		if (fstatat(store->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 		    !(aside ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)))
 			continue;
-		/* An aside directory is left by a removal that did not finish
-		 * (its process died, or something in it would not go). */
+		/* An aside directory holds what was under a slab name: it
+		 * goes once its owner has emptied it, never with its contents. */
 		if (is_stale(store, host, pid, &st, grace_seconds, now) &&
-		    (aside ? store_remove_tree(store, name)
+		    (aside ? store_remove_empty_dir(store, name)
 			   : unlinkat(store->dirfd, name, 0)) == 0)
 			stats->removed++;
+		else if (aside)
+			stats->set_aside++;
 		else
 			stats->kept++;
 	}

@@ -216,10 +216,10 @@ void kvc_store_drop_corrupt(struct kvc_store *store, const struct kvc_key *key,
 			    const struct stat *st);
 
 /* Remove <key>.kvc. A missing file is success (idempotent). Whatever is
- * under the name goes: a symlink, FIFO, socket or device node is unlinked
- * (never followed); a directory is moved aside to
- * "<key>.kvc.<host>.<pid>.<n>.kvcgone" and removed without following
- * symlinks (what cannot be removed stays aside for kvc_store_sweep). */
+ * under the name leaves it: a symlink, FIFO, socket or device node is
+ * unlinked (never followed); an empty directory is removed; any other
+ * directory is moved aside to "<key>.kvc.<host>.<pid>.<n>.kvcgone" and
+ * left with all it holds (never removed with this process's rights). */
 int kvc_store_delete(struct kvc_store *store, const struct kvc_key *key,
 		     struct kvc_err *err);
 
@@ -259,6 +259,8 @@ int kvc_store_scan(struct kvc_store *store, kvc_scan_fn fn, void *ctx,
 struct kvc_sweep_stats {
 	uint64_t removed;
 	uint64_t kept;
+	uint64_t set_aside; /* non-empty directories moved off slab names,
+			     * left for their owners ("*.kvcgone") */
 };
 
 /*

@@ -110,6 +110,39 @@ def test_fifo_under_slab_name(ws):
         STUCK.remove(fifo)
 
 
+def test_directory_under_a_slab_name_is_never_emptied(ws):
+    """A directory tree under a key name in a shared root is someone's: rm
+    of the name through the mount, a publish over it and a restart's sweep
+    move it aside whole (the key is free at once) and never remove what is
+    in it with the daemon's rights, whatever its modes say. An empty one
+    just goes."""
+    root = ws.root()
+    key, data = slab(7)
+    other, other_data = slab(8)
+    tree = os.path.join(root, key + ".kvc")
+    os.makedirs(os.path.join(tree, "deep", "er"))
+    with open(os.path.join(tree, "deep", "er", "precious"), "w") as f:
+        f.write("mine")
+    os.chmod(os.path.join(tree, "deep", "er"), 0o555)
+    os.mkdir(os.path.join(root, other + ".kvc"))  # empty
+    m = ws.mount(root)
+    try:
+        os.unlink(m.path(key + ".kvc"))
+        assert not os.path.exists(tree)
+        os.unlink(m.path(other + ".kvc"))
+        kvcache.save(m.mnt, other, other_data)  # the key is free again
+        m.stop()
+        m = ws.mount(root, name="again")  # the sweep at start
+        aside = [n for n in os.listdir(root) if n.endswith(".kvcgone")]
+        assert len(aside) == 1, os.listdir(root)
+        with open(os.path.join(root, aside[0], "deep", "er", "precious")) as f:
+            assert f.read() == "mine"
+        assert kvcache.restore(m.mnt, other) == other_data[-5000:]
+    finally:
+        for dirpath, _, _ in os.walk(root):
+            os.chmod(dirpath, 0o755)
+
+
 def test_tmp_sweeper_spares_our_temps(ws):
     """A program sharing the root that deletes every *.tmp on start (the
     format's reference server does) must not destroy a write in flight."""

@@ -617,6 +617,14 @@ static char *path_in(const char *dir, const char *name)
 	return g_build_filename(dir, name, NULL);
 }
 
+static void make_dir_in(const char *dir, const char *name)
+{
+	char *path = path_in(dir, name);
+
+	assert_int_equal(mkdir(path, 0755), 0);
+	g_free(path);
+}
+
 enum odd_kind { ODD_SYMLINK, ODD_FIFO, ODD_SOCKET, ODD_DIR, ODD_COUNT };
 
 /* Put something that is not a regular file under name. The directory holds
@@ -658,6 +666,25 @@ static void plant(const char *dir, const char *name, enum odd_kind kind, const c
 	g_free(path);
 }
 
+/* The planted directory's file, in every directory set aside: its
+ * contents were never removed. */
+static int kept_aside_files(const char *dir)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+	int n = 0;
+
+	while ((name = g_dir_read_name(d)) != NULL) {
+		char *file = g_build_filename(dir, name, "file", NULL);
+
+		if (g_str_has_suffix(name, ".kvcgone") && g_file_test(file, G_FILE_TEST_EXISTS))
+			n++;
+		g_free(file);
+	}
+	g_dir_close(d);
+	return n;
+}
+
 static int entries_with_suffix(const char *dir, const char *suffix)
 {
 	GDir *d = g_dir_open(dir, 0, NULL);
@@ -695,7 +722,7 @@ static void test_sweep(void **state)
 	struct fixture *f = *state;
 	struct kvc_sweep_stats st;
 	struct kvc_err err;
-	char dead[128], live[128], mine_old[128], mine_new[128], aside[128];
+	char dead[128], live[128], mine_old[128], mine_new[128], aside[128], aside_empty[128];
 	pid_t child = fork();
 
 	if (child == 0)
@@ -722,9 +749,14 @@ static void test_sweep(void **state)
 	 * removing. */
 	snprintf(aside, sizeof(aside), "k.kvc.testhost.%d.1.kvcgone", (int)child);
 	plant(f->dir, aside, ODD_DIR, "/nonexistent");
+	snprintf(aside_empty, sizeof(aside_empty), "k.kvc.testhost.%d.2.kvcgone", (int)child);
+	make_dir_in(f->dir, aside_empty);
 
 	assert_int_equal(kvc_store_sweep(f->store, 3600, &st, &err), 0);
-	assert_false(exists(f->dir, aside));
+	/* A directory set aside is the owner's until it is empty. */
+	assert_true(exists(f->dir, aside));
+	assert_false(exists(f->dir, aside_empty));
+	assert_int_equal(st.set_aside, 1);
 	assert_false(exists(f->dir, dead));
 	assert_true(exists(f->dir, live));
 	assert_false(exists(f->dir, mine_old));
@@ -883,8 +915,13 @@ static void test_not_regular_under_key_name(void **state)
 			fail_msg("kind %d: delete: %s", kind, err.detail);
 		alarm(0);
 		assert_false(exists(f->dir, name));
-		assert_int_equal(count_entries(f->dir), 0); /* nothing left aside */
+		/* A directory that held something is set aside whole, twice
+		 * (the publish over it, then the delete); nothing else is. */
+		assert_int_equal(entries_with_suffix(f->dir, ".kvcgone"), kind == ODD_DIR ? 2 : 0);
+		assert_int_equal(count_entries(f->dir), kind == ODD_DIR ? 2 : 0);
 		assert_true(exists(outdir, "precious"));
+		if (kind == ODD_DIR)
+			assert_int_equal(kept_aside_files(f->dir), 2);
 		free_slab(&s);
 	}
 	rm_rf(outdir);
@@ -927,7 +964,12 @@ static void test_scan_not_regular(void **state)
 	assert_true(exists(f->dir, name));
 	assert_int_equal(lstat(mine, &sb), 0);
 	assert_int_equal(kvc_store_delete(f->store, &s[ODD_DIR].key, &err), 0);
-	assert_int_equal(entries_with_suffix(f->dir, ".kvcgone"), 0);
+	assert_int_equal(entries_with_suffix(f->dir, ".kvcgone"), 1); /* kept whole */
+	/* An empty directory under a key name is simply removed. */
+	make_dir_in(f->dir, name);
+	assert_int_equal(kvc_store_delete(f->store, &s[ODD_DIR].key, &err), 0);
+	assert_false(exists(f->dir, name));
+	assert_int_equal(entries_with_suffix(f->dir, ".kvcgone"), 1);
 	g_free(mine);
 	for (int kind = 0; kind < ODD_COUNT; kind++)
 		free_slab(&s[kind]);

@@ -430,16 +430,19 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 void staging_release(struct kvcfs *fs, struct handle *h)
 {
 	struct staging *stage = h->stage;
-	bool last_try = false, orphaned;
+	bool last_try, orphaned, refused;
 
+	/* The last writer of a <key>.kvc, or a read-only create of one
+	 * (open(O_CREAT|O_RDONLY): never a writer, and so never a try of its
+	 * own): the publish is settled now, whatever the outcome. */
+	fs_lock(fs);
 	if (h->writable) {
-		fs_lock(fs);
 		stage->writers--;
 		if (h->flushed)
 			stage->flushed_writers--;
-		last_try = stage->publish_on_close && stage->writers == 0;
-		fs_unlock(fs);
 	}
+	last_try = stage->publish_on_close && stage->writers == 0;
+	fs_unlock(fs);
 	if (last_try && !atomic_load(&stage->replacing)) {
 		/* Opened over a slab, never truncated, never written: there is
 		 * nothing to publish and nothing was refused. */
@@ -455,7 +458,10 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 		int rc = atomic_load(&stage->write_error) != 0 ? -atomic_load(&stage->write_error)
 			 : atomic_load(&stage->dirty) ? publish_stage(fs, stage, &stage->target, 0)
 						       : -EBADMSG;
-		if (rc < 0 && stage->refused)
+		pthread_rwlock_rdlock(&stage->lock);
+		refused = stage->refused;
+		pthread_rwlock_unlock(&stage->lock);
+		if (rc < 0 && refused)
 			atomic_fetch_add(&fs->metrics.rejected, 1);
 		settle_close_publish(fs, h, rc, true);
 	}

@@ -61,6 +61,19 @@ def test_direct_create_is_visible_once_published(ws):
         assert payload_of(f.read()) == payload_of(vector_bytes(e))
 
 
+def test_read_only_create_of_a_key_settles(ws):
+    """open(<key>.kvc, O_CREAT|O_RDONLY) makes an empty file that can never
+    be a slab: at its close the temp goes and the key is no longer "being
+    created" (a lookup miss of it is cached again, counted as a miss)."""
+    root = ws.root()
+    m = ws.mount(root)
+    key = "%064x" % 99
+    fd = os.open(m.path(key + ".kvc"), os.O_CREAT | os.O_RDONLY, 0o644)
+    os.close(fd)
+    assert leftovers(root) == [], leftovers(root)
+    assert not os.path.exists(m.path(key + ".kvc"))
+
+
 def test_refused_direct_creates_leave_no_temp(ws):
     root = ws.root()
     m = ws.mount(root, options=["max_size=10M"])

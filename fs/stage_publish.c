@@ -365,6 +365,13 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 		set_stage_error(stage, why, false);
 	if (rc == 0) {
 		copy->seal = staging_seal_requested(stage);
+		/* The slab is its publisher's, as the file itself would have
+		 * been (in a sticky root, theirs to remove and publish again). */
+		fs_lock(fs);
+		copy->uid = stage->uid;
+		copy->gid = stage->gid;
+		fs_unlock(fs);
+		stage_follow_chown(fs, copy);
 		rc = publish_stage(fs, copy, key, flags);
 		if (rc == 0)
 			atomic_fetch_add(&fs->metrics.publish_copies, 1);

@@ -94,6 +94,13 @@ ACTIONS = textwrap.dedent("""
         if op == "publish":      # cp to a staging name + mv to <key>.kvc
             write(args[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             os.rename(args[0], args[1])
+        elif op == "publish_open":  # rename while still holding it open
+            fd = os.open(args[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, data)
+                os.rename(args[0], args[1])
+            finally:
+                os.close(fd)
         elif op == "create":     # cp straight to a name
             write(args[0], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         elif op == "overwrite":  # cp onto an existing file
@@ -274,6 +281,22 @@ def sticky(ws, options):
         expect(u["b"], "OK", "rm", m.path("b.part"))
         expect(u["a"], "OK", "rm", m.path("a.part"))
         assert sorted(os.listdir(m.mnt)) == [".kvcfs", "payload"]
+
+
+def test_publish_of_an_open_file_is_its_publishers(ws):
+    """A rename while the writer still holds the file open publishes a
+    copy (passthrough): the slab is still its publisher's, so in a sticky
+    root they can remove it and publish the key again."""
+    with users("op") as (u, _):
+        root = shared_workspace(ws, 0o1777)
+        m = ws.mount(root, options=["allow_other"])
+        key, data = slab(5)
+        op = u["op"]
+        expect(op, "OK", "publish_open", m.path("held.part"), m.path(key + ".kvc"), data=data)
+        st = os.stat(os.path.join(root, key + ".kvc"))
+        assert (st.st_uid, st.st_gid) == op, (st.st_uid, st.st_gid, op)
+        expect(op, "OK", "rm", m.path(key + ".kvc"))
+        expect(op, "OK", "publish", m.path("again.part"), m.path(key + ".kvc"), data=data)
 
 
 def test_sticky_bit_protects_staging_files(ws):

@@ -168,6 +168,40 @@ def test_oversize_refused(ws):
     assert metric(m, "evictions_total") == 0
 
 
+def written_by(m):
+    """Bytes the daemon has sent to storage (dirtied) so far."""
+    with open("/proc/%d/io" % m.proc.pid) as f:
+        return int(next(l for l in f if l.startswith("write_bytes:")).split()[1])
+
+
+def test_sparse_file_held_open_costs_no_disk(ws):
+    """A 2 GiB sparse staging file (a few blocks) renamed while its writer
+    holds it open: refused before anything is copied (over the budget:
+    ENOSPC; with no budget, over copy_max: EBUSY), and no hole becomes
+    blocks in the backing root. The staging file stays, and says why."""
+    for options, err, reason in ((["max_size=1G"], errno.ENOSPC, b"no_space:"),
+                                 ([], errno.EBUSY, b"busy:")):
+        m = ws.mount(options=options, name="mnt-%d" % err)
+        key, data = slab(60)
+        staging = m.path("sparse.part")
+        fd = os.open(staging, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            os.write(fd, data)
+            os.ftruncate(fd, 2 << 30)
+            before = written_by(m)
+            if metric(m, "passthrough") == 1:
+                expect_errno(err, os.rename, staging, m.path(key + ".kvc"))
+                assert os.getxattr(staging, "user.kvcfs.error").startswith(reason)
+            else:  # the daemon's path never copies: the file is refused whole
+                expect_errno(err if options else errno.EBADMSG, os.rename, staging,
+                             m.path(key + ".kvc"))
+            assert written_by(m) - before < (64 << 20), written_by(m) - before
+            assert os.path.exists(staging)
+        finally:
+            os.close(fd)
+        m.stop()
+
+
 def test_rescan_counts_other_mounts(ws):
     root = ws.root()
     a = ws.mount(root, name="a", options=["max_size=700000", "low_watermark=500000",

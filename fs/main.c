@@ -18,6 +18,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	/* Writes must reach us before flush so close() can publish them. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+	/* A direct_io open (a program's O_RDWR of a slab, a staging writer
+	 * on the daemon's path) may not be mapped shared: a store into such
+	 * a mapping would sit in the page cache every reader gets. */
+	conn->want &= ~FUSE_CAP_DIRECT_IO_ALLOW_MMAP;
+#endif
 	/* Slabs are megabytes to gigabytes: move them in 1 MiB requests
 	 * (libfuse 3.14's buffers hold 256 pages) rather than 128 KiB. */
 	conn->max_write = 1u << 20;

@@ -70,6 +70,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			 * open decides how reads are served). The kernel
 			 * takes no such open beside a passthrough one. */
 			h->header_writes = true;
+			fi->direct_io = 1; /* no page cache: no shared mapping */
 			rc = open_slab(fs, node, &v.key, false, h, fi);
 			if (rc == 0)
 				rc = passthrough_open_mode(fs, req, node, -1, h, fi);

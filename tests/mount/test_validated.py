@@ -61,6 +61,31 @@ def test_direct_create_is_visible_once_published(ws):
         assert payload_of(f.read()) == payload_of(vector_bytes(e))
 
 
+def test_no_shared_writable_mapping_of_a_slab(ws):
+    """A program that may write a slab's hit fields (O_RDWR, even as root)
+    cannot map it shared and writable: a store into such a mapping would
+    sit in the page cache that every reader of the slab gets."""
+    import mmap
+    root = ws.root()
+    m = ws.mount(root)
+    e = valid()[0]
+    publish_by_rename(m, e["key"], vector_bytes(e))
+    name = m.path(e["key"] + ".kvc")
+    with open(name, "r+b") as f:
+        try:
+            mm = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED,
+                           prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as err:
+            assert err.errno in (errno.ENODEV, errno.EACCES, errno.EPERM), err
+        else:
+            mm[-1:] = bytes([mm[-1] ^ 0xFF])
+            mm.close()
+            raise AssertionError("a slab was mapped shared and writable")
+    os.close(os.open(name, os.O_RDONLY))  # a fresh reader
+    with open(name, "rb") as f:
+        assert payload_of(f.read()) == payload_of(vector_bytes(e))
+
+
 def test_read_only_create_of_a_key_settles(ws):
     """open(<key>.kvc, O_CREAT|O_RDONLY) makes an empty file that can never
     be a slab: at its close the temp goes and the key is no longer "being

@@ -50,7 +50,9 @@ static int republish(struct kvc_store *store, const char *name, int fd,
 			store_unlink_if_same(store, slab, st);
 		return -1;
 	}
-	unlinkat(store->dirfd, name, 0);
+	/* Only the file that was verified: whatever took the name meanwhile
+	 * (a publish that replaced a misnamed file under a key name) stays. */
+	store_unlink_if_same(store, name, st);
 	stats->republished++;
 	return 0;
 }

@@ -115,8 +115,16 @@ int __wrap_unlinkat(int a, const char *b, int c)
 	return should_fail(SYS_UNLINKAT) ? -1 : __real_unlinkat(a, b, c);
 }
 
+/* Runs once at the next fsync, before it: a race planted at that moment. */
+static void (*before_next_fsync)(void);
+
 int __wrap_fsync(int fd)
 {
+	void (*hook)(void) = before_next_fsync;
+
+	before_next_fsync = NULL;
+	if (hook != NULL)
+		hook();
 	return should_fail(SYS_FSYNC) ? -1 : __real_fsync(fd);
 }
 
@@ -1089,6 +1097,44 @@ static void test_republish_keeps_original_when_fsync_fails(void **state)
 	free_slab(&s);
 }
 
+/* A slab of key B misnamed under key A's name is republished as B; a
+ * publish that replaced the misnamed file with a valid A meanwhile (made
+ * to happen at the scan's directory fsync) is not removed with it. */
+static struct fixture *race_fixture;
+static struct slab race_slab;
+
+static void replace_with_race_slab(void)
+{
+	struct kvc_err err;
+
+	assert_int_equal(save(race_fixture->store, &race_slab, NULL, &err), 0);
+}
+
+static void test_republish_spares_what_took_the_name(void **state)
+{
+	struct fixture *f = *state;
+	char name_a[KVC_SLAB_NAME_LEN + 1], name_b[KVC_SLAB_NAME_LEN + 1];
+	struct kvc_scan_stats st;
+	struct kvc_err err;
+	struct slab b;
+
+	make_slab(&race_slab, 440, 3000, 0);
+	make_slab(&b, 441, 3000, 0);
+	kvc_key_slab_name(&race_slab.key, name_a);
+	kvc_key_slab_name(&b.key, name_b);
+	write_slab_file(f->dir, name_a, &b); /* B's bytes under A's name */
+	race_fixture = f;
+	before_next_fsync = replace_with_race_slab;
+	assert_int_equal(kvc_store_scan(f->store, NULL, NULL, &st, &err), 0);
+	before_next_fsync = NULL;
+	assert_int_equal(st.republished, 1);
+	assert_true(exists(f->dir, name_b));
+	assert_loads(f->store, &race_slab); /* A's own slab kept its name */
+	assert_loads(f->store, &b);
+	free_slab(&race_slab);
+	free_slab(&b);
+}
+
 /* The publish behind link(2) in the mount: a valid slab already there is
  * EEXIST and the temp stays the caller's; an invalid one is replaced. */
 static void test_no_adopt_keeps_temp(void **state)
@@ -1382,6 +1428,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_scan_not_regular, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failure_after_link_takes_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_take_back_fails_is_uncertain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_republish_spares_what_took_the_name, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_republish_keeps_original_when_fsync_fails,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drop_after_delay, setup, teardown),

@@ -136,6 +136,10 @@ bool staging_creating(struct kvcfs *fs, const struct kvc_key *key);
  * stage's lock (an open that came after the caller looked); else nothing
  * is done and the result is PUBLISH_WRITER_CAME: publish a copy instead. */
 #define PUBLISH_NO_WRITER 4u
+/* PUBLISH_EXCLUSIVE: rename(2) with RENAME_NOREPLACE: anything already
+ * under <key>.kvc is -EEXIST (link(2) decides), nothing is adopted or
+ * replaced. */
+#define PUBLISH_EXCLUSIVE 8u
 #define PUBLISH_WRITER_CAME 1
 int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
 		  unsigned flags);

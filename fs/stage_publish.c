@@ -127,9 +127,10 @@ static void clear_stale_checks(struct staging *stage)
  * outcome: published (and where its bytes are now), or why not
  * (user.kvcfs.error). Stage lock held. */
 static int store_publish(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
-			 bool as_link, struct kvc_meta *meta,
+			 unsigned flags, struct kvc_meta *meta,
 			 enum kvc_publish_outcome *outcome, struct kvc_err *err)
 {
+	bool as_link = flags & PUBLISH_AS_LINK;
 	int keep_fd = -1;
 	int rc = seal_if_asked(stage, err);
 
@@ -139,9 +140,11 @@ static int store_publish(struct kvcfs *fs, struct staging *stage, const struct k
 	if (rc == 0 && (as_link || staging_in_flight(fs, stage)) && (keep_fd = dup(stage->tmp.fd)) < 0)
 		rc = kvc_err_sys(err, errno, "dup of temp %s", stage->tmp.name);
 	if (rc == 0)
-		rc = as_link ? kvc_store_publish_no_adopt(fs->store, &stage->tmp, key, meta,
-							  outcome, err)
-			     : kvc_store_publish(fs->store, &stage->tmp, key, meta, outcome, err);
+		rc = (flags & PUBLISH_EXCLUSIVE)
+			     ? kvc_store_publish_exclusive(fs->store, &stage->tmp, key, meta, outcome, err)
+			     : as_link ? kvc_store_publish_no_adopt(fs->store, &stage->tmp, key, meta,
+								  outcome, err)
+				       : kvc_store_publish(fs->store, &stage->tmp, key, meta, outcome, err);
 	g_free(stage->error);
 	stage->error = NULL;
 	stage->refused = rc < 0 && kvc_tag_is_format_error(err->tag);
@@ -199,7 +202,7 @@ static void publish_succeeded(struct kvcfs *fs, const struct kvc_key *key,
 int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
 		  unsigned flags)
 {
-	bool final = flags & PUBLISH_FINAL, as_link = flags & PUBLISH_AS_LINK;
+	bool final = flags & PUBLISH_FINAL;
 	uint64_t started = metrics_now_ns();
 	enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
 	struct kvc_meta meta;
@@ -218,7 +221,7 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	clear_stale_checks(stage);
 	/* No eviction may pick this key while its publish is under way. */
 	index_publishing(&fs->index, key, true);
-	rc = store_publish(fs, stage, key, as_link, &meta, &outcome, &err);
+	rc = store_publish(fs, stage, key, flags, &meta, &outcome, &err);
 	pthread_rwlock_unlock(&stage->lock);
 
 	atomic_fetch_add(&fs->metrics.publish_ns, metrics_now_ns() - started);
@@ -355,7 +358,7 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 	char *why = NULL;
 	int rc = 0;
 
-	if (!(flags & PUBLISH_AS_LINK))
+	if (!(flags & (PUBLISH_AS_LINK | PUBLISH_EXCLUSIVE)))
 		rc = adopt_in_place(fs, stage, key);
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
@@ -430,11 +433,14 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 		fs_unlock(fs);
 		return 0;
 	}
+	/* RENAME_NOREPLACE: anything under the name (another mount's slab
+	 * published a moment ago included) is EEXIST, decided by link(2). */
 	kvc_key_slab_name(key, newname);
-	if ((flags & RENAME_NOREPLACE) &&
-	    kvc_store_name_taken(fs->store, newname))
+	if ((flags & RENAME_NOREPLACE) && kvc_store_name_taken(fs->store, newname))
 		return -EEXIST;
-	rc = publish_named(fs, src->stage, key, PUBLISH_FINAL, &copied);
+	rc = publish_named(fs, src->stage, key,
+			   PUBLISH_FINAL | ((flags & RENAME_NOREPLACE) ? PUBLISH_EXCLUSIVE : 0),
+			   &copied);
 	if (copied) {
 		/* What was published is a copy: this node stays the writer's
 		 * file, without a name (its temp goes at its last close); the

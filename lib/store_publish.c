@@ -314,9 +314,35 @@ static void drop_tmp(struct kvc_store *store, struct kvc_tmp *tmp)
 	tmp->tracker = NULL;
 }
 
+enum publish_mode {
+	PUBLISH_ADOPT,     /* a valid slab already there is kept: success */
+	PUBLISH_NO_ADOPT,  /* it is KVC_E_EXISTS; an invalid file is replaced */
+	PUBLISH_EXCLUSIVE, /* anything under the name is KVC_E_EXISTS */
+};
+
+/* Our temp gets the slab's name by link(2), or resolves what is there as
+ * the mode says. Nothing linked when a valid slab is adopted. */
+static int take_name(struct kvc_store *store, struct kvc_tmp *tmp, const struct kvc_key *key,
+		     const char *slab, enum publish_mode mode, enum kvc_publish_outcome *result,
+		     struct kvc_err *err)
+{
+	if (linkat(store->dirfd, tmp->name, store->dirfd, slab, 0) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return kvc_err_sys(err, errno, "link %s to %s", tmp->name, slab);
+	if (mode == PUBLISH_EXCLUSIVE)
+		return kvc_err_set(err, KVC_E_EXISTS, "%s exists", slab);
+	if (resolve_existing(store, tmp, key, slab, result, err) < 0)
+		return -1;
+	/* Nothing was linked: the temp is still the caller's. */
+	if (*result == KVC_PUBLISH_ADOPTED && mode != PUBLISH_ADOPT)
+		return kvc_err_set(err, KVC_E_EXISTS, "%s already holds a slab of the key", slab);
+	return 0;
+}
+
 static int publish(struct kvc_store *store, struct kvc_tmp *tmp, const struct kvc_key *key,
-		   bool adopt, struct kvc_meta *meta, enum kvc_publish_outcome *outcome,
-		   struct kvc_err *err)
+		   enum publish_mode mode, struct kvc_meta *meta,
+		   enum kvc_publish_outcome *outcome, struct kvc_err *err)
 {
 	char slab[KVC_SLAB_NAME_LEN + 1];
 	enum kvc_publish_outcome result = KVC_PUBLISH_NEW, unused;
@@ -333,7 +359,7 @@ static int publish(struct kvc_store *store, struct kvc_tmp *tmp, const struct kv
 		return kvc_err_set(err, KVC_E_INVALID_ARGUMENT, "publish of a closed temp");
 	/* The same state saved twice (many servers, one prompt): the first
 	 * slab stays, so ours needs no fdatasync, link or directory fsync. */
-	if (adopt) {
+	if (mode == PUBLISH_ADOPT) {
 		int would = kvc_store_would_adopt(store, tmp, key, meta, err);
 
 		if (would < 0)
@@ -352,16 +378,8 @@ static int publish(struct kvc_store *store, struct kvc_tmp *tmp, const struct kv
 		return kvc_err_sys(err, errno, "chmod of temp %s", tmp->name);
 
 	kvc_key_slab_name(key, slab);
-	if (linkat(store->dirfd, tmp->name, store->dirfd, slab, 0) < 0) {
-		if (errno != EEXIST)
-			return kvc_err_sys(err, errno, "link %s to %s", tmp->name, slab);
-		if (resolve_existing(store, tmp, key, slab, &result, err) < 0)
-			return -1;
-		/* Nothing was linked: the temp is still the caller's. */
-		if (result == KVC_PUBLISH_ADOPTED && !adopt)
-			return kvc_err_set(err, KVC_E_EXISTS, "%s already holds a slab of the key",
-					   slab);
-	}
+	if (take_name(store, tmp, key, slab, mode, &result, err) < 0)
+		return -1;
 	/* Check and make durable before dropping the temp: until then a
 	 * failure takes our bytes back off the name and the caller keeps its
 	 * temp, so a failed publish published nothing. */
@@ -383,12 +401,19 @@ int kvc_store_publish(struct kvc_store *store, struct kvc_tmp *tmp,
 		      const struct kvc_key *key, struct kvc_meta *meta,
 		      enum kvc_publish_outcome *outcome, struct kvc_err *err)
 {
-	return publish(store, tmp, key, true, meta, outcome, err);
+	return publish(store, tmp, key, PUBLISH_ADOPT, meta, outcome, err);
 }
 
 int kvc_store_publish_no_adopt(struct kvc_store *store, struct kvc_tmp *tmp,
 			       const struct kvc_key *key, struct kvc_meta *meta,
 			       enum kvc_publish_outcome *outcome, struct kvc_err *err)
 {
-	return publish(store, tmp, key, false, meta, outcome, err);
+	return publish(store, tmp, key, PUBLISH_NO_ADOPT, meta, outcome, err);
+}
+
+int kvc_store_publish_exclusive(struct kvc_store *store, struct kvc_tmp *tmp,
+				const struct kvc_key *key, struct kvc_meta *meta,
+				enum kvc_publish_outcome *outcome, struct kvc_err *err)
+{
+	return publish(store, tmp, key, PUBLISH_EXCLUSIVE, meta, outcome, err);
 }

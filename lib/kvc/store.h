@@ -176,6 +176,13 @@ int kvc_store_publish_no_adopt(struct kvc_store *store, struct kvc_tmp *tmp,
 			       const struct kvc_key *key, struct kvc_meta *meta,
 			       enum kvc_publish_outcome *outcome, struct kvc_err *err);
 
+/* The same, for rename(2) with RENAME_NOREPLACE: anything under <key>.kvc,
+ * valid or not, is -1 with KVC_E_EXISTS, decided by link(2) itself (no
+ * check-then-act), and the temp stays the caller's. */
+int kvc_store_publish_exclusive(struct kvc_store *store, struct kvc_tmp *tmp,
+				const struct kvc_key *key, struct kvc_meta *meta,
+				enum kvc_publish_outcome *outcome, struct kvc_err *err);
+
 /*
  * Open <key>.kvc and verify it fully. On success *fd_out is an O_RDONLY fd
  * of the verified file. A file that fails verification is removed (only if

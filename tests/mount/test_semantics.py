@@ -51,6 +51,36 @@ def test_published_slabs_are_immutable(ws):
         assert without_mutable_header(f.read()) == without_mutable_header(vector_bytes(e))
 
 
+def rename_noreplace(src, dst):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, src.encode(), -100, dst.encode(), 1) != 0:  # AT_FDCWD, NOREPLACE
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), dst)
+
+
+def test_rename_noreplace(ws):
+    """rename(2) with RENAME_NOREPLACE onto a key: EEXIST when anything is
+    under the name (a valid slab, or junk another program left), decided
+    by link(2) in the backing root; a free key is published."""
+    m = ws.mount()
+    a, b = valid_vectors()[0], valid_vectors()[1]
+    with open(m.path("a.part"), "wb") as f:
+        f.write(vector_bytes(a))
+    rename_noreplace(m.path("a.part"), m.path(a["key"] + ".kvc"))
+    with open(m.path("again.part"), "wb") as f:
+        f.write(vector_bytes(a))
+    expect_errno(errno.EEXIST, rename_noreplace, m.path("again.part"), m.path(a["key"] + ".kvc"))
+    with open(os.path.join(m.root, b["key"] + ".kvc"), "wb") as f:
+        f.write(b"KVC junk left by someone")
+    with open(m.path("b.part"), "wb") as f:
+        f.write(vector_bytes(b))
+    expect_errno(errno.EEXIST, rename_noreplace, m.path("b.part"), m.path(b["key"] + ".kvc"))
+    with open(os.path.join(m.root, b["key"] + ".kvc"), "rb") as f:
+        assert f.read() == b"KVC junk left by someone"
+    assert os.path.exists(m.path("again.part")) and os.path.exists(m.path("b.part"))
+
+
 def test_namespace_refusals(ws):
     m = ws.mount()
     expect_errno(errno.EPERM, os.mkdir, m.path("dir"))

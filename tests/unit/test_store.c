@@ -1174,6 +1174,43 @@ static void test_no_adopt_keeps_temp(void **state)
 	free_slab(&third);
 }
 
+/* rename(2) with RENAME_NOREPLACE: whatever is under the name, a valid
+ * slab or junk, makes it EEXIST and changes nothing; a free name is taken. */
+static void test_exclusive_takes_only_a_free_name(void **state)
+{
+	struct fixture *f = *state;
+	struct slab first, second, junk;
+	struct kvc_tmp tmp;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome = KVC_PUBLISH_NEW;
+	char name[KVC_SLAB_NAME_LEN + 1];
+
+	make_slab(&first, 90, 3000, 1);
+	make_slab(&second, 90, 3000, 5);
+	stage(f->store, &first, &tmp);
+	assert_int_equal(kvc_store_publish_exclusive(f->store, &tmp, &first.key, NULL, &outcome,
+						     &err), 0);
+	assert_int_equal(outcome, KVC_PUBLISH_NEW);
+	stage(f->store, &second, &tmp);
+	assert_int_equal(kvc_store_publish_exclusive(f->store, &tmp, &second.key, NULL, &outcome,
+						     &err), -1);
+	assert_int_equal(kvc_err_to_errno(&err), EEXIST);
+	assert_true(tmp.fd >= 0 && exists(f->dir, tmp.name));
+	kvc_store_abort_tmp(f->store, &tmp);
+	make_slab(&junk, 91, 3000, 0);
+	kvc_key_slab_name(&junk.key, name);
+	write_file(f->dir, name, "KVC garbage", 11);
+	stage(f->store, &junk, &tmp);
+	assert_int_equal(kvc_store_publish_exclusive(f->store, &tmp, &junk.key, NULL, &outcome,
+						     &err), -1);
+	assert_int_equal(kvc_err_to_errno(&err), EEXIST);
+	kvc_store_abort_tmp(f->store, &tmp);
+	assert_int_equal(count_entries(f->dir), 2); /* first's slab and the junk */
+	free_slab(&first);
+	free_slab(&second);
+	free_slab(&junk);
+}
+
 /* A temp written by its caller with payload_crc32c 0, tracked or not, in
  * one write or several: sealing fills in the CRC and the publish accepts
  * it; unsealed it is crc_mismatch. */
@@ -1412,6 +1449,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_replace_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eexist_valid_is_adopted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_needs_no_sync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_exclusive_takes_only_a_free_name, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_no_adopt_keeps_temp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tmp_seal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eexist_corrupt_is_replaced, setup, teardown),

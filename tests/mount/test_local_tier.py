@@ -215,6 +215,29 @@ def test_local_tier_must_be_apart(ws):
     assert read(m, "payload", key) == payload
 
 
+def test_refused_open_leaves_no_pin(ws):
+    """An open that fails after the slab was opened and verified (here
+    ETXTBSY: a hit-count writer beside a passthrough reader) gives back its
+    pin on the local copy too: that copy is evicted like any other later."""
+    # hit_credit=0: the order is last use alone, and the first is oldest.
+    root, local, a, b = two_mounts(ws, ["local_size=1000000", "hit_credit=0"])
+    if metric(b, "passthrough") != 1:
+        return  # no ETXTBSY on the daemon's path
+    first, data, payload = slab(30, 150_000)
+    kvcache.save(a.mnt, first, data)
+    reader = open(b.path(first + ".kvc"), "rb")
+    try:
+        expect_errno(errno.ETXTBSY, open, b.path(first + ".kvc"), "r+b")
+    finally:
+        reader.close()
+    for i in range(31, 40):  # newer copies: the first one's turn to go
+        key, data, payload = slab(i, 150_000)
+        kvcache.save(a.mnt, key, data)
+        assert read(b, "payload", key) == payload
+        settle(b)
+    assert first + ".kvc" not in copies(local), "a refused open kept its copy pinned"
+
+
 def test_local_budget_holds(ws):
     root, local, a, b = two_mounts(ws, ["local_size=1000000"])
     keys = []

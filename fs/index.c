@@ -55,6 +55,7 @@ static struct index_entry *table_put(GHashTable *t, const struct kvc_key *key, u
 	} else {
 		*old_size = e->size;
 	}
+	index_distrust(&hits, &last_used, &created);
 	e->size = size;
 	e->hits = hits;
 	e->last_used = last_used;
@@ -349,20 +350,24 @@ bool index_times(struct kvcfs_index *idx, const struct kvc_key *key, uint64_t si
 	return found;
 }
 
-void index_clamp_future(uint64_t *created, uint64_t *last_used)
+void index_distrust(uint32_t *hits, uint64_t *last_used, uint64_t *created)
 {
 	uint64_t now = (uint64_t)time(NULL);
 
+	if (*hits > INDEX_MAX_CREDITED_HITS)
+		*hits = INDEX_MAX_CREDITED_HITS;
+	/* Ahead by less than the clock skew hosts of a shared root may have:
+	 * now. Further ahead: no cache wrote that, so it earns nothing. */
+	if (*last_used > now + INDEX_CLOCK_SKEW_SECONDS)
+		*last_used = 0;
+	else if (*last_used > now)
+		*last_used = now;
 	if (*created > now)
 		*created = now;
-	if (*last_used > now)
-		*last_used = now;
 }
 
 void index_put_scanned(void *idx, const struct kvc_key *key, const struct kvc_meta *meta)
 {
-	uint64_t created = meta->creation_time, last_used = meta->last_used_time;
-
-	index_clamp_future(&created, &last_used);
-	index_put(idx, key, meta->file_size, meta->hit_count, last_used, created);
+	index_put(idx, key, meta->file_size, meta->hit_count, meta->last_used_time,
+		  meta->creation_time);
 }

@@ -103,11 +103,19 @@ void index_table_put(GHashTable *t, const struct kvc_key *key, uint64_t size,
 		     uint32_t hits, uint64_t last_used, uint64_t created);
 void index_replace(struct kvcfs_index *idx, GHashTable *fresh);
 
-/* Times read from a header and not yet verified: one in the future (a
- * clock ahead, or a header that lies to stay cached) counts as now. */
-void index_clamp_future(uint64_t *created, uint64_t *last_used);
-/* A kvc_scan_fn: put a slab a scan found into idx (a struct kvcfs_index *),
- * its header times clamped. */
+/*
+ * What a header says of a slab's use is its publisher's word: every value
+ * the index takes passes through here. A hit count earns at most
+ * INDEX_MAX_CREDITED_HITS (log2: 10 doublings of hit_credit), so no count
+ * written by a publisher outranks real recency for long. A last use ahead
+ * of now by more than INDEX_CLOCK_SKEW_SECONDS was written by no cache
+ * (kvcfs writes "now" at each hit) and counts as never (0: evicted first);
+ * within the skew it counts as now. A creation time ahead counts as now.
+ */
+#define INDEX_MAX_CREDITED_HITS 1023u
+#define INDEX_CLOCK_SKEW_SECONDS 3600u
+void index_distrust(uint32_t *hits, uint64_t *last_used, uint64_t *created);
+/* A kvc_scan_fn: put a slab a scan found into idx (a struct kvcfs_index *). */
 void index_put_scanned(void *idx, const struct kvc_key *key, const struct kvc_meta *meta);
 
 #endif

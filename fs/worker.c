@@ -11,10 +11,8 @@
 
 static void collect(void *ctx, const struct kvc_key *key, const struct kvc_meta *meta)
 {
-	uint64_t created = meta->creation_time, last_used = meta->last_used_time;
-
-	index_clamp_future(&created, &last_used);
-	index_table_put(ctx, key, meta->file_size, meta->hit_count, last_used, created);
+	index_table_put(ctx, key, meta->file_size, meta->hit_count, meta->last_used_time,
+			meta->creation_time);
 }
 
 int rescan_now(struct kvcfs *fs)

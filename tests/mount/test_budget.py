@@ -85,7 +85,8 @@ def test_fill_past_budget(ws):
 
 
 def test_open_slab_survives(ws):
-    m = ws.mount(options=["max_size=600000", "low_watermark=400000"])
+    # hit_credit=0: the order is last use alone (key0's open is one).
+    m = ws.mount(options=["max_size=600000", "low_watermark=400000", "hit_credit=0"])
     key0, data0 = slab(0)
     kvcache.save(m.mnt, key0, data0)
     with open(m.path(key0 + ".kvc"), "rb") as held:  # oldest, and open
@@ -96,10 +97,12 @@ def test_open_slab_survives(ws):
         got = held.read()
         assert got[48:] == data0[48:] and got[:12] == data0[:12]
     assert metric(m, "evictions_total") > 0
-    # Closed, it is fair game again: once newer slabs come, it goes.
-    newer = int(time.time()) + 1000
+    # Closed, it is fair game again: once newer slabs come, it goes
+    # (used later than its last hit; not in the future, which earns nothing).
+    time.sleep(1.1)
+    newer = int(time.time())
     for i in range(20, 26):
-        kvcache.save(m.mnt, *slab(i, last_used=newer + i))
+        kvcache.save(m.mnt, *slab(i, last_used=newer))
         settle(m)
     assert key0 not in slabs_in(m.root)
 
@@ -166,6 +169,36 @@ def test_oversize_refused(ws):
     assert not os.path.exists(m.path(key + ".kvc"))
     assert slabs_in(m.root) == {k for k, _ in small}
     assert metric(m, "evictions_total") == 0
+
+
+def test_lying_headers_cannot_hold_the_budget(ws):
+    """Seven slabs whose headers claim a last use in 2096 and 2^32-1 hits,
+    then ten honest newer ones, into a budget of ten: the liars go first
+    (a last use no cache could have written earns nothing, and hits earn a
+    bounded credit), also after a rescan re-reads every header."""
+    m = ws.mount(options=["max_size=1100000", "low_watermark=1050000",
+                          "hit_credit=%d" % CREDIT])
+    now = int(time.time())
+    liars, honest = [], []
+    for i in range(7):
+        key, data = slab(100 + i, last_used=4_000_000_000, hits=2**32 - 1)
+        kvcache.save(m.mnt, key, data)
+        settle(m)
+        liars.append(key)
+    for i in range(10):
+        key, data = slab(200 + i, last_used=now - 100 + i)
+        kvcache.save(m.mnt, key, data)
+        settle(m)
+        honest.append(key)
+    assert slabs_in(m.root) == set(honest), (sorted(slabs_in(m.root) & set(liars)))
+    # A rescan re-reads the headers: the liars' claims count no more then.
+    for i in range(7):
+        key, data = slab(100 + i, last_used=4_000_000_000, hits=2**32 - 1)
+        with open(os.path.join(m.root, key + ".kvc"), "wb") as f:
+            f.write(data)  # planted behind the mount's back
+    open(m.path(".kvcfs", "rescan")).read()
+    settle(m)
+    assert set(honest) <= slabs_in(m.root), sorted(set(honest) - slabs_in(m.root))
 
 
 def written_by(m):

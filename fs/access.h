@@ -48,6 +48,11 @@ void stage_follow_chown(struct kvcfs *fs, struct staging *stage);
 /* attr.c */
 /* What stat shows for node, and how long the kernel may cache it. */
 int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *timeout);
+/* How long the kernel may cache node's name (attr_timeout: its stat's). */
+double entry_timeout_of(struct kvcfs *fs, struct node *node, double attr_timeout);
+/* stat of a slab or payload node whose name went while it is open: the
+ * file its opens read (they go on reading it); -ENOENT when none is. */
+int attr_of_open_slab(struct kvcfs *fs, struct node *node, bool payload_view, struct stat *st);
 int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 		 struct stat *st);
 

@@ -31,6 +31,51 @@ static void fill_slab(struct stat *st, const struct stat *real, uint64_t created
 	st->st_ctim = real->st_ctim;
 }
 
+/* A descriptor of the file an open handle of node reads (dup'd: the
+ * handle may be released meanwhile), and its payload length; -1: none.
+ * Rare (a name that went while open): a walk of the open files. */
+static int open_file_of(struct kvcfs *fs, struct node *node, uint64_t *length)
+{
+	GHashTableIter it;
+	gpointer key;
+	int fd = -1;
+
+	fs_lock(fs);
+	g_hash_table_iter_init(&it, fs->open_files);
+	while (fd < 0 && g_hash_table_iter_next(&it, &key, NULL)) {
+		const struct handle *h = key;
+
+		if (h->node == node && h->fd >= 0 && h->stage == NULL) {
+			fd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0);
+			*length = h->length;
+		}
+	}
+	fs_unlock(fs);
+	return fd;
+}
+
+int attr_of_open_slab(struct kvcfs *fs, struct node *node, bool payload_view, struct stat *st)
+{
+	uint8_t head[KVC_FIXED_SIZE];
+	struct kvc_fixed f;
+	struct stat real;
+	uint64_t length = 0;
+	int fd = open_file_of(fs, node, &length), rc = -ENOENT;
+
+	if (fd < 0)
+		return rc;
+	if (fstat(fd, &real) == 0 && pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
+	    kvc_fixed_is_v1(head)) {
+		kvc_fixed_decode(head, &f);
+		fill_slab(st, &real, f.creation_time, f.last_used_time);
+		if (payload_view)
+			st->st_size = (off_t)length;
+		rc = 0;
+	}
+	close(fd);
+	return rc;
+}
+
 int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 		 struct stat *st)
 {
@@ -174,6 +219,19 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 	fs_unlock(fs);
 	st->st_nlink = 1;
 	return 0;
+}
+
+double entry_timeout_of(struct kvcfs *fs, struct node *node, double attr_timeout)
+{
+	bool payload_view;
+
+	fs_lock(fs);
+	payload_view = node->kind == NODE_PAYLOAD;
+	fs_unlock(fs);
+	/* payload/<key> is not cached by name: rm of the slab (a request on
+	 * the root) cannot invalidate it synchronously without risking a wait
+	 * on a lookup in payload/ (forget.c), so each path walk asks. */
+	return payload_view ? 0 : attr_timeout;
 }
 
 int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *timeout)

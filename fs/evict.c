@@ -131,7 +131,8 @@ void evict_scope_if_needed(struct kvcfs *fs, const struct evict_scope *s)
 	g_free(order);
 }
 
-void evict_if_needed(struct kvcfs *fs)
+/* The backing root, whose slabs are the mount's names. */
+static struct evict_scope root_scope(struct kvcfs *fs)
 {
 	struct evict_scope s = {
 		.store = fs->store,
@@ -141,6 +142,20 @@ void evict_if_needed(struct kvcfs *fs)
 		.evictions = &fs->metrics.evictions,
 		.names_in_mount = true,
 	};
+	return s;
+}
+
+void evict_verify_key(struct kvcfs *fs, const struct kvc_key *key)
+{
+	struct evict_scope s = root_scope(fs);
+
+	fs_assert_unlocked();
+	(void)check_slab(fs, &s, key);
+}
+
+void evict_if_needed(struct kvcfs *fs)
+{
+	struct evict_scope s = root_scope(fs);
 
 	if (!fs->opts.read_only)
 		evict_scope_if_needed(fs, &s);

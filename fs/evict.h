@@ -33,6 +33,9 @@ struct evict_scope {
  * verified (evict.c says why).
  */
 void evict_if_needed(struct kvcfs *fs);
+/* Verify the backing root's slab of key once (the index remembers it); a
+ * corrupt one is dropped after the store's recheck delay. */
+void evict_verify_key(struct kvcfs *fs, const struct kvc_key *key);
 /* The same for any scope. */
 void evict_scope_if_needed(struct kvcfs *fs, const struct evict_scope *s);
 

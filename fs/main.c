@@ -159,6 +159,9 @@ static int open_store(struct kvcfs *fs)
 	cfg.host_id = fs->opts.host_id;
 	cfg.read_only = fs->opts.read_only;
 	cfg.recheck_delay_ms = fs->opts.recheck_delay_ms;
+	/* A slab already there is kept after a look at its head; the worker
+	 * verifies it then (maintenance_want_verify), and every open does. */
+	cfg.adopt_after_header_check = true;
 	if (kvc_store_open(&cfg, &fs->store, &err) < 0) {
 		fprintf(stderr, "kvcfs: %s\n", err.detail);
 		return -1;

@@ -18,6 +18,20 @@ void maintenance_want_evict(struct kvcfs *fs)
 	pthread_mutex_unlock(&m->lock);
 }
 
+void maintenance_want_verify(struct kvcfs *fs, const struct kvc_key *key)
+{
+	struct kvcfs_maintenance *m = &fs->maintenance;
+
+	if (!m->running)
+		return;
+	pthread_mutex_lock(&m->lock);
+	if (g_queue_get_length(m->verify_wanted) < MAINTENANCE_VERIFY_MAX) {
+		g_queue_push_tail(m->verify_wanted, g_memdup2(key, sizeof(*key)));
+		pthread_cond_signal(&m->wake);
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
 bool maintenance_pending(struct kvcfs *fs)
 {
 	struct kvcfs_maintenance *m = &fs->maintenance;
@@ -26,7 +40,8 @@ bool maintenance_pending(struct kvcfs *fs)
 	if (!m->running)
 		return false;
 	pthread_mutex_lock(&m->lock);
-	pending = m->busy || m->evict_wanted || m->rescan_waiters != NULL;
+	pending = m->busy || m->evict_wanted || m->rescan_waiters != NULL ||
+		  !g_queue_is_empty(m->verify_wanted);
 	pthread_mutex_unlock(&m->lock);
 	return pending;
 }

@@ -178,7 +178,7 @@ static bool entry_param(struct kvcfs *fs, const struct dir_entry *d, fuse_ino_t 
 		return false;
 	}
 	e->ino = node->ino;
-	e->entry_timeout = e->attr_timeout;
+	e->entry_timeout = entry_timeout_of(fs, node, e->attr_timeout);
 	return true;
 }
 

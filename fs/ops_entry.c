@@ -22,7 +22,7 @@ void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node)
 		return;
 	}
 	e.ino = node->ino;
-	e.entry_timeout = e.attr_timeout;
+	e.entry_timeout = entry_timeout_of(fs, node, e.attr_timeout);
 	fuse_reply_entry(req, &e);
 }
 
@@ -227,17 +227,25 @@ void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct node *node = node_held(fs, ino, NULL);
+	struct node_view v;
+	struct node *node = node_held(fs, ino, &v);
 	struct stat st;
 	double timeout;
 	int rc;
 
-	(void)fi;
 	if (node == NULL) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
 	rc = attr_of_node(fs, node, &st, &timeout);
+	/* fstat of an open slab whose name went (rm, eviction): the file its
+	 * opens read, as on a local filesystem (the kernel names no handle
+	 * for fstat). */
+	(void)fi;
+	if (rc == -ENOENT && (v.kind == NODE_SLAB || v.kind == NODE_PAYLOAD)) {
+		rc = attr_of_open_slab(fs, node, v.kind == NODE_PAYLOAD, &st);
+		timeout = 0;
+	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else

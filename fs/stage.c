@@ -203,16 +203,27 @@ void prepare_for_publish(struct staging *stage)
 	struct kvc_err err;
 	struct stat before;
 
+	bool ok;
+
 	pthread_rwlock_wrlock(&stage->lock);
 	stage->prepared_valid = false;
+	stage->prepared_refused = false;
 	if (!stage->published && stage->tmp.fd >= 0 && fstat(stage->tmp.fd, &before) == 0) {
 		if (atomic_exchange(&stage->dirty, false) || atomic_load(&stage->bypass)) {
 			stage->tmp.synced = false;
 			stage->tmp.verified = false;
 		}
-		stage->prepared_valid = kvc_tmp_prepare(&stage->tmp, &err) == 0 &&
-					fstat(stage->tmp.fd, &stage->prepared) == 0 &&
-					same_file_state(&before, &stage->prepared);
+		ok = kvc_tmp_prepare(&stage->tmp, &err) == 0;
+		if (fstat(stage->tmp.fd, &stage->prepared) == 0 &&
+		    same_file_state(&before, &stage->prepared)) {
+			/* Valid, or refused on its content: either way the
+			 * verdict holds while the file stays exactly so, and a
+			 * rename need not read it again under the directory's
+			 * lock. */
+			stage->prepared_valid = ok;
+			stage->prepared_refused = !ok && kvc_tag_is_format_error(err.tag);
+			stage->prepared_err = err;
+		}
 	}
 	pthread_rwlock_unlock(&stage->lock);
 }
@@ -250,13 +261,21 @@ static int set_times(struct staging *stage, const struct stat *attr, int to_set)
 int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *attr,
 		    int to_set)
 {
+	struct stat before;
+	bool as_checked;
 	int rc = 0;
 
-	pthread_rwlock_rdlock(&stage->lock);
+	pthread_rwlock_wrlock(&stage->lock);
 	if (stage->published || stage->tmp.fd < 0) {
 		rc = -EPERM;
 		goto out;
 	}
+	/* A chmod, chown or touch changes no byte (mkstemp, fchmod, rename
+	 * is the usual way to publish): what the last close checked still
+	 * holds, though the change moves the temp's ctime. */
+	as_checked = (stage->prepared_valid || stage->prepared_refused) &&
+		     fstat(stage->tmp.fd, &before) == 0 &&
+		     same_file_state(&before, &stage->prepared);
 	if (to_set & FUSE_SET_ATTR_SIZE) {
 		if (ftruncate(stage->tmp.fd, attr->st_size) < 0) {
 			rc = -errno;
@@ -269,7 +288,7 @@ int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *
 	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 		      FUSE_SET_ATTR_MTIME_NOW))
 		rc = set_times(stage, attr, to_set);
-	if (rc == 0)
+	if (rc == 0 && (to_set & FUSE_SET_ATTR_SIZE))
 		atomic_store(&stage->dirty, true);
 	if (rc == 0) {
 		fs_lock(fs);
@@ -282,6 +301,11 @@ int staging_setattr(struct kvcfs *fs, struct staging *stage, const struct stat *
 		fs_unlock(fs);
 		if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
 			stage_follow_chown(fs, stage);
+	}
+	if (rc == 0 && as_checked && !(to_set & FUSE_SET_ATTR_SIZE) &&
+	    fstat(stage->tmp.fd, &stage->prepared) < 0) {
+		stage->prepared_valid = false;
+		stage->prepared_refused = false;
 	}
 out:
 	pthread_rwlock_unlock(&stage->lock);

@@ -29,6 +29,10 @@ struct staging {
 	bool prepared_valid;           /* synced and verified at its last close,
 					* as the temp was then (prepared): */
 	struct stat prepared;
+	bool prepared_refused;         /* refused on its content at its last
+					* close, as the temp was then (prepared):
+					* prepared_err says why */
+	struct kvc_err prepared_err;
 	bool seal;                     /* user.kvcfs.seal: fill in the payload's
 					* CRC at publish (stage_publish.c) */
 	int published_fd;              /* published by link(2): the slab's file,

@@ -49,8 +49,8 @@ static bool still_as_prepared(struct staging *stage)
 {
 	struct stat now;
 
-	return stage->prepared_valid && fstat(stage->tmp.fd, &now) == 0 &&
-	       same_file_state(&now, &stage->prepared);
+	return (stage->prepared_valid || stage->prepared_refused) &&
+	       fstat(stage->tmp.fd, &now) == 0 && same_file_state(&now, &stage->prepared);
 }
 
 /*
@@ -118,6 +118,7 @@ static void clear_stale_checks(struct staging *stage)
 	if (atomic_exchange(&stage->dirty, false) ||
 	    (atomic_load(&stage->bypass) && !still_as_prepared(stage))) {
 		stage->prepared_valid = false;
+		stage->prepared_refused = false;
 		stage->tmp.synced = false;
 		stage->tmp.verified = false;
 	}
@@ -132,7 +133,16 @@ static int store_publish(struct kvcfs *fs, struct staging *stage, const struct k
 {
 	bool as_link = flags & PUBLISH_AS_LINK;
 	int keep_fd = -1;
-	int rc = seal_if_asked(stage, err);
+	int rc = 0;
+
+	/* Refused at its close and unchanged since: the same verdict, without
+	 * reading the file again. (Sealing changes it: then it is checked.) */
+	if (stage->prepared_refused && !stage->seal) {
+		*err = stage->prepared_err;
+		rc = -1;
+	}
+	if (rc == 0)
+		rc = seal_if_asked(stage, err);
 
 	/* A link leaves the staging name naming the published file, and a
 	 * close that publishes may leave a dup of the descriptor open: keep
@@ -194,6 +204,8 @@ static void publish_succeeded(struct kvcfs *fs, const struct kvc_key *key,
 	index_set_recent(&fs->index, key);
 	index_publishing(&fs->index, key, false);
 	kvc_meta_clear(meta);
+	if (outcome == KVC_PUBLISH_ADOPTED)
+		maintenance_want_verify(fs, key); /* kept after a header check */
 	maintenance_want_evict(fs); /* the worker keeps the budget */
 }
 
@@ -293,9 +305,21 @@ static int copy_data(int from, int to, uint64_t size)
 	return 0;
 }
 
-/* The temp's bytes, as they are now, into a temp of their own; *why says
- * why not when it is not allowed. */
-static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to, char **why)
+/* Is the file, as it is now, small enough to copy (or read) inside the
+ * rename, and within the budget? *why says why not. */
+static int open_file_allowed(struct kvcfs *fs, struct staging *stage, char **why)
+{
+	struct stat st;
+	int rc;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	rc = stage->tmp.fd < 0 || fstat(stage->tmp.fd, &st) < 0 ? -EIO : 0;
+	pthread_rwlock_unlock(&stage->lock);
+	return rc < 0 ? rc : copy_allowed(fs, (uint64_t)st.st_size, why);
+}
+
+/* The temp's bytes, as they are now, into a temp of their own. */
+static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to)
 {
 	struct kvc_err err;
 	struct stat st;
@@ -303,8 +327,6 @@ static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to,
 
 	pthread_rwlock_rdlock(&from->lock);
 	rc = from->tmp.fd < 0 || fstat(from->tmp.fd, &st) < 0 ? -EIO : 0;
-	if (rc == 0)
-		rc = copy_allowed(fs, (uint64_t)st.st_size, why);
 	if (rc == 0 && kvc_tmp_create(fs->store, "stage", &to->tmp, &err) < 0)
 		rc = -kvc_err_to_errno(&err);
 	if (rc == 0)
@@ -356,16 +378,19 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 {
 	struct staging *copy;
 	char *why = NULL;
-	int rc = 0;
+	int rc;
 
-	if (!(flags & (PUBLISH_AS_LINK | PUBLISH_EXCLUSIVE)))
+	/* Bounded before anything is read: the adoption below reads the
+	 * file in place, the copy copies it. */
+	rc = open_file_allowed(fs, stage, &why);
+	if (why != NULL)
+		set_stage_error(stage, why, false);
+	if (rc == 0 && !(flags & (PUBLISH_AS_LINK | PUBLISH_EXCLUSIVE)))
 		rc = adopt_in_place(fs, stage, key);
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
 	copy = staging_new();
-	rc = copy_temp(fs, stage, copy, &why);
-	if (why != NULL)
-		set_stage_error(stage, why, false);
+	rc = copy_temp(fs, stage, copy);
 	if (rc == 0) {
 		copy->seal = staging_seal_requested(stage);
 		/* The slab is its publisher's, as the file itself would have

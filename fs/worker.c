@@ -66,43 +66,72 @@ static void next_interval(struct kvcfs *fs, struct timespec *due)
 	due->tv_sec += fs->opts.rescan_interval;
 }
 
+/* What one pass of the worker does, taken under its lock. */
+struct pass {
+	bool rescan;          /* asked for, or the interval is up */
+	bool evict;
+	GSList *waiters;      /* opens of .kvcfs/rescan to answer after it */
+	GQueue *verify;       /* keys of adopted slabs to verify */
+};
+
+/* Waits for work (or the rescan interval); false when stopping. With
+ * m->lock held; returns with it held and the pass taken. */
+static bool next_pass(struct kvcfs *fs, struct kvcfs_maintenance *m, struct timespec *due,
+		      struct pass *p)
+{
+	bool timed_out = false;
+
+	while (!m->stop && !m->evict_wanted && m->rescan_waiters == NULL &&
+	       g_queue_is_empty(m->verify_wanted) && !timed_out) {
+		if (fs->opts.rescan_interval == 0)
+			pthread_cond_wait(&m->wake, &m->lock);
+		else
+			timed_out = pthread_cond_timedwait(&m->wake, &m->lock, due) == ETIMEDOUT;
+	}
+	if (m->stop)
+		return false;
+	p->waiters = m->rescan_waiters;
+	p->rescan = p->waiters != NULL || timed_out;
+	p->evict = m->evict_wanted || p->rescan;
+	p->verify = m->verify_wanted;
+	m->verify_wanted = g_queue_new();
+	m->rescan_waiters = NULL;
+	m->evict_wanted = false;
+	m->busy = true;
+	return true;
+}
+
+static void run_pass(struct kvcfs *fs, struct pass *p, struct timespec *due)
+{
+	int rc = 0;
+	gpointer key;
+
+	while ((key = g_queue_pop_head(p->verify)) != NULL) {
+		evict_verify_key(fs, key);
+		g_free(key);
+	}
+	g_queue_free(p->verify);
+	if (p->rescan) {
+		rc = rescan_now(fs);
+		next_interval(fs, due);
+	}
+	if (p->evict)
+		evict_all(fs);
+	answer_waiters(fs, p->waiters, rc);
+}
+
 static void *maintenance_main(void *arg)
 {
 	struct kvcfs *fs = arg;
 	struct kvcfs_maintenance *m = &fs->maintenance;
 	struct timespec due;
+	struct pass p;
 
 	next_interval(fs, &due);
 	pthread_mutex_lock(&m->lock);
-	while (!m->stop) {
-		bool timed_out = false, evict;
-		GSList *waiters;
-
-		if (!m->evict_wanted && m->rescan_waiters == NULL) {
-			if (fs->opts.rescan_interval == 0)
-				pthread_cond_wait(&m->wake, &m->lock);
-			else
-				timed_out = pthread_cond_timedwait(&m->wake, &m->lock, &due) ==
-					    ETIMEDOUT;
-			if (!timed_out)
-				continue;
-		}
-		waiters = m->rescan_waiters;
-		evict = m->evict_wanted || waiters != NULL || timed_out;
-		m->rescan_waiters = NULL;
-		m->evict_wanted = false;
-		m->busy = true;
+	while (next_pass(fs, m, &due, &p)) {
 		pthread_mutex_unlock(&m->lock);
-		if (waiters != NULL || timed_out) {
-			int rc = rescan_now(fs);
-
-			next_interval(fs, &due);
-			if (evict)
-				evict_all(fs);
-			answer_waiters(fs, waiters, rc);
-		} else if (evict) {
-			evict_all(fs);
-		}
+		run_pass(fs, &p, &due);
 		pthread_mutex_lock(&m->lock);
 		m->busy = false;
 	}
@@ -120,6 +149,7 @@ int maintenance_start(struct kvcfs *fs)
 	pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
 	pthread_cond_init(&m->wake, &monotonic);
 	pthread_condattr_destroy(&monotonic);
+	m->verify_wanted = g_queue_new();
 	m->stop = false;
 	if (pthread_create(&m->thread, NULL, maintenance_main, fs) != 0)
 		return -1;
@@ -142,6 +172,7 @@ void maintenance_stop(struct kvcfs *fs)
 	pthread_mutex_unlock(&m->lock);
 	pthread_join(m->thread, NULL);
 	answer_waiters(fs, waiters, -ESHUTDOWN);
+	g_queue_free_full(m->verify_wanted, g_free);
 	pthread_cond_destroy(&m->wake);
 	pthread_mutex_destroy(&m->lock);
 	m->running = false;

@@ -91,6 +91,7 @@ int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
 	sanitise_host_id(host, store->host_id);
 	store->dirfd = fd;
 	store->read_only = cfg->read_only;
+	store->adopt_after_header_check = cfg->adopt_after_header_check;
 	store->recheck_delay_ms = cfg->recheck_delay_ms >= 0 ? cfg->recheck_delay_ms
 							      : default_recheck_delay(fd);
 	/* The coarse clock is the one filesystems stamp mtimes with; a finer one

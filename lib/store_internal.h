@@ -39,6 +39,7 @@ struct kvc_store {
 	char *root;
 	char host_id[65];
 	bool read_only;
+	bool adopt_after_header_check; /* kvc_store_config's */
 	int recheck_delay_ms;
 	struct timespec opened_at;  /* temps of our pid older than this are stale */
 	/* Lock-free: */

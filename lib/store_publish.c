@@ -46,6 +46,21 @@ static int verify_from_tracker(struct kvc_tmp *tmp, const struct kvc_key *key,
 	return rc < 0 ? -1 : 1;
 }
 
+/* tmp was verified whole as a slab of another key: -1 with key_mismatch
+ * (no need to read it again to know), else 0. */
+static int verified_as_other_key(const struct kvc_tmp *tmp, const struct kvc_key *key,
+				 struct kvc_err *err)
+{
+	char want[KVC_KEY_HEX_LEN + 1], got[KVC_KEY_HEX_LEN + 1];
+
+	if (!tmp->verified || kvc_key_equal(&tmp->verified_key, key))
+		return 0;
+	kvc_key_to_hex(key, want);
+	kvc_key_to_hex(&tmp->verified_key, got);
+	return kvc_err_set(err, KVC_E_KEY_MISMATCH, "key mismatch: expected %s, content is %s",
+			   want, got);
+}
+
 static int sync_tmp(struct kvc_tmp *tmp)
 {
 	while (fdatasync(tmp->fd) < 0)
@@ -73,7 +88,9 @@ static int ensure_synced_and_verified(struct kvc_tmp *tmp, const struct kvc_key 
 	bool syncing = false;
 	int sync_errno = 0, rc;
 
-	if (tmp->verified && kvc_key_equal(&tmp->verified_key, key)) {
+	if (verified_as_other_key(tmp, key, err) < 0)
+		return -1;
+	if (tmp->verified) {
 		if (!tmp->synced && (sync_errno = sync_tmp(tmp)) != 0)
 			return kvc_err_sys(err, sync_errno, "fdatasync of temp %s", tmp->name);
 		tmp->synced = true;
@@ -107,13 +124,39 @@ static int ensure_synced_and_verified(struct kvc_tmp *tmp, const struct kvc_key 
 	return 0;
 }
 
+/* Is the open file fd a slab of key that a publish may keep? Verified
+ * whole, or its metadata only (adopt_after_header_check). 0, or -1 with
+ * verr (KVC_E_UNSUPPORTED_VERSION: of a newer format, kept too). */
+static int existing_is_slab(struct kvc_store *store, int fd, const struct stat *st,
+			    const struct kvc_key *key, struct kvc_meta *meta,
+			    struct kvc_err *verr)
+{
+	struct kvc_fd_head head;
+	struct kvc_source src;
+	struct kvc_key actual;
+
+	if (!store->adopt_after_header_check)
+		return kvc_verify_fd(fd, KVC_PARSE_LIGHT, key, meta, verr);
+	kvc_source_from_fd_head(&src, &head, fd, (uint64_t)st->st_size);
+	if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, meta, verr) < 0)
+		return -1;
+	kvc_meta_key(meta, &actual);
+	if (!kvc_key_equal(&actual, key)) {
+		kvc_meta_clear(meta);
+		return kvc_err_set(verr, KVC_E_KEY_MISMATCH, "the slab under the name is another key's");
+	}
+	return 0;
+}
+
 /* tmp's bytes are a valid slab of key: checked, not synced. */
 static int verify_only(struct kvc_tmp *tmp, const struct kvc_key *key, struct kvc_err *err)
 {
 	struct kvc_meta meta;
 	int rc;
 
-	if (tmp->verified && kvc_key_equal(&tmp->verified_key, key))
+	if (verified_as_other_key(tmp, key, err) < 0)
+		return -1;
+	if (tmp->verified)
 		return 0;
 	rc = verify_from_tracker(tmp, key, err);
 	if (rc == 0 && err->tag == KVC_OK) {
@@ -144,7 +187,7 @@ int kvc_store_would_adopt(struct kvc_store *store, struct kvc_tmp *tmp,
 		return -1;
 	if (store_open_ro(store, slab, &fd, &st, &verr) < 0)
 		return 0;
-	rc = kvc_verify_fd(fd, KVC_PARSE_LIGHT, key, meta != NULL ? meta : &mine, &verr);
+	rc = existing_is_slab(store, fd, &st, key, meta != NULL ? meta : &mine, &verr);
 	close(fd);
 	if (rc == 0 && meta == NULL)
 		kvc_meta_clear(&mine);
@@ -188,7 +231,7 @@ static int resolve_existing(struct kvc_store *store, struct kvc_tmp *tmp,
 	int opened = store_open_ro(store, slab, &fd, &st, &verr);
 
 	if (opened == 0) {
-		int rc = kvc_verify_fd(fd, 0, key, &meta, &verr);
+		int rc = existing_is_slab(store, fd, &st, key, &meta, &verr);
 		close(fd);
 		if (rc == 0) {
 			kvc_meta_clear(&meta);

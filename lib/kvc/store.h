@@ -35,6 +35,15 @@ struct kvc_store_config {
 	 * (2000 ms on network and FUSE filesystems, 0 on local ones).
 	 */
 	int recheck_delay_ms;
+	/*
+	 * A publish that finds a slab of its key already there keeps it
+	 * (first writer wins). false: only after verifying all of it. true:
+	 * once its metadata parses as a slab of the key (a read of its head,
+	 * whatever its size), for callers that verify it later themselves
+	 * (the mount: its worker, and every open): a publish then never reads
+	 * someone else's gigabytes.
+	 */
+	bool adopt_after_header_check;
 };
 
 int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,

@@ -10,7 +10,8 @@ import socket
 import threading
 import time
 
-from harness import KVC, leftovers, main, metric, payload_of, run, valid_vectors, vector_bytes
+from harness import (KVC, leftovers, main, metric, payload_of, run, settle, valid_vectors,
+                     vector_bytes)
 import workers
 
 FORCED_OFF = "passthrough=off" in os.environ.get("KVCFS_TEST_OPTIONS", "")
@@ -199,6 +200,97 @@ def test_rename_while_a_dup_lives_on_publishes_a_copy(ws):
         assert payload_of(f.read()) == payload
     assert metric(m, "publish_copies_total") == (1 if on else 0)
     run([KVC, "verify", os.path.join(m.root, key + ".kvc")])
+
+
+def same_key_slabs(ws, sizes):
+    """Valid slabs of one key (same tokens) with payloads of these sizes,
+    framed by the kvc tool."""
+    import subprocess
+    out = []
+    for i, size in enumerate(sizes):
+        work = ws.root("frame-%d" % i)
+        with open(os.path.join(work, "p"), "wb") as f:
+            f.write(os.urandom(size))
+        subprocess.run([KVC, "build", "--fingerprint", workers.FP.hex(), "--quant", "q4_0",
+                        "--ctx", workers.CTX.hex(), "--tokens", "7,8,9", "--payload",
+                        os.path.join(work, "p"), "--hostname", "t", "-o", work],
+                       check=True, capture_output=True)
+        name = [n for n in os.listdir(work) if n.endswith(".kvc")][0]
+        with open(os.path.join(work, name), "rb") as f:
+            out.append((name[:-4], f.read()))
+    return out
+
+
+def read_by(m):
+    """Bytes the daemon has read through read(2)-like calls so far."""
+    with open("/proc/%d/io" % m.proc.pid) as f:
+        return int(next(l for l in f if l.startswith("rchar:")).split()[1])
+
+
+def test_publishing_over_a_big_slab_does_not_read_it(ws):
+    """Small valid slabs of a key renamed over its 64 MiB slab, three times:
+    each publish keeps the existing slab after a look at its head (the
+    worker verifies it once, in the background), instead of reading all
+    of it inside each rename while the directory is locked."""
+    m = ws.mount()
+    (key, big), (_, small) = same_key_slabs(ws, [64 << 20, 100])
+    publish(m, key, big)
+    settle(m)
+    before = read_by(m)
+    for i in range(3):
+        publish(m, key, small, name="small-%d.part" % i)
+        settle(m)
+    assert read_by(m) - before < (100 << 20), read_by(m) - before
+    with open(m.path(key + ".kvc"), "rb") as f:
+        assert f.read()[72:] == big[72:]  # the first writer's slab stayed
+
+
+def test_chmod_or_touch_keeps_the_close_check(ws):
+    """mkstemp, write, close, fchmod/utime, rename: the check the close
+    made still holds (no byte changed), so the rename does not read the
+    file again under the directory's lock; a file refused at its close is
+    refused again without being read."""
+    m = ws.mount()
+    if not passthrough_on(m):
+        return  # the daemon's path checks tracked writes: nothing is read
+    (key, data), = same_key_slabs(ws, [32 << 20])
+    for name, content in (("good.part", data), ("bad.part", data[:-1] + b"x")):
+        with open(m.path(name), "wb") as f:
+            f.write(content)
+        os.chmod(m.path(name), 0o644)
+        os.utime(m.path(name), (1, 1))
+        before = read_by(m)
+        for _ in range(1 if content is data else 3):
+            if content is data:
+                os.rename(m.path(name), m.path(key + ".kvc"))
+            else:
+                try:
+                    os.rename(m.path(name), m.path("%064x.kvc" % 5))
+                    raise AssertionError("an invalid file was published")
+                except OSError as err:
+                    assert err.errno == errno.EBADMSG, err
+        assert read_by(m) - before < (8 << 20), (name, read_by(m) - before)
+
+
+def test_open_rename_over_an_existing_key_is_bounded_too(ws):
+    """A 32 MiB file still held open, renamed over a key that has a slab:
+    over copy_max, so EBUSY before a byte of it is read (not a read of the
+    whole file to decide whether the existing slab is kept)."""
+    m = ws.mount()
+    if not passthrough_on(m):
+        return
+    (key, big), (_, small) = same_key_slabs(ws, [32 << 20, 100])
+    publish(m, key, small)
+    fd = os.open(m.path("held.part"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, big)
+        try:
+            os.rename(m.path("held.part"), m.path(key + ".kvc"))
+            raise AssertionError("a 32 MiB open file was renamed over a key")
+        except OSError as err:
+            assert err.errno == errno.EBUSY, err
+    finally:
+        os.close(fd)
 
 
 def test_link_while_written_never_changes_the_slab(ws):

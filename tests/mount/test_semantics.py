@@ -81,6 +81,26 @@ def test_rename_noreplace(ws):
     assert os.path.exists(m.path("again.part")) and os.path.exists(m.path("b.part"))
 
 
+def test_open_slab_outlives_its_name(ws):
+    """An open descriptor of a slab keeps working after rm of its name, and
+    after the key is published again: fstat and reads answer from the file
+    it opened, as on a local filesystem."""
+    m = ws.mount()
+    e = valid_vectors()[0]
+    data = vector_bytes(e)
+    name = publish(m, e)
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        os.unlink(name)
+        assert os.fstat(fd).st_size == len(data)
+        assert payload_of(os.pread(fd, len(data) + 10, 0)) == payload_of(data)
+        publish(m, e)
+        assert payload_of(os.pread(fd, len(data) + 10, 0)) == payload_of(data)
+        assert os.fstat(fd).st_size == len(data)
+    finally:
+        os.close(fd)
+
+
 def test_namespace_refusals(ws):
     m = ws.mount()
     expect_errno(errno.EPERM, os.mkdir, m.path("dir"))

@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -115,14 +116,15 @@ int __wrap_unlinkat(int a, const char *b, int c)
 	return should_fail(SYS_UNLINKAT) ? -1 : __real_unlinkat(a, b, c);
 }
 
-/* Runs once at the next fsync, before it: a race planted at that moment. */
-static void (*before_next_fsync)(void);
+/* Runs once at the next fsync, before it: a race planted at that moment.
+ * Atomic: other tests fsync from many threads at once. */
+typedef void (*fsync_hook)(void);
+static _Atomic(fsync_hook) before_next_fsync;
 
 int __wrap_fsync(int fd)
 {
-	void (*hook)(void) = before_next_fsync;
+	fsync_hook hook = atomic_exchange(&before_next_fsync, NULL);
 
-	before_next_fsync = NULL;
 	if (hook != NULL)
 		hook();
 	return should_fail(SYS_FSYNC) ? -1 : __real_fsync(fd);
@@ -1124,9 +1126,9 @@ static void test_republish_spares_what_took_the_name(void **state)
 	kvc_key_slab_name(&b.key, name_b);
 	write_slab_file(f->dir, name_a, &b); /* B's bytes under A's name */
 	race_fixture = f;
-	before_next_fsync = replace_with_race_slab;
+	atomic_store(&before_next_fsync, replace_with_race_slab);
 	assert_int_equal(kvc_store_scan(f->store, NULL, NULL, &st, &err), 0);
-	before_next_fsync = NULL;
+	atomic_store(&before_next_fsync, NULL);
 	assert_int_equal(st.republished, 1);
 	assert_true(exists(f->dir, name_b));
 	assert_loads(f->store, &race_slab); /* A's own slab kept its name */

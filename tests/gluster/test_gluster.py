@@ -179,6 +179,7 @@ def scenario(ws, name, replica):
         eviction_under_reader(a, b)
         sweep_own_temps(a)
         throughput(b, report, "")
+        harness.settle(a)
         harness.verify_slabs(a.root)
         # The same on a volume with default options, for the numbers.
         _, da, db = hosts(ws, lab, name + "def", replica, {})

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from harness import KVC, main, reap, run
+from harness import KVC, main, reap, run, settle
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -69,6 +69,7 @@ def test_stress(ws):
         role, n = out.split()
         counts[role] = counts.get(role, 0) + int(n)
     assert not os.path.exists(os.path.join(logdir, "bad")), open(os.path.join(logdir, "bad")).read()
+    settle(m)  # the worker's eviction after the last publishes, before the listing
     names = [n for n in os.listdir(m.root) if n.endswith(".kvc")]
     if names:
         run([KVC, "verify"] + [os.path.join(m.root, n) for n in names])

@@ -95,6 +95,35 @@ bool staging_kernel_may_write(struct kvcfs *fs, struct staging *stage)
 	return closed_writer && others_may_write(stage->tmp.fd);
 }
 
+/*
+ * On the daemon's path a rename of a file still open for writing publishes
+ * the file itself (later writes get EPERM), but its bytes were never
+ * synced by a close: the fdatasync would run under the directory's lock.
+ * Bounded like a copy: above copy_max, EBUSY until it is closed. Stage
+ * lock held.
+ */
+static bool open_and_unsynced_too_big(struct kvcfs *fs, struct staging *stage)
+{
+	struct stat st;
+	bool open_writer;
+
+	if ((stage->tmp.synced && !atomic_load(&stage->dirty)) || fstat(stage->tmp.fd, &st) < 0 ||
+	    (uint64_t)st.st_size <= fs->opts.copy_max)
+		return false;
+	fs_lock(fs);
+	open_writer = stage->flushed_writers < stage->writers;
+	fs_unlock(fs);
+	if (!open_writer)
+		return false;
+	g_free(stage->error);
+	stage->error = g_strdup_printf("busy: the file is still open for writing, and its %lld "
+				       "unsynced bytes exceed copy_max (%" G_GUINT64_FORMAT
+				       " bytes): close it before the rename or link",
+				       (long long)st.st_size, fs->opts.copy_max);
+	stage->refused = false;
+	return true;
+}
+
 /* Why the stage cannot be published now, or 0. Stage lock held. */
 static int publish_precheck(struct kvcfs *fs, struct staging *stage, unsigned flags)
 {
@@ -107,6 +136,8 @@ static int publish_precheck(struct kvcfs *fs, struct staging *stage, unsigned fl
 		return PUBLISH_WRITER_CAME;
 	if (exceeds_budget(fs, stage))
 		return -ENOSPC;
+	if ((flags & PUBLISH_NO_WRITER) && open_and_unsynced_too_big(fs, stage))
+		return -EBUSY;
 	return 0;
 }
 

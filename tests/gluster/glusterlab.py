@@ -42,14 +42,16 @@ class Lab:
         self.work = os.path.join(base, "glusterd")
         self.volumes, self.mounts = [], []
         self.before = gluster_pids()
+        self.hosts_line = None  # the /etc/hosts line this lab added, if any
 
     def start(self):
         os.makedirs(os.path.join(self.work, "state"), exist_ok=True)
         with open("/etc/hosts") as f:
             hosts = f.read()
         if ALIAS not in hosts:
+            self.hosts_line = "127.0.0.1 %s  # kvcfs tests, removed when they end\n" % ALIAS
             with open("/etc/hosts", "a") as f:
-                f.write("\n127.0.0.1 %s\n" % ALIAS)
+                f.write(("" if hosts.endswith("\n") or not hosts else "\n") + self.hosts_line)
         vol = os.path.join(self.work, "glusterd.vol")
         with open(vol, "w") as f:
             f.write("volume management\n"
@@ -111,6 +113,19 @@ class Lab:
             deadline = time.time() + 5
             while gluster_pids() - self.before and time.time() < deadline:
                 time.sleep(0.1)
+        self.restore_hosts()
         left = gluster_pids() - self.before
         if left:
             raise RuntimeError("gluster processes left behind: %s" % sorted(left))
+
+    def restore_hosts(self):
+        """Take out the /etc/hosts line start() added: the machine is left
+        as it was found. Rewritten in place (it may be a bind mount)."""
+        if self.hosts_line is None:
+            return
+        with open("/etc/hosts") as f:
+            lines = f.readlines()
+        kept = [l for l in lines if l != self.hosts_line]
+        with open("/etc/hosts", "w") as f:
+            f.writelines(kept)
+        self.hosts_line = None

@@ -180,6 +180,10 @@ static int attach_stage(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	rc = passthrough_open_mode(fs, req, node, fd, h, fi);
 	if (h->passthrough) {
 		atomic_store(&stage->bypass, true);
+		/* Its writes are never seen here: the CRCs of the writes that
+		 * were can no longer vouch for the file. */
+		if (h->writable)
+			kvc_tmp_distrust_writes(&stage->tmp);
 		/* The kernel writes it: the local tier sees no byte. */
 		atomic_store(&stage->local_failed, true);
 	}
@@ -235,10 +239,12 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	}
 	h->stage = stage;
 	h->writable = true;
-	if (flags & O_TRUNC)
+	/* Truncated only once the open is taken: a refused open destroys
+	 * nothing. (The kernel sends O_TRUNC as a truncate after the open
+	 * while FUSE_CAP_ATOMIC_O_TRUNC is off; this keeps it so if not.) */
+	rc = attach_stage(fs, req, node, stage, h, fi);
+	if (rc == 0 && (flags & O_TRUNC))
 		rc = truncate_for_open(stage);
-	if (rc == 0)
-		rc = attach_stage(fs, req, node, stage, h, fi);
 	if (rc == 0)
 		no_shared_mmap(h, fi);
 	if (rc < 0) {
@@ -319,8 +325,6 @@ static void open_created(struct kvcfs *fs, fuse_req_t req, enum name_class cls,
 		(void)passthrough_open_mode(fs, req, h->node, -1, h, fi);
 	if (h->writable)
 		no_shared_mmap(h, fi);
-	if (!atomic_load(&stage->bypass))
-		kvc_tmp_track(&stage->tmp);
 	fi->fh = (uint64_t)(uintptr_t)h;
 }
 
@@ -344,6 +348,9 @@ int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mo
 	stage->publish_on_close = cls == NAME_SLAB;
 	stage->target = key;
 	stage->writers = writable ? 1 : 0;
+	/* The CRC of each write the daemon makes; any writer that goes
+	 * passthrough, this one included, makes it give up (attach_stage). */
+	kvc_tmp_track(&stage->tmp);
 	memset(e, 0, sizeof(*e));
 	rc = staging_attr(fs, stage, &e->attr);
 	if (rc < 0) {

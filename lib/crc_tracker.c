@@ -31,8 +31,11 @@ struct chunk {
 
 struct kvc_crc_tracker {
 	pthread_mutex_t lock;
+	/* All below guarded by lock. */
 	GArray *chunks;       /* sorted by off, disjoint */
-	bool broken;
+	bool broken;          /* a rewrite seen: until a truncate to 0 */
+	bool abandoned;       /* someone writes unseen: for good */
+	uint64_t contiguous;  /* chunks cover [0, contiguous) without a gap */
 	uint64_t flushed_to;  /* writeback started for [0, flushed_to) */
 };
 
@@ -70,20 +73,26 @@ static guint first_ending_after(GArray *a, uint64_t off)
 	return lo;
 }
 
+/* A chunk was inserted at index at: extend the gap-free prefix over it
+ * and over the chunks after it that it joins. Each chunk is passed over
+ * once in the tracker's life, so a long run of writes costs linear time. */
+static void extend_contiguous(struct kvc_crc_tracker *t, guint at)
+{
+	for (guint i = at; i < t->chunks->len; i++) {
+		struct chunk *c = &g_array_index(t->chunks, struct chunk, i);
+		if (c->off > t->contiguous)
+			break;
+		if (c->off + c->len > t->contiguous)
+			t->contiguous = c->off + c->len;
+	}
+}
+
 /* Start writeback of the contiguous written prefix, in big steps. */
 static void kick_writeback(struct kvc_crc_tracker *t, int fd)
 {
-	uint64_t contiguous = 0;
-
-	for (guint i = 0; i < t->chunks->len; i++) {
-		struct chunk *c = &g_array_index(t->chunks, struct chunk, i);
-		if (c->off > contiguous)
-			break;
-		contiguous = c->off + c->len;
-	}
-	if (contiguous >= t->flushed_to + WRITEBACK_STEP) {
-		kvc_writeback_start(fd, t->flushed_to, contiguous - t->flushed_to);
-		t->flushed_to = contiguous;
+	if (t->contiguous >= t->flushed_to + WRITEBACK_STEP) {
+		kvc_writeback_start(fd, t->flushed_to, t->contiguous - t->flushed_to);
+		t->flushed_to = t->contiguous;
 	}
 }
 
@@ -102,8 +111,10 @@ void kvc_crc_tracker_add(struct kvc_crc_tracker *t, int fd, uint64_t off,
 		if (at < t->chunks->len &&
 		    g_array_index(t->chunks, struct chunk, at).off < off + len)
 			t->broken = true; /* rewritten: the CRCs no longer say anything */
-		else
+		else {
 			g_array_insert_val(t->chunks, at, c);
+			extend_contiguous(t, at);
+		}
 	}
 	if (fd >= 0)
 		kick_writeback(t, fd);
@@ -116,10 +127,18 @@ void kvc_crc_tracker_truncate(struct kvc_crc_tracker *t, uint64_t size)
 	if (size == 0) {
 		g_array_set_size(t->chunks, 0);
 		t->broken = false;
+		t->contiguous = 0;
 		t->flushed_to = 0;
 	} else {
 		t->broken = true;
 	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void kvc_crc_tracker_abandon(struct kvc_crc_tracker *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->abandoned = true;
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -152,7 +171,7 @@ int kvc_crc_tracker_crc(struct kvc_crc_tracker *t, int fd, uint64_t off, uint64_
 	int rc = 0;
 
 	pthread_mutex_lock(&t->lock);
-	if (t->broken) {
+	if (t->broken || t->abandoned) {
 		rc = -1;
 		goto out;
 	}

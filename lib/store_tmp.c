@@ -50,6 +50,12 @@ void kvc_tmp_note_truncate(struct kvc_tmp *tmp, uint64_t size)
 		kvc_crc_tracker_truncate(tmp->tracker, size);
 }
 
+void kvc_tmp_distrust_writes(struct kvc_tmp *tmp)
+{
+	if (tmp->tracker != NULL)
+		kvc_crc_tracker_abandon(tmp->tracker);
+}
+
 /*
  * The payload's CRC comes from the tracked writes when they vouch for all
  * of it (no second pass over a 1 GiB payload), else from the file. Only

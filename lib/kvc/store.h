@@ -96,6 +96,10 @@ int kvc_tmp_create(struct kvc_store *store, const char *label,
 void kvc_tmp_track(struct kvc_tmp *tmp);
 void kvc_tmp_note_write(struct kvc_tmp *tmp, uint64_t off, const void *data, size_t len);
 void kvc_tmp_note_truncate(struct kvc_tmp *tmp, uint64_t size);
+/* Someone else writes tmp->fd too, unreported (the kernel, for a
+ * passthrough writer): from now on publish reads the file back. Safe
+ * beside concurrent kvc_tmp_note_write() calls. */
+void kvc_tmp_distrust_writes(struct kvc_tmp *tmp);
 
 /*
  * Seal a temp a caller wrote itself: fill in its payload_crc32c from the

@@ -1260,6 +1260,61 @@ static void test_tmp_seal(void **state)
 	free_slab(&s);
 }
 
+/*
+ * Writes the tracker never saw (the kernel's, for a passthrough writer)
+ * change a payload byte after tracked writes covered the whole file: once
+ * told, the temp is read back, so publish refuses it and seal writes the
+ * CRC of the bytes really there. A truncate to 0 does not restore trust.
+ */
+static void test_distrusted_writes_are_read_back(void **state)
+{
+	struct fixture *f = *state;
+	struct slab s;
+	struct kvc_err err;
+	enum kvc_publish_outcome outcome;
+	size_t len;
+	uint8_t *whole, flipped;
+
+	make_slab(&s, 91, 5000, 0);
+	len = s.prefix_len + s.payload_len;
+	whole = malloc(len);
+	memcpy(whole, s.prefix, s.prefix_len);
+	memcpy(whole + s.prefix_len, s.payload, s.payload_len);
+	for (int sealed = 0; sealed < 2; sealed++) {
+		struct kvc_tmp tmp = KVC_TMP_INIT;
+
+		assert_int_equal(kvc_tmp_create(f->store, "distrust", &tmp, &err), 0);
+		kvc_tmp_track(&tmp);
+		kvc_tmp_distrust_writes(&tmp);
+		assert_int_equal(ftruncate(tmp.fd, 0), 0);
+		kvc_tmp_note_truncate(&tmp, 0);
+		/* Apart: a payload written on its own is what the CRC of its
+		 * write vouches for without a read. */
+		assert_true(pwrite(tmp.fd, s.prefix, s.prefix_len, 0) == (ssize_t)s.prefix_len);
+		kvc_tmp_note_write(&tmp, 0, s.prefix, s.prefix_len);
+		assert_true(pwrite(tmp.fd, s.payload, s.payload_len, (off_t)s.prefix_len) ==
+			    (ssize_t)s.payload_len);
+		kvc_tmp_note_write(&tmp, s.prefix_len, s.payload, s.payload_len);
+		flipped = (uint8_t)(whole[len - 1] ^ 0x5a); /* the unseen write */
+		assert_true(pwrite(tmp.fd, &flipped, 1, (off_t)(len - 1)) == 1);
+		if (sealed)
+			assert_int_equal(kvc_tmp_seal(&tmp, &err), 0);
+		if (!sealed) {
+			assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome,
+							   &err), -1);
+			assert_int_equal(err.tag, KVC_E_CRC_MISMATCH);
+			kvc_store_abort_tmp(f->store, &tmp);
+			continue;
+		}
+		assert_int_equal(kvc_store_publish(f->store, &tmp, &s.key, NULL, &outcome, &err), 0);
+		s.payload[s.payload_len - 1] = flipped;
+		assert_loads(f->store, &s);
+		assert_int_equal(kvc_store_delete(f->store, &s.key, &err), 0);
+	}
+	free(whole);
+	free_slab(&s);
+}
+
 static int thread_count(void)
 {
 	return count_entries("/proc/self/task");
@@ -1455,6 +1510,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_no_adopt_keeps_temp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tmp_seal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_distrusted_writes_are_read_back, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_eexist_corrupt_is_replaced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_removes_corrupt_keeps_newer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete_and_touch, setup, teardown),

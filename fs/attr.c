@@ -95,6 +95,7 @@ int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 		if (S_ISREG(real.st_mode) &&
 		    index_times(&fs->index, key, (uint64_t)real.st_size, &created, &last_used)) {
 			fill_slab(st, &real, created, last_used);
+			st->st_nlink += links_to(fs, key, &real);
 			return 0;
 		}
 	}
@@ -102,7 +103,7 @@ int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 		return -kvc_err_to_errno(&err);
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFREG | 0444;
-	st->st_nlink = 1;
+	st->st_nlink = payload_view ? 1 : 1 + links_to(fs, key, &info.st);
 	st->st_uid = info.st.st_uid;
 	st->st_gid = info.st.st_gid;
 	st->st_size = info.st.st_size;
@@ -188,6 +189,34 @@ static int linked_file_attr(struct staging *stage, struct stat *st)
 	return rc;
 }
 
+/* A staging name that link(2) published, while the key's slab is still
+ * its file, is that slab's other name (links.c): the inode number of the
+ * key's node, or 0 when it is not (or the kernel knows no such node). */
+static fuse_ino_t ino_of_linked_slab(struct kvcfs *fs, struct staging *stage,
+				     const struct kvc_key *key)
+{
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct stat mine, slab_file;
+	struct node *slab;
+	fuse_ino_t ino = 0;
+	int rc = -1;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	if (stage->published_fd >= 0)
+		rc = fstat(stage->published_fd, &mine);
+	pthread_rwlock_unlock(&stage->lock);
+	kvc_key_slab_name(key, name);
+	if (rc < 0 || fstatat(kvc_store_dirfd(fs->store), name, &slab_file, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    mine.st_dev != slab_file.st_dev || mine.st_ino != slab_file.st_ino)
+		return 0;
+	fs_lock(fs);
+	slab = g_hash_table_lookup(fs->slab_nodes, key);
+	if (slab != NULL && stage->link_counted)
+		ino = slab->ino;
+	fs_unlock(fs);
+	return ino;
+}
+
 int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 {
 	struct stat real;
@@ -207,7 +236,10 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 	 * looks like the slab already. */
 	if (published) {
 		rc = attr_of_slab(fs, &key, false, st);
-		return rc == -ENOENT ? linked_file_attr(stage, st) : rc;
+		if (rc == -ENOENT)
+			rc = linked_file_attr(stage, st);
+		st->st_ino = rc == 0 ? ino_of_linked_slab(fs, stage, &key) : 0;
+		return rc;
 	}
 	if (rc < 0)
 		return rc;
@@ -218,6 +250,7 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 	st->st_gid = stage->gid;
 	fs_unlock(fs);
 	st->st_nlink = 1;
+	st->st_ino = 0; /* the node's own */
 	return 0;
 }
 
@@ -283,9 +316,14 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 		rc = staging_attr(fs, v.stage, st);
 		break;
 	}
-	if (rc == 0)
+	/* A staging name may be a slab's other name (ino_of_linked_slab). */
+	if (rc == 0 && (v.kind != NODE_STAGING || st->st_ino == 0))
 		st->st_ino = node->ino;
 	if (timeout != NULL)
 		*timeout = timeout_of(fs, v.kind);
+	/* Two names of one file: the count drops with a request on the other
+	 * name, which the kernel does not know to be this inode. */
+	if (timeout != NULL && rc == 0 && v.kind == NODE_SLAB && st->st_nlink > 1)
+		*timeout = 0;
 	return rc;
 }

@@ -104,6 +104,14 @@ struct kvcfs {
 	 * (handles_release_lost). */
 	GHashTable *open_files;    /* struct handle * */
 	GHashTable *open_dirs;     /* GPtrArray * of an opendir */
+	/* Staging files that exist, all and per user (staging_quota.c):
+	 * each holds a descriptor. */
+	unsigned staging_count;
+	GHashTable *staging_per_uid; /* uid → count (GUINT_TO_POINTER both) */
+	GHashTable *links;         /* key → GArray of the files staging names
+				    * still name after link(2) (links.c) */
+	/* Their bounds: set before serving, never changed. */
+	unsigned staging_max_total, staging_max_per_user;
 
 	/* Per-key locks that keep hit writes apart from each other and from
 	 * verifications (hits.c): key → struct key_lock. A leaf lock. */
@@ -115,6 +123,25 @@ static inline struct kvcfs *kvcfs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
+
+/* links.c: staging names that name a slab after link(2). */
+void links_init(struct kvcfs *fs);
+void links_destroy(struct kvcfs *fs);
+/* The staging name of stage now names file, the slab of key. fs->lock held. */
+void links_add(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key,
+	       const struct stat *file);
+/* Its staging name is gone (or stage is NULL: nothing). fs->lock held. */
+void links_remove(struct kvcfs *fs, struct staging *stage);
+/* How many staging names name file as the slab of key. Takes fs->lock. */
+unsigned links_to(struct kvcfs *fs, const struct kvc_key *key, const struct stat *file);
+
+/* staging_quota.c: how many staging files exist, per user and in all. */
+void staging_quota_init(struct kvcfs *fs);
+void staging_quota_destroy(struct kvcfs *fs);
+/* Count one more staging file of uid: 0, or -EDQUOT (that user's share is
+ * used up) or -ENFILE (everyone's is). Takes fs->lock. */
+int staging_quota_take(struct kvcfs *fs, uid_t uid);
+void staging_quota_give(struct kvcfs *fs, uid_t uid);
 
 /* fs_lock.c: fs->lock, and what is freed once it is dropped. */
 void fs_lock(struct kvcfs *fs);

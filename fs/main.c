@@ -182,6 +182,7 @@ static int run(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_op
 	fs->free_stage = staging_free;
 	hits_init(fs);
 	if (startup_scan(fs) == 0 && local_tier_start(fs) == 0) {
+		staging_quota_init(fs);
 		evict_if_needed(fs); /* a budget smaller than what is there */
 		/* A lease break (stage_publish.c takes and drops write leases
 		 * on temps) must not stop the daemon. */
@@ -190,6 +191,8 @@ static int run(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_op
 	}
 	staging_free_all(fs);
 	nodes_destroy(fs);
+	if (fs->staging_per_uid != NULL)
+		staging_quota_destroy(fs);
 	local_tier_stop(fs);
 	hits_destroy(fs);
 	index_destroy(&fs->index);

@@ -38,6 +38,7 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 	struct kvcfs_metrics *m = &fs->metrics;
 	GString *s = g_string_new(NULL);
 	uint64_t bytes, slabs;
+	unsigned staging;
 
 	index_totals(&fs->index, &bytes, &slabs);
 	counter(s, "hits_total", "Opens of a slab or payload view that were served.", m->hits);
@@ -64,6 +65,17 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 	counter(s, "publish_copies_total",
 		"Publishes of a copy of a staging file that a writer still held open in passthrough.",
 		m->publish_copies);
+	counter(s, "staging_refused_total",
+		"Staging files not created: their user's share, or everyone's, was in use (EDQUOT, ENFILE).",
+		m->staging_refused);
+	fs_lock(fs);
+	staging = fs->staging_count;
+	fs_unlock(fs);
+	gauge(s, "staging_files", "Staging files that exist (each holds a descriptor).", staging);
+	gauge(s, "staging_files_max", "How many may exist at once, all users together.",
+	      fs->staging_max_total);
+	gauge(s, "staging_files_per_user_max", "How many one user may have at once.",
+	      fs->staging_max_per_user);
 	counter(s, "rescans_total", "Re-reads of the backing root into the index.", m->rescans);
 	gauge(s, "maintenance_pending", "1: the background worker has eviction or a rescan to do or under way.",
 	      maintenance_pending(fs) ? 1 : 0);

@@ -24,6 +24,7 @@ struct kvcfs_metrics {
 	atomic_uint_fast64_t publish_copies;        /* renames/links of a staging
 						     * file a passthrough writer
 						     * still held (stage_publish.c) */
+	atomic_uint_fast64_t staging_refused;       /* creates over a staging bound */
 	atomic_uint_fast64_t publish_ns;
 	atomic_uint_fast64_t publish_count;
 	atomic_uint_fast64_t load_ns;

@@ -36,6 +36,7 @@ void nodes_init(struct kvcfs *fs)
 	fs->creating = g_hash_table_new_full(index_key_hash, index_key_equal, g_free, NULL);
 	fs->next_ino = INO_FIRST_DYNAMIC;
 	fs->orphan_backing_ids = g_array_new(FALSE, FALSE, sizeof(int));
+	links_init(fs);
 	for (size_t i = 0; i < G_N_ELEMENTS(fixed); i++) {
 		struct node *node = g_new0(struct node, 1);
 		node->ino = fixed[i].ino;
@@ -48,6 +49,7 @@ void nodes_init(struct kvcfs *fs)
 void nodes_destroy(struct kvcfs *fs)
 {
 	g_hash_table_destroy(fs->staging);
+	links_destroy(fs);
 	g_hash_table_destroy(fs->slab_nodes);
 	g_hash_table_destroy(fs->payload_nodes);
 	g_hash_table_destroy(fs->creating);
@@ -120,13 +122,19 @@ struct node *node_for_key(struct kvcfs *fs, enum node_kind kind,
 	return node;
 }
 
+void node_drop_staging_name(struct kvcfs *fs, struct node *node)
+{
+	if (node->name == NULL)
+		return;
+	g_hash_table_remove(fs->staging, node->name);
+	g_free(node->name);
+	node->name = NULL;
+	links_remove(fs, node->stage);
+}
+
 void node_became_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key)
 {
-	if (node->name != NULL) {
-		g_hash_table_remove(fs->staging, node->name);
-		g_free(node->name);
-		node->name = NULL;
-	}
+	node_drop_staging_name(fs, node);
 	node->kind = NODE_SLAB;
 	node->key = *key;
 	/* The kernel now knows this inode under the key's name; make it the

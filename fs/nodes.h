@@ -103,6 +103,8 @@ struct node *node_held(struct kvcfs *fs, fuse_ino_t ino, struct node_view *view)
 struct node *node_for_key(struct kvcfs *fs, enum node_kind kind,
 			  const struct kvc_key *key);                /* lock held */
 /* Turn a staging node whose bytes were just published into a slab node. */
+/* A named staging node has its name no more (unlink, rename, publish). */
+void node_drop_staging_name(struct kvcfs *fs, struct node *node);
 void node_became_slab(struct kvcfs *fs, struct node *node,
 		      const struct kvc_key *key);                  /* lock held */
 /* A slab or payload node stops being its key's node (the next lookup of

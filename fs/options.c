@@ -23,6 +23,7 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("host_id=%s", host_id, 0),
 	KVCFS_OPT("sweep_grace=%s", number_text[NUM_SWEEP_GRACE], 0),
 	KVCFS_OPT("threads=%s", number_text[NUM_THREADS], 0),
+	KVCFS_OPT("staging_per_user=%s", number_text[NUM_STAGING_PER_USER], 0),
 	KVCFS_OPT("entry_timeout=%s", number_text[NUM_ENTRY_TIMEOUT], 0),
 	KVCFS_OPT("negative_timeout=%s", number_text[NUM_NEGATIVE_TIMEOUT], 0),
 	KVCFS_OPT("recheck_delay=%s", number_text[NUM_RECHECK_DELAY], 0),
@@ -155,6 +156,9 @@ static const struct {
 	[NUM_NEGATIVE_TIMEOUT] = { "negative_timeout",
 				   offsetof(struct kvcfs_options, negative_timeout), false, false,
 				   0, 86400, "seconds" },
+	[NUM_STAGING_PER_USER] = { "staging_per_user",
+				   offsetof(struct kvcfs_options, staging_per_user), true, false,
+				   1, 1e9, "files" },
 	[NUM_RECHECK_DELAY] = { "recheck_delay", offsetof(struct kvcfs_options, recheck_delay_ms),
 				true, true, -1, 600000, "ms" },
 };
@@ -213,6 +217,7 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 	memset(opts, 0, sizeof(*opts));
 	opts->sweep_grace = 3600;
 	opts->max_threads = 16;
+	opts->staging_per_user = 1000;
 	opts->hit_credit = 300;
 	opts->entry_timeout = 10.0;
 	opts->negative_timeout = 1.0;
@@ -253,6 +258,8 @@ void options_help(const char *progname)
 	       "    -o local_size=SIZE     byte budget of the local tier (default: none)\n"
 	       "    -o copy_max=SIZE       largest staging file a rename or link copies when a\n"
 	       "                           writer still holds it open; larger: EBUSY (16M)\n"
+	       "    -o staging_per_user=N  staging files one user may have at once; more:\n"
+	       "                           EDQUOT (1000, at most half the descriptors)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n"
 	       "    -o no_default_permissions  kvcfs checks file modes itself instead of\n"

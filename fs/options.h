@@ -21,6 +21,7 @@ enum number_option {
 	NUM_ENTRY_TIMEOUT,
 	NUM_NEGATIVE_TIMEOUT,
 	NUM_RECHECK_DELAY,
+	NUM_STAGING_PER_USER,
 	NUM_OPTIONS
 };
 
@@ -36,6 +37,7 @@ struct kvcfs_options {
 	char *host_id;
 	unsigned sweep_grace;     /* seconds before another host's temp is stale */
 	unsigned max_threads;
+	unsigned staging_per_user; /* staging files one user may have at once */
 	double entry_timeout;     /* seconds the kernel may cache a slab's entry and stat */
 	double negative_timeout;  /* seconds it may remember that a key has no slab */
 	int recheck_delay_ms;     /* before removing an invalid file; -1: by filesystem */

@@ -78,6 +78,7 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 	fs_assert_unlocked();
 	if (stage == NULL)
 		return;
+	staging_holds_no_fd(fs, stage);
 	if (!stage->published)
 		kvc_store_abort_tmp(fs->store, &stage->tmp);
 	else if (stage->tmp.fd >= 0)
@@ -97,16 +98,31 @@ void staging_discard(struct kvcfs *fs, struct staging *stage)
 	pthread_rwlock_wrlock(&stage->lock);
 	if (!stage->published)
 		kvc_store_abort_tmp(fs->store, &stage->tmp);
+	if (stage->published_fd >= 0) { /* kept for readers, and none is left */
+		close(stage->published_fd);
+		stage->published_fd = -1;
+	}
 	local_tier_stage_end(fs, stage);
 	pthread_rwlock_unlock(&stage->lock);
+	staging_holds_no_fd(fs, stage);
 }
 
-struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t mode,
-				 struct kvc_err *err)
+struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t mode, int *rc)
 {
-	struct staging *stage = staging_new();
+	uid_t uid = fuse_req_ctx(req)->uid;
+	struct staging *stage;
+	struct kvc_err err;
 
-	if (kvc_tmp_create(fs->store, "stage", &stage->tmp, err) < 0) {
+	/* Counted before its descriptor exists: a user over the bound never
+	 * costs the daemon one. */
+	*rc = staging_quota_take(fs, uid);
+	if (*rc < 0)
+		return NULL;
+	stage = staging_new();
+	atomic_store(&stage->quota_counted, true);
+	stage->quota_uid = uid;
+	if (kvc_tmp_create(fs->store, "stage", &stage->tmp, &err) < 0) {
+		*rc = -kvc_err_to_errno(&err);
 		staging_free(fs, stage);
 		return NULL;
 	}
@@ -350,6 +366,22 @@ bool staging_in_flight(struct kvcfs *fs, struct staging *stage)
 	in_flight = stage->publish_on_close;
 	fs_unlock(fs);
 	return in_flight;
+}
+
+bool staging_read_after_publish(struct kvcfs *fs, struct staging *stage)
+{
+	bool needed;
+
+	fs_lock(fs);
+	needed = stage->publish_on_close || stage->openers > 0;
+	fs_unlock(fs);
+	return needed;
+}
+
+void staging_holds_no_fd(struct kvcfs *fs, struct staging *stage)
+{
+	if (atomic_exchange(&stage->quota_counted, false))
+		staging_quota_give(fs, stage->quota_uid);
 }
 
 void staging_free_all(struct kvcfs *fs)

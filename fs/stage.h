@@ -41,11 +41,23 @@ struct staging {
 
 	/* Set before the stage is visible, never changed: */
 	struct kvc_key target;         /* the key to publish to on close */
+	uid_t quota_uid;               /* whose share of staging files it is */
+
+	/* Counted in quota_uid's share of staging files (staging_quota.c)
+	 * until its temp is discarded or it is freed, whichever is first. */
+	atomic_bool quota_counted;
 
 	/* Guarded by kvcfs.lock: */
 	bool publish_on_close;         /* created as <key>.kvc: publish at close
 					* (counted in kvcfs.creating meanwhile) */
-	unsigned writers;              /* open handles with write access */
+	bool link_counted;             /* its name is in kvcfs.links (links.c): */
+	struct kvc_key link_key;
+	dev_t link_dev;
+	ino_t link_file;
+	unsigned openers;              /* open handles of the named file (not
+					* private writers): while any, a publish
+					* keeps the file open for their reads */
+	unsigned writers;              /* of those, with write access */
 	unsigned flushed_writers;      /* of those, how many were closed once */
 	mode_t mode;
 	uid_t uid;
@@ -124,6 +136,12 @@ bool staging_seal_requested(struct staging *stage);
 bool staging_kernel_may_write(struct kvcfs *fs, struct staging *stage);
 /* Is this stage a <key>.kvc waiting for its close (no name yet)? */
 bool staging_in_flight(struct kvcfs *fs, struct staging *stage);
+/* Will the stage's file be read after its publish: by a close still
+ * publishing it (a dup may read on) or by a handle open on it? */
+bool staging_read_after_publish(struct kvcfs *fs, struct staging *stage);
+/* The stage keeps no descriptor any more: its place in its user's share
+ * of staging files is free (once; any later call does nothing). */
+void staging_holds_no_fd(struct kvcfs *fs, struct staging *stage);
 /* Is a writer of this mount creating <key>.kvc right now? fs->lock held. */
 bool staging_creating(struct kvcfs *fs, const struct kvc_key *key);
 

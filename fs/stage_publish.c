@@ -175,10 +175,12 @@ static int store_publish(struct kvcfs *fs, struct staging *stage, const struct k
 	if (rc == 0)
 		rc = seal_if_asked(stage, err);
 
-	/* A link leaves the staging name naming the published file, and a
-	 * close that publishes may leave a dup of the descriptor open: keep
-	 * the file open for their reads (the pipeline closes the temp). */
-	if (rc == 0 && (as_link || staging_in_flight(fs, stage)) && (keep_fd = dup(stage->tmp.fd)) < 0)
+	/* A link leaves the staging name naming the published file, a close
+	 * that publishes may leave a dup of the descriptor open, and readers
+	 * of the staging file read on after a rename: keep the file open for
+	 * their reads (the pipeline closes the temp). */
+	if (rc == 0 && (as_link || staging_read_after_publish(fs, stage)) &&
+	    (keep_fd = dup(stage->tmp.fd)) < 0)
 		rc = kvc_err_sys(err, errno, "dup of temp %s", stage->tmp.name);
 	if (rc == 0)
 		rc = (flags & PUBLISH_EXCLUSIVE)
@@ -196,6 +198,8 @@ static int store_publish(struct kvcfs *fs, struct staging *stage, const struct k
 		/* The backing root has it (or another writer's slab of the
 		 * key); now the local tier's copy, from this host's bytes. */
 		local_tier_stage_published(fs, stage, key, *outcome != KVC_PUBLISH_ADOPTED);
+		if (keep_fd < 0)
+			staging_holds_no_fd(fs, stage);
 	} else {
 		stage->error = g_strdup_printf("%s: %s", kvc_tag_name(err->tag), err->detail);
 		if (keep_fd >= 0)
@@ -458,9 +462,7 @@ static int publish_named(struct kvcfs *fs, struct staging *stage, const struct k
  * fs->lock held. */
 static void drop_name(struct kvcfs *fs, struct node *node)
 {
-	g_hash_table_remove(fs->staging, node->name);
-	g_free(node->name);
-	node->name = NULL;
+	node_drop_staging_name(fs, node);
 	node_unref(fs, node, 0, 0);
 }
 
@@ -505,11 +507,7 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 		 * finds the slab's own node. */
 		if (rc == 0) {
 			fs_lock(fs);
-			if (src->name != NULL) {
-				g_hash_table_remove(fs->staging, src->name);
-				g_free(src->name);
-				src->name = NULL;
-			}
+			node_drop_staging_name(fs, src);
 			fs_unlock(fs);
 		}
 		return rc;
@@ -624,6 +622,17 @@ static int link_source(struct kvcfs *fs, fuse_ino_t ino, struct node **out)
 	return rc;
 }
 
+/* The file a staging file published by link(2) still names. */
+static bool linked_file(struct staging *stage, struct stat *st)
+{
+	bool ok;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	ok = stage->published_fd >= 0 && fstat(stage->published_fd, st) == 0;
+	pthread_rwlock_unlock(&stage->lock);
+	return ok;
+}
+
 /*
  * link(2) is how many programs publish (the format's reference server,
  * maildir-style writers, kvc build): the same pipeline as rename, and the
@@ -635,7 +644,8 @@ int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct n
 {
 	struct kvc_key key, published_key;
 	struct node *src;
-	bool published, copied;
+	struct stat file;
+	bool published, copied = false, linked;
 	int rc, e;
 	enum name_class cls = classify_name(newname, &key, &e);
 
@@ -659,12 +669,15 @@ int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct n
 		 * file, what is linked is a copy: the staging name then goes
 		 * on naming the writer's own file, not the slab. */
 		rc = publish_named(fs, src->stage, &key, PUBLISH_FINAL | PUBLISH_AS_LINK, &copied);
+	linked = rc == 0 && !published && !copied && linked_file(src->stage, &file);
 	fs_lock(fs);
 	if (rc == 0) {
 		*slab = node_for_key(fs, NODE_SLAB, &key);
 		/* Whatever the kernel cached of an older file of the key. */
 		(*slab)->cache_suspect = true;
 	}
+	if (linked && src->name != NULL) /* two names of one file now */
+		links_add(fs, src->stage, &key, &file);
 	node_unref(fs, src, 1, 0);
 	fs_unlock(fs);
 	return rc;

@@ -103,7 +103,6 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 			 struct node *over, struct handle *h, struct fuse_file_info *fi)
 {
 	struct staging *stage;
-	struct kvc_err err;
 	int rc;
 
 	if (fs->opts.read_only)
@@ -111,9 +110,9 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 	rc = passthrough_open_mode(fs, req, over, -1, h, fi);
 	if (rc < 0)
 		return rc; /* open in passthrough: the kernel takes no writer */
-	stage = stage_for_writer(fs, req, 0444, &err);
+	stage = stage_for_writer(fs, req, 0444, &rc);
 	if (stage == NULL)
-		return -kvc_err_to_errno(&err);
+		return rc;
 	kvc_tmp_track(&stage->tmp); /* the daemon sees every write */
 	atomic_store(&stage->replacing, (fi->flags & O_TRUNC) != 0);
 	stage->publish_on_close = true;
@@ -215,17 +214,21 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	fs_lock(fs);
 	private_writer = stage->publish_on_close;
 	if ((flags & O_ACCMODE) == O_RDONLY) {
+		if (!private_writer)
+			stage->openers++;
 		fs_unlock(fs);
 		/* A <key>.kvc in flight is nobody's to read: the kernel may
 		 * still resolve its name to it for a moment after the create. */
 		if (private_writer)
 			return -ENOENT;
-		h->stage = stage;
+		h->stage = stage; /* counted: staging_release uncounts it */
 		return attach_stage(fs, req, node, stage, h, fi);
 	}
 	target = stage->target;
-	if (!private_writer)
+	if (!private_writer) {
 		stage->writers++;
+		stage->openers++;
+	}
 	fs_unlock(fs);
 	if (private_writer)
 		return staging_open_private(fs, req, &target, node, h, fi);
@@ -234,6 +237,7 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 		 * close is publishing it takes a private writer above.) */
 		fs_lock(fs);
 		stage->writers--;
+		stage->openers--;
 		fs_unlock(fs);
 		return -EPERM;
 	}
@@ -250,6 +254,7 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	if (rc < 0) {
 		fs_lock(fs);
 		stage->writers--;
+		stage->openers--;
 		fs_unlock(fs);
 		h->stage = NULL;
 		h->writable = false;
@@ -336,18 +341,18 @@ int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mo
 	struct staging *stage;
 	struct handle *h;
 	struct kvc_key key;
-	struct kvc_err err;
 	int rc = create_refused(fs, name, fi->flags, &key, &cls);
 
 	if (rc != 0)
 		return -rc;
-	stage = stage_for_writer(fs, req, mode, &err);
+	stage = stage_for_writer(fs, req, mode, &rc);
 	if (stage == NULL)
-		return -kvc_err_to_errno(&err);
+		return rc;
 	/* Everything about the stage is set before the node is visible. */
 	stage->publish_on_close = cls == NAME_SLAB;
 	stage->target = key;
 	stage->writers = writable ? 1 : 0;
+	stage->openers = 1;
 	/* The CRC of each write the daemon makes; any writer that goes
 	 * passthrough, this one included, makes it give up (attach_stage). */
 	kvc_tmp_track(&stage->tmp);
@@ -448,6 +453,8 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 		if (h->flushed)
 			stage->flushed_writers--;
 	}
+	if (!h->owns_stage)
+		stage->openers--;
 	last_try = stage->publish_on_close && stage->writers == 0;
 	fs_unlock(fs);
 	if (last_try && !atomic_load(&stage->replacing)) {

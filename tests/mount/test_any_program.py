@@ -180,9 +180,15 @@ def test_staging_name_after_link(ws):
         os.close(held)
         held = os.open(tmp, os.O_RDONLY)
     os.link(tmp, m.path(e["key"] + ".kvc"))
-    slab_ino = os.stat(m.path(e["key"] + ".kvc")).st_ino
+    slab_st = os.stat(m.path(e["key"] + ".kvc"))
     backing_ino = os.stat(os.path.join(m.root, e["key"] + ".kvc")).st_ino
-    assert os.stat(tmp).st_ino != slab_ino, "the kernel got the slab's own node"
+    # Two names of one file, as link(2) makes anywhere: the NFS-safe
+    # lock-file idiom checks stat(tmp).st_nlink == 2, find -samefile and
+    # rsync -H compare st_ino.
+    tmp_st = os.stat(tmp)
+    assert (tmp_st.st_ino, tmp_st.st_nlink) == (slab_st.st_ino, 2), (tmp_st, slab_st)
+    assert slab_st.st_nlink == 2, slab_st
+    assert os.path.samefile(tmp, m.path(e["key"] + ".kvc"))
     # Reads through the staging name: the published bytes; writes: EPERM.
     with open(tmp, "rb") as f:
         assert without_mutable_header(f.read()) == without_mutable_header(data)
@@ -198,6 +204,7 @@ def test_staging_name_after_link(ws):
     # stays; unlink of the staging name would have done the same.
     os.rename(tmp, m.path(e["key"] + ".kvc"))
     expect_errno(errno.ENOENT, os.stat, tmp)
+    assert os.stat(m.path(e["key"] + ".kvc")).st_nlink == 1
     assert os.stat(os.path.join(m.root, e["key"] + ".kvc")).st_ino == backing_ino
     assert verify_slabs(m.root) == [e["key"] + ".kvc"]
     with open(m.path(e["key"] + ".kvc"), "rb") as f:
@@ -217,9 +224,11 @@ def test_staging_name_after_its_slab_is_removed(ws):
     with open(tmp, "wb") as f:
         f.write(data)
     os.link(tmp, m.path(e["key"] + ".kvc"))
+    assert os.stat(tmp).st_nlink == 2
     os.unlink(m.path(e["key"] + ".kvc"))
     assert "incoming" in os.listdir(m.mnt)
     assert os.stat(tmp).st_size == len(data)
+    assert os.stat(tmp).st_nlink == 1
     with open(tmp, "rb") as f:
         assert without_mutable_header(f.read()) == without_mutable_header(data)
     os.unlink(tmp)
@@ -229,6 +238,21 @@ def test_staging_name_after_its_slab_is_removed(ws):
     os.rename(tmp, m.path(e["key"] + ".kvc"))
     assert verify_slabs(m.root) == [e["key"] + ".kvc"]
     assert leftovers(m.root) == []
+
+
+def test_lock_file_idiom_after_unlink_of_the_temp(ws):
+    """link(tmp, key), unlink(tmp): the slab is left with one name again."""
+    m = ws.mount()
+    e = entry_with_payload()
+    tmp = m.path("lockish")
+    with open(tmp, "wb") as f:
+        f.write(vector_bytes(e))
+    slab = m.path(e["key"] + ".kvc")
+    os.link(tmp, slab)
+    assert os.stat(tmp).st_nlink == 2 and os.stat(slab).st_nlink == 2
+    os.unlink(tmp)
+    assert os.stat(slab).st_nlink == 1
+    assert verify_slabs(m.root) == [e["key"] + ".kvc"]
 
 
 def test_other_links_stay_eperm(ws):

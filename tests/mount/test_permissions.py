@@ -121,6 +121,15 @@ ACTIONS = textwrap.dedent("""
             os.chmod(args[0], 0o666)
         elif op == "truncate":
             os.truncate(args[0], 0)
+        elif op == "fill":       # empty staging files until refused
+            for i in range(args[1]):
+                try:
+                    os.close(os.open("%s.%d" % (args[0], i), os.O_WRONLY | os.O_CREAT, 0o644))
+                except OSError as e:
+                    sys.stdout.write("%d %s " % (i, errno.errorcode[e.errno]))
+                    break
+            else:
+                sys.stdout.write("%d none " % args[1])
         print("OK")
     except OSError as e:
         print(errno.errorcode[e.errno])
@@ -297,6 +306,36 @@ def test_publish_of_an_open_file_is_its_publishers(ws):
         assert (st.st_uid, st.st_gid) == op, (st.st_uid, st.st_gid, op)
         expect(op, "OK", "rm", m.path(key + ".kvc"))
         expect(op, "OK", "publish", m.path("again.part"), m.path(key + ".kvc"), data=data)
+
+
+def test_staging_files_bounded_per_user(ws):
+    """Each staging file holds one of the daemon's descriptors: one user
+    may have only staging_per_user of them (EDQUOT beyond, for a named
+    staging file and a <key>.kvc create alike), and another user can still
+    create, publish, read and list meanwhile. Removing one gives its place
+    back."""
+    root = shared_workspace(ws, 0o1777)
+    m = ws.mount(root, options=["allow_other", "staging_per_user=25"])
+    with users("hog", "other") as (u, _):
+        hog, other = u["hog"], u["other"]
+        got = as_user(hog, "fill", m.path("hog.part"), 200)
+        assert got[:2] == ["25", "EDQUOT"], got
+        key, data = slab(7)
+        expect(hog, "EDQUOT", "create", m.path(key + ".kvc"), data=data)
+        assert metric(m, "staging_files") == 25
+        assert metric(m, "staging_refused_total") >= 2
+        expect(other, "OK", "publish", m.path("mine.part"), m.path(key + ".kvc"), data=data)
+        assert same_slab(as_user(other, "read", m.path(key + ".kvc"))[0], data)
+        listed = as_user(other, "ls", m.mnt)[0].split(",")
+        assert len([n for n in listed if n.startswith("hog.part.")]) == 25, listed
+        expect(hog, "OK", "rm", m.path("hog.part.3"))
+        expect(hog, "OK", "create", m.path("hog.part.3"), data=b"again")
+        expect(hog, "EDQUOT", "create", m.path("hog.part.x"), data=b"")
+        for i in range(25):
+            expect(hog, "OK", "rm", m.path("hog.part.%d" % i))
+        assert metric(m, "staging_files") == 0, metric(m, "staging_files")
+        got = as_user(hog, "fill", m.path("hog2.part"), 3)
+        assert got[:2] == ["3", "none"], got
 
 
 def test_sticky_bit_protects_staging_files(ws):

@@ -99,6 +99,31 @@ def test_read_only_create_of_a_key_settles(ws):
     assert not os.path.exists(m.path(key + ".kvc"))
 
 
+def test_reader_of_a_staging_file_reads_on_after_its_rename(ws):
+    """A reader opened the staging file before mv published it: it reads
+    on, the same bytes (they became the slab), as with any file that is
+    renamed while open. On the daemon's path it got EBADF: the publish
+    closed the only descriptor. Once the reader closes, no descriptor of
+    it is kept."""
+    root = ws.root()
+    m = ws.mount(root)
+    e = next(v for v in valid() if v["payload_length"] > 0)
+    data = vector_bytes(e)
+    with open(m.path("incoming.part"), "wb") as f:
+        f.write(data)
+    reader = os.open(m.path("incoming.part"), os.O_RDONLY)
+    try:
+        assert os.pread(reader, 4, 0) == b"KVC\x01"
+        os.rename(m.path("incoming.part"), m.path(e["key"] + ".kvc"))
+        assert os.pread(reader, len(data), 0)[72:] == data[72:]
+        assert os.fstat(reader).st_size == len(data)
+    finally:
+        os.close(reader)
+    assert metric(m, "staging_files") == 0
+    with open(m.path(e["key"] + ".kvc"), "rb") as f:
+        assert f.read()[72:] == data[72:]
+
+
 def test_refused_direct_creates_leave_no_temp(ws):
     root = ws.root()
     m = ws.mount(root, options=["max_size=10M"])

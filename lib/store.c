@@ -89,6 +89,7 @@ int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
 		host = hostname;
 	}
 	sanitise_host_id(host, store->host_id);
+	store_writer_id(store->host_id, store->writer_id);
 	store->dirfd = fd;
 	store->read_only = cfg->read_only;
 	store->adopt_after_header_check = cfg->adopt_after_header_check;

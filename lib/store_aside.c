@@ -32,7 +32,7 @@ void store_unique_name(struct kvc_store *store, const char *label, const char *s
 	uint64_t n = atomic_fetch_add(&store->tmp_counter, 1);
 
 	snprintf(out, size, "%.*s.%s.%ld.%" PRIu64 "%s", STORE_MAX_LABEL, label,
-		 store->host_id, (long)getpid(), n, suffix);
+		 store->writer_id, (long)getpid(), n, suffix);
 }
 
 int store_free_name(struct kvc_store *store, const char *name, const struct stat *st,

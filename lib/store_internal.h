@@ -33,11 +33,16 @@ struct store_dropper {
  * the source of truth, and link(2)/rename(2) arbitrate between writers,
  * threads and hosts alike. So the store's own state is small:
  */
+/* A writer id: up to 47 characters of host id, '-', 16 hex digits. */
+#define STORE_WRITER_HOST_MAX 47
+#define STORE_WRITER_ID_SIZE 65
+
 struct kvc_store {
 	/* Set by kvc_store_open, never changed until kvc_store_close: */
 	int dirfd;
 	char *root;
 	char host_id[65];
+	char writer_id[STORE_WRITER_ID_SIZE]; /* in our temps' names (store_writer.c) */
 	bool read_only;
 	bool adopt_after_header_check; /* kvc_store_config's */
 	int recheck_delay_ms;
@@ -47,6 +52,22 @@ struct kvc_store {
 	/* Its own mutex and worker (store_drop_later.c); drained by close: */
 	struct store_dropper dropper;
 };
+
+/* store_writer.c: who wrote a temp, and whether they still live. */
+/* "<host>-<boot id><instance>", made once per store. */
+void store_writer_id(const char *host, char out[STORE_WRITER_ID_SIZE]);
+/* A writer id of this kernel's boot (then a temp's lock is exact proof). */
+bool store_same_kernel(const char *writer);
+/* An id of this form, not an older writer's bare host id. */
+bool store_is_new_writer_id(const char *writer);
+/* Hold an OFD write lock on fd: this temp's writer lives. */
+void store_hold_alive(int fd);
+enum store_liveness {
+	STORE_WRITER_ALIVE,   /* someone holds the temp's lock */
+	STORE_WRITER_NO_LOCK, /* nobody does (that this kernel can see) */
+	STORE_WRITER_UNKNOWN, /* no locks on this filesystem, or no such file */
+};
+enum store_liveness store_writer_alive(struct kvc_store *store, const char *name);
 
 /* fsync the backing directory so a link/unlink in it is durable. */
 int store_fsync_dir(struct kvc_store *store, struct kvc_err *err);

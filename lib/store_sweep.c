@@ -88,10 +88,25 @@ static bool older_than(const struct timespec *t, const struct timespec *ref)
 	       (t->tv_sec == ref->tv_sec && t->tv_nsec < ref->tv_nsec);
 }
 
-static bool is_stale(struct kvc_store *store, const char *host, long pid,
-		     const struct stat *st, uint64_t grace_seconds, time_t now)
+/*
+ * May the temp (or aside directory) name, made by writer (process pid),
+ * go? Never while its writer's lock on it is seen (store_writer.c). On
+ * the kernel that made it, no lock means no writer. An older kvcfs's temp
+ * (its writer id is the bare host id, and it held no lock) is judged by
+ * its pid when that host id is ours. Anything else only after the grace
+ * period, since it may still be mid-write somewhere we cannot see.
+ */
+static bool is_stale(struct kvc_store *store, const char *name, bool aside, const char *writer,
+		     long pid, const struct stat *st, uint64_t grace_seconds, time_t now)
 {
-	if (strcmp(host, store->host_id) == 0) {
+	enum store_liveness live = aside ? STORE_WRITER_UNKNOWN : store_writer_alive(store, name);
+
+	if (live == STORE_WRITER_ALIVE || strcmp(writer, store->writer_id) == 0)
+		return false;
+	if (store_is_new_writer_id(writer)) {
+		if (live == STORE_WRITER_NO_LOCK && store_same_kernel(writer))
+			return true;
+	} else if (strcmp(writer, store->host_id) == 0) {
 		if (pid == (long)getpid())
 			/* Same pid as ours: a previous process (pid reuse, a
 			 * container restart) left it if it predates us. */
@@ -99,8 +114,6 @@ static bool is_stale(struct kvc_store *store, const char *host, long pid,
 		if (process_gone(pid))
 			return true;
 	}
-	/* Another host's temp, or a live writer's: only after the grace
-	 * period, since it may still be mid-write. */
 	return now > st->st_mtim.tv_sec && (uint64_t)(now - st->st_mtim.tv_sec) > grace_seconds;
 }
 
@@ -133,7 +146,7 @@ int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,
 			continue;
 		/* An aside directory holds what was under a slab name: it
 		 * goes once its owner has emptied it, never with its contents. */
-		if (is_stale(store, host, pid, &st, grace_seconds, now) &&
+		if (is_stale(store, name, aside, host, pid, &st, grace_seconds, now) &&
 		    (aside ? store_remove_empty_dir(store, name)
 			   : unlinkat(store->dirfd, name, 0)) == 0)
 			stats->removed++;

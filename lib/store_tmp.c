@@ -29,6 +29,9 @@ int kvc_tmp_create(struct kvc_store *store, const char *label,
 			 O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (tmp->fd < 0)
 		return kvc_err_sys(err, errno, "create temp %s", tmp->name);
+	/* Held until the temp's last descriptor closes: no sweep of another
+	 * store (another namespace, container or host) takes it for dead. */
+	store_hold_alive(tmp->fd);
 	return 0;
 }
 

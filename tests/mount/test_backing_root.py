@@ -10,7 +10,7 @@ import textwrap
 import threading
 import time
 
-from harness import main
+from harness import Mount, main, verify_slabs
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "examples", "python"))
@@ -211,6 +211,45 @@ def start_with_liar(ws, claimed):
     liar = plant_liar(root, 99, claimed, int(time.time()) + 10 * 365 * 86400)
     m = ws.mount(root, options=["max_size=10M"], allowed_stderr=[r"not counting invalid"])
     return m, valid, liar
+
+
+class OtherPidNamespaceMount(Mount):
+    """kvcfs in a pid namespace of its own (a second container of the
+    pod): it sees none of the first kvcfs's pids, with the same host id."""
+
+    def launcher(self):
+        return ["unshare", "--pid", "--fork", "--kill-child"]
+
+
+def test_second_kvcfs_in_another_pid_namespace_spares_live_temps(ws):
+    """A second kvcfs on the same backing root, started in another pid
+    namespace, swept the first one's live staging temps at its start (the
+    first's pid looked dead from there), and that user's mv then failed
+    with ENOENT. Their names now carry a writer id unique to each kvcfs,
+    and an OFD lock on each temp proves its writer alive."""
+    root = ws.root()
+    a = ws.mount(root, "a")
+    key, data = slab(40)
+    open_key, open_data = slab(41)
+    with open(a.path("closed.part"), "wb") as f:
+        f.write(data)
+    writer = open(a.path("open.part"), "wb")
+    try:
+        writer.write(open_data[:100])
+        writer.flush()
+        temps_before = sorted(n for n in os.listdir(root) if not n.endswith(".kvc"))
+        assert len(temps_before) == 2, temps_before
+        b = OtherPidNamespaceMount(root, os.path.join(ws.dir, "b"))
+        ws.mounts.append(b)  # unmounted at the end, whatever happens
+        b.start()
+        assert sorted(n for n in os.listdir(root) if not n.endswith(".kvc")) == temps_before
+        writer.write(open_data[100:])
+    finally:
+        writer.close()
+    os.rename(a.path("closed.part"), a.path(key + ".kvc"))
+    os.rename(a.path("open.part"), a.path(open_key + ".kvc"))
+    assert verify_slabs(root) == sorted([key + ".kvc", open_key + ".kvc"])
+    assert os.path.exists(os.path.join(b.mnt, key + ".kvc"))
 
 
 def test_start_up_eviction_trusts_no_lying_header(ws):

@@ -779,6 +779,73 @@ static void test_sweep(void **state)
 	assert_int_equal(st.kept, 3);
 }
 
+static struct kvc_store *open_with_delay(const char *dir, int delay_ms);
+
+/* The first 8 hex digits of this kernel's boot id. */
+static void boot8(char out[9])
+{
+	FILE *fp = fopen("/proc/sys/kernel/random/boot_id", "r");
+	size_t n = 0;
+	int c;
+
+	assert_non_null(fp);
+	while (n < 8 && (c = fgetc(fp)) != EOF)
+		if (g_ascii_isxdigit(c))
+			out[n++] = (char)c;
+	fclose(fp);
+	out[8] = '\0';
+}
+
+/*
+ * A temp's writer lives while it holds the temp's lock, whatever its pid
+ * namespace or its age: a second store on the same root (another kvcfs,
+ * in another container of the pod) keeps it. With no lock, a temp of this
+ * kernel's boot has no writer, however fresh; one of another boot (another
+ * host, where the lock may not show) waits out the grace period.
+ */
+static void test_sweep_trusts_locks_not_names(void **state)
+{
+	struct fixture *f = *state;
+	struct kvc_sweep_stats st;
+	struct kvc_store *other;
+	struct kvc_tmp live = KVC_TMP_INIT;
+	struct kvc_err err;
+	char boot[9], crashed[160], far_fresh[160], far_old[160];
+
+	boot8(boot);
+	assert_int_equal(kvc_tmp_create(f->store, "stage", &live, &err), 0);
+	set_age(f->dir, live.name, 7 * 86400);
+	snprintf(crashed, sizeof(crashed), "stage.podhost-%s00c0ffee.1.0.kvcpart", boot);
+	write_file(f->dir, crashed, "x", 1);
+	snprintf(far_fresh, sizeof(far_fresh), "stage.podhost-%s00c0ffee.1.1.kvcpart",
+		 strcmp(boot, "ffffffff") != 0 ? "ffffffff" : "eeeeeeee");
+	write_file(f->dir, far_fresh, "x", 1);
+	snprintf(far_old, sizeof(far_old), "stage.podhost-%s00c0ffee.1.2.kvcpart",
+		 strcmp(boot, "ffffffff") != 0 ? "ffffffff" : "eeeeeeee");
+	write_file(f->dir, far_old, "x", 1);
+	set_age(f->dir, far_old, 7200);
+
+	other = open_with_delay(f->dir, 0); /* the same host id: "testhost" */
+	assert_int_equal(kvc_store_sweep(other, 3600, &st, &err), 0);
+	assert_true(exists(f->dir, live.name));
+	assert_false(exists(f->dir, crashed));
+	assert_true(exists(f->dir, far_fresh));
+	assert_false(exists(f->dir, far_old));
+	assert_int_equal(st.removed, 2);
+	assert_int_equal(st.kept, 2);
+	/* Its writer gone (the descriptor closed), the next sweep takes it. */
+	close(live.fd);
+	live.fd = -1;
+	assert_int_equal(kvc_store_sweep(other, 3600, &st, &err), 0);
+	assert_false(exists(f->dir, live.name));
+	kvc_store_close(other);
+	{
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", f->dir, far_fresh);
+		unlink(path);
+	}
+}
+
 static void test_tmp_name_parse(void **state)
 {
 	char host[65];
@@ -822,7 +889,9 @@ static void test_tmp_names(void **state)
 	assert_false(g_str_has_suffix(tmp.name, ".tmp"));
 	assert_false(g_str_has_suffix(tmp.name, ".kvc"));
 	assert_true(kvc_tmp_name_parse(tmp.name, host, &pid));
-	assert_string_equal(host, "testhost");
+	/* The writer id: host id, boot id, instance. */
+	assert_int_equal(strlen(host), strlen("testhost-") + 16);
+	assert_true(g_str_has_prefix(host, "testhost-"));
 	assert_int_equal(pid, (long)getpid());
 	kvc_store_abort_tmp(f->store, &tmp);
 	assert_int_equal(count_entries(f->dir), 0);
@@ -1517,6 +1586,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete_and_touch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sweep_trusts_locks_not_names, setup, teardown),
 		cmocka_unit_test(test_tmp_name_parse),
 		cmocka_unit_test_setup_teardown(test_tmp_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_only_store_refuses, setup, teardown),

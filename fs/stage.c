@@ -45,6 +45,11 @@ void stage_set_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage)
 	 * filesystem (and as the backing filesystem does to the temp). */
 	stage->gid = fstat(kvc_store_dirfd(fs->store), &root) == 0 && (root.st_mode & S_ISGID)
 			     ? root.st_gid : ctx->gid;
+	/* A daemon that hands slabs to their publishers is root, whose hit
+	 * writes need no write bit: the publisher gets a slab they cannot
+	 * rewrite in place in the backing root. (Set before the stage is
+	 * visible.) */
+	stage->tmp.read_only_slab = atomic_load(&fs->access.chown_temps);
 	chown_temp(fs, stage->tmp.fd, stage->uid, stage->gid);
 }
 

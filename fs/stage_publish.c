@@ -364,6 +364,7 @@ static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to)
 	rc = from->tmp.fd < 0 || fstat(from->tmp.fd, &st) < 0 ? -EIO : 0;
 	if (rc == 0 && kvc_tmp_create(fs->store, "stage", &to->tmp, &err) < 0)
 		rc = -kvc_err_to_errno(&err);
+	to->tmp.read_only_slab = from->tmp.read_only_slab;
 	if (rc == 0)
 		rc = copy_data(from->tmp.fd, to->tmp.fd, (uint64_t)st.st_size);
 	if (rc == 0 && ftruncate(to->tmp.fd, st.st_size) < 0)

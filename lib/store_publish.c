@@ -416,8 +416,9 @@ static int publish(struct kvc_store *store, struct kvc_tmp *tmp, const struct kv
 	if (ensure_synced_and_verified(tmp, key, err) < 0)
 		return -1;
 	/* A temp is its writer's alone (0600: a staging file's bytes are
-	 * nobody else's business); a slab is for every reader. */
-	if (fchmod(tmp->fd, 0644) < 0)
+	 * nobody else's business); a slab is for every reader, and written
+	 * only by its owner's hit counts (or no one's but root's). */
+	if (fchmod(tmp->fd, tmp->read_only_slab ? 0444 : 0644) < 0)
 		return kvc_err_sys(err, errno, "chmod of temp %s", tmp->name);
 
 	kvc_key_slab_name(key, slab);

@@ -75,6 +75,10 @@ struct kvc_tmp {
 	bool verified;         /* content checked against verified_key */
 	struct kvc_key verified_key;
 	struct kvc_crc_tracker *tracker; /* see kvc_tmp_track */
+	bool read_only_slab;   /* publish it mode 0444, not 0644: for a slab
+				* that will belong to someone other than the
+				* writer of its hit counts (a daemon running as
+				* root chowns it to its publisher) */
 };
 
 #define KVC_TMP_INIT { .fd = -1 }

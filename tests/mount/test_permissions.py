@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
@@ -304,8 +305,29 @@ def test_publish_of_an_open_file_is_its_publishers(ws):
         expect(op, "OK", "publish_open", m.path("held.part"), m.path(key + ".kvc"), data=data)
         st = os.stat(os.path.join(root, key + ".kvc"))
         assert (st.st_uid, st.st_gid) == op, (st.st_uid, st.st_gid, op)
+        # Theirs, but not theirs to rewrite in place in the backing root.
+        assert stat.S_IMODE(st.st_mode) == 0o444, oct(st.st_mode)
+        expect(op, "EACCES", "overwrite", os.path.join(root, key + ".kvc"), data=b"x")
         expect(op, "OK", "rm", m.path(key + ".kvc"))
         expect(op, "OK", "publish", m.path("again.part"), m.path(key + ".kvc"), data=data)
+
+
+def test_published_slab_is_read_only_for_its_publisher(ws):
+    """A slab published by rename is chowned to its publisher (root
+    daemon): mode 0444, so they cannot rewrite it in place in the backing
+    root behind the mount's back. Hit counts still persist (root's)."""
+    with users("pub") as (u, _):
+        root = shared_workspace(ws, 0o1777)
+        m = ws.mount(root, options=["allow_other"])
+        key, data = slab(8)
+        expect(u["pub"], "OK", "publish", m.path("p.part"), m.path(key + ".kvc"), data=data)
+        real = os.path.join(root, key + ".kvc")
+        st = os.stat(real)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (u["pub"][0], 0o444), st
+        expect(u["pub"], "EACCES", "overwrite", real, data=b"x" * len(data))
+        assert same_slab(as_user(u["pub"], "read", m.path(key + ".kvc"))[0], data)
+        with open(real, "rb") as f:
+            assert struct.unpack_from("<I", f.read(16), 12)[0] == 1  # the hit persisted
 
 
 def test_staging_files_bounded_per_user(ws):

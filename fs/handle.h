@@ -82,10 +82,11 @@ void hits_resume(struct kvcfs *fs, struct key_lock *kl);
 int hits_count_one(struct kvcfs *fs, struct kvc_store *store, const struct kvc_key *key,
 		   int fd, uint64_t now, uint32_t *count);
 /* A program's own write of the header's hit count (offset 12) or last-used
- * time (offset 32) through an O_RDWR open of the slab (fd); any other byte:
- * -EPERM. Persisted under the key's hit lock. */
-ssize_t hits_write_header(struct kvcfs *fs, const struct kvc_key *key, int fd,
-			  const void *buf, size_t size, off_t off);
+ * time (offset 32) through an O_RDWR open h of a slab; any other byte:
+ * -EPERM. Persisted under the key's hit lock, in the backing root and in
+ * the local copy h reads, if it reads one. */
+ssize_t hits_write_header(struct kvcfs *fs, struct handle *h, const void *buf, size_t size,
+			  off_t off);
 
 /* passthrough.c: the kernel reads and writes backing files directly */
 void passthrough_init(struct kvcfs *fs, struct fuse_conn_info *conn);

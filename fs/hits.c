@@ -135,9 +135,12 @@ static bool mutable_field(off_t off, size_t size)
  * had verified the file just before, it stays verified: only these fields
  * changed, and open readers of it must not read the payload again.
  */
-ssize_t hits_write_header(struct kvcfs *fs, const struct kvc_key *key, int fd,
-			  const void *buf, size_t size, off_t off)
+ssize_t hits_write_header(struct kvcfs *fs, struct handle *h, const void *buf, size_t size,
+			  off_t off)
 {
+	const struct kvc_key *key = &h->key;
+	struct kvcfs_index *index = h->tier_index != NULL ? h->tier_index : &fs->index;
+	int fd = h->fd;
 	struct key_lock *kl;
 	uint8_t head[KVC_FIXED_SIZE];
 	struct kvc_fixed f;
@@ -156,15 +159,19 @@ ssize_t hits_write_header(struct kvcfs *fs, const struct kvc_key *key, int fd,
 		rc = -EIO;
 		goto out;
 	}
-	was_verified = index_is_verified(&fs->index, key, &before);
+	was_verified = index_is_verified(index, key, &before);
 	memcpy(head + off, buf, size);
 	kvc_fixed_decode(head, &f);
-	if (kvc_store_touch(fs->store, key, f.hit_count, f.last_used_time, &err) < 0) {
+	/* The backing root's slab is the truth; a local copy that h reads
+	 * gets the same fields, so the program reads back what it wrote. */
+	if (kvc_store_touch(fs->store, key, f.hit_count, f.last_used_time, &err) < 0 ||
+	    (index != &fs->index &&
+	     kvc_store_touch(fs->local->store, key, f.hit_count, f.last_used_time, &err) < 0)) {
 		rc = -kvc_err_to_errno(&err);
 		goto out;
 	}
 	if (was_verified && fstat(fd, &after) == 0 && after.st_size == before.st_size)
-		index_set_verified(&fs->index, key, &after);
+		index_set_verified(index, key, &after);
 out:
 	pthread_rwlock_unlock(&kl->lock);
 	key_lock_put(fs, kl);

@@ -319,6 +319,7 @@ int local_tier_open(struct kvcfs *fs, const struct kvc_key *key, bool refetch, i
 			drop_copy(fs, key); /* gone from the truth: gone here */
 		return -1;
 	}
+	pick->source = shared_st;
 	/* Without a tier, or a header that does not even look like a slab's
 	 * (the caller's verification judges it, and drops it if corrupt). */
 	if (fs->local == NULL || !read_identity(shared_fd, (uint64_t)shared_st.st_size, &id)) {

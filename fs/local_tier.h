@@ -41,6 +41,9 @@ struct tier_pick {
 	struct kvcfs_index *index;   /* the index that knows that store */
 	bool local;                  /* a local copy */
 	bool fetched;                /* copied by this open: verified while copied */
+	struct stat source;          /* the backing root's file the bytes are of
+				      * (itself, or what the local copy copies):
+				      * the identity the key's inode serves */
 };
 
 /* Open the tier's store on fs->opts.local_dir, index it from headers, drop

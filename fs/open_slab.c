@@ -347,7 +347,9 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	atomic_fetch_add(&fs->metrics.load_count, 1);
 	if (rc < 0)
 		return refuse(fs, node, key, &err);
-	if (!same_file_as_served(fs, node, &l.st)) {
+	/* The backing root's file, also when a local copy of it is read: a
+	 * lookup of the name compares with that (node_for_file). */
+	if (!same_file_as_served(fs, node, &l.tier.source)) {
 		close(l.fd);
 		kvc_meta_clear(&l.meta);
 		return -ESTALE;

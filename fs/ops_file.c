@@ -175,7 +175,7 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 
 	(void)ino;
 	if (h->header_writes) {
-		n = hits_write_header(kvcfs_of(req), &h->key, h->fd, buf, size, off);
+		n = hits_write_header(kvcfs_of(req), h, buf, size, off);
 		if (n < 0)
 			fuse_reply_err(req, (int)-n);
 		else

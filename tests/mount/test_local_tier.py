@@ -6,6 +6,7 @@ partial or corrupt copy."""
 import errno
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import threading
@@ -58,6 +59,46 @@ def read(m, *parts):
 
 def copies(local):
     return sorted(n for n in os.listdir(local) if n.endswith(".kvc"))
+
+
+def test_hit_write_through_a_local_copy_reads_back(ws):
+    """A program counting its own hits (O_RDWR, the header's hit count)
+    on a slab that B serves from its local copy reads back what it wrote:
+    the field is written to the backing root and to the copy it reads."""
+    root, local, a, b = two_mounts(ws)
+    key, data, _ = slab(3)
+    kvcache.save(a.mnt, key, data)
+    read(b, key + ".kvc")  # fetched: the next open reads the local copy
+    fd = os.open(b.path(key + ".kvc"), os.O_RDWR)
+    try:
+        assert metric(b, "local_hits_total") >= 1
+        os.pwrite(fd, struct.pack("<I", 4242), 12)
+        assert struct.unpack("<I", os.pread(fd, 4, 12))[0] == 4242
+    finally:
+        os.close(fd)
+    with open(os.path.join(root, key + ".kvc"), "rb") as f:
+        assert struct.unpack("<I", f.read(16)[12:16])[0] == 4242
+    with open(os.path.join(local, key + ".kvc"), "rb") as f:
+        assert struct.unpack("<I", f.read(16)[12:16])[0] == 4242
+
+
+def test_open_slab_keeps_its_inode_number(ws):
+    """A slab read from the local copy kept changing inode number at each
+    lookup while a handle was open (find -samefile, rsync -H broke). With
+    entry_timeout=0 every path walk is a lookup."""
+    root, local, a, b = two_mounts(ws, ["entry_timeout=0"])
+    key, data, _ = slab(4)
+    kvcache.save(a.mnt, key, data)
+    before = os.stat(b.path(key + ".kvc")).st_ino
+    with open(b.path(key + ".kvc"), "rb") as held:
+        inos = set()
+        for _ in range(3):
+            with open(b.path(key + ".kvc"), "rb") as f:
+                f.read(1)
+                inos.add(os.fstat(f.fileno()).st_ino)
+            inos.add(os.stat(b.path(key + ".kvc")).st_ino)
+        inos.add(os.fstat(held.fileno()).st_ino)
+    assert inos == {before}, (before, inos)
 
 
 def test_without_local_no_tier_metrics(ws):

@@ -37,6 +37,8 @@ struct handle {
 	bool verify_lock_live;
 	struct stat verified;      /* guarded by verify_lock: the backing file
 				    * as it was when its bytes were verified */
+	uint32_t verified_payload_crc; /* set at open: the payload verified */
+	uint64_t verified_payload_len;
 	char *text;                /* metrics, rescan: text made at open */
 	size_t text_len;
 };
@@ -65,7 +67,7 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	      bool payload_view, struct handle *h, struct fuse_file_info *fi);
 
 /* verified.c: reads of slabs that check the file is still as verified */
-void verified_record(struct handle *h, const struct stat *st);
+void verified_record(struct handle *h, const struct stat *st, const struct kvc_meta *meta);
 void reply_verified_read(fuse_req_t req, struct handle *h, size_t size, off_t off);
 void verified_release(struct handle *h);
 

@@ -377,7 +377,7 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	h->fd = l.fd;
 	h->base = payload_view ? l.meta.payload_offset : 0;
 	h->length = payload_view ? l.meta.payload_length : l.meta.file_size;
+	verified_record(h, &l.st, &l.meta);
 	kvc_meta_clear(&l.meta);
-	verified_record(h, &l.st);
 	return 0;
 }

@@ -10,8 +10,16 @@
  * rewrite in place) makes the read verify the whole file again first,
  * unless it is the ctime of this mount's own last hit write. A change
  * between the check and the read is seen by the check after it, and the
- * read is done again on the re-verified file. Replacing the file by rename
- * is harmless: the descriptor keeps the verified inode.
+ * read is done again on the re-verified file. Re-verified, the file must
+ * hold the payload the open verified (its CRC and length): another valid
+ * slab of the key written over it in place makes every later read EIO,
+ * so a reader never stitches two slabs together. Replacing the file by
+ * rename is harmless: the descriptor keeps the verified inode.
+ *
+ * What this cannot see: a write that lands within one tick of the
+ * filesystem's timestamps (ext4: a jiffy) of the check before a read
+ * leaves the ctime as it was, so that read may mix old and new bytes.
+ * docs/contract.md says so: slabs are never to be rewritten in place.
  */
 #include <errno.h>
 #include <sys/stat.h>
@@ -24,9 +32,11 @@ static bool same_time(const struct timespec *a, const struct timespec *b)
 	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
-void verified_record(struct handle *h, const struct stat *st)
+void verified_record(struct handle *h, const struct stat *st, const struct kvc_meta *meta)
 {
 	h->verified = *st;
+	h->verified_payload_crc = meta->payload_crc32c;
+	h->verified_payload_len = meta->payload_length;
 	pthread_mutex_init(&h->verify_lock, NULL);
 	h->verify_lock_live = true;
 }
@@ -52,11 +62,17 @@ static int still_verified(struct kvcfs *fs, struct handle *h, struct stat *now)
 			h->verified = *now;
 		} else {
 			struct key_lock *no_hits = hits_hold_off(fs, &h->key);
-			if (fstat(h->fd, now) < 0 ||
-			    kvc_verify_fd(h->fd, 0, &h->key, &meta, &err) < 0 ||
-			    (kvc_meta_clear(&meta), fstat(h->fd, &after) < 0) ||
+			bool same_payload = false;
+
+			if (fstat(h->fd, now) == 0 &&
+			    kvc_verify_fd(h->fd, 0, &h->key, &meta, &err) == 0) {
+				same_payload = meta.payload_crc32c == h->verified_payload_crc &&
+					       meta.payload_length == h->verified_payload_len;
+				kvc_meta_clear(&meta);
+			}
+			if (!same_payload || fstat(h->fd, &after) < 0 ||
 			    after.st_size != now->st_size || !same_time(&after.st_ctim, &now->st_ctim))
-				rc = -EIO; /* invalid, or written while being verified */
+				rc = -EIO; /* invalid, another slab, or written while verified */
 			else
 				h->verified = *now;
 			hits_resume(fs, no_hits);

@@ -135,8 +135,24 @@ def test_backing_file_changed_under_reader(ws):
     f.close()
     os.unlink(backing)
 
+    # Rewritten in place with another valid slab of the key (the same
+    # length, another payload): valid, but not what this reader began to
+    # read. Re-verified, it is refused: a reader never stitches two slabs.
+    kvcache.save(m.mnt, key, data)
+    tokens = [5, 7, 7]
+    other_data = kvcache.build_slab(FP, "f16", CTX, tokens, bytes([77]) * n, hostname=b"t")
+    assert len(other_data) == len(data)
+    f = reader()
+    with open(backing, "r+b") as w:
+        w.write(other_data)
+    expect_errno(errno.EIO, f.read, 4096)
+    f.close()
+    with open(m.path("payload", key), "rb") as g:  # a new open: the new slab
+        assert g.read() == bytes([77]) * n
+    os.unlink(backing)
+
     refused = metric(m, "changed_under_readers_total")
-    assert refused >= 2, refused
+    assert refused >= 3, refused
 
     # Replaced by rename (another host re-publishing the key, say): the
     # open reader keeps the bytes it verified.

@@ -161,7 +161,10 @@ static int build(struct build_options *bo, struct key_options *ko)
 		fprintf(stderr, "kvc build: %s\n", err.detail);
 		goto out;
 	}
-	kvc_meta_key(&m, &key);
+	if (kvc_meta_key(&m, &key) < 0) {
+		perror("kvc build: SHA-256");
+		goto out;
+	}
 	dir = to_dir ? g_strdup(out) : g_path_get_dirname(out);
 	cfg.root = dir;
 	if (kvc_store_open(&cfg, &store, &err) < 0 ||

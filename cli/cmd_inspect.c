@@ -58,8 +58,10 @@ static int inspect_file(const char *path, struct inspected *r, struct kvc_err *e
 	if (rc == 0) {
 		g_strlcpy(r->payload_sha256, g_checksum_get_string(sum), 65);
 		tokens_sha256(&r->meta, r->tokens_sha256);
-		kvc_meta_key(&r->meta, &actual);
-		kvc_key_to_hex(&actual, r->key);
+		if (kvc_meta_key(&r->meta, &actual) < 0)
+			rc = kvc_err_set(err, KVC_E_NO_MEMORY, "SHA-256 of the key");
+		else
+			kvc_key_to_hex(&actual, r->key);
 	}
 	g_checksum_free(sum);
 	return rc;

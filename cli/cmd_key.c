@@ -26,7 +26,10 @@ int cmd_key(int argc, char **argv)
 	}
 	if (key_options_resolve(&ko, &in, &tokens) < 0)
 		goto out;
-	kvc_key_compute(&in, &key);
+	if (kvc_key_compute(&in, &key) < 0) {
+		perror("kvc key: SHA-256");
+		goto out;
+	}
 	kvc_key_to_hex(&key, hex);
 	printf("%s\n", hex);
 	rc = CLI_OK;

@@ -20,6 +20,7 @@ int cmd_lookup(int argc, char **argv)
 	g_autofree struct kvc_key *keys = NULL;
 	struct kvc_key_input in;
 	size_t count;
+	ssize_t filled;
 	int rc = CLI_USAGE, parsed;
 
 	g_option_context_set_description(ctx,
@@ -46,7 +47,12 @@ int cmd_lookup(int argc, char **argv)
 	count = kvc_prefix_key_count(in.n_tokens, (size_t)stride, (size_t)min_len);
 	lens = g_new(size_t, count + 1);
 	keys = g_new(struct kvc_key, count + 1);
-	count = kvc_prefix_keys(&in, (size_t)stride, (size_t)min_len, lens, keys);
+	filled = kvc_prefix_keys(&in, (size_t)stride, (size_t)min_len, lens, keys);
+	if (filled < 0) {
+		perror("kvc lookup: SHA-256");
+		goto out;
+	}
+	count = (size_t)filled;
 	rc = CLI_NO;
 	for (size_t i = count; i-- > 0;) {
 		char name[KVC_SLAB_NAME_LEN + 1];

@@ -61,18 +61,18 @@ void kvc_meta_clear(struct kvc_meta *meta)
 	memset(meta, 0, sizeof(*meta));
 }
 
-void kvc_meta_key(const struct kvc_meta *meta, struct kvc_key *out)
+int kvc_meta_key(const struct kvc_meta *meta, struct kvc_key *out)
 {
 	struct kvc_key_input in;
 
 	if (meta->has_key) {
 		*out = meta->key;
-		return;
+		return 0;
 	}
 	memcpy(in.fingerprint, meta->fingerprint, 32);
 	in.quant_byte = meta->quant_byte;
 	memcpy(in.ctx_params_hash, meta->ctx_params_hash, 32);
 	in.tokens = meta->tokens;
 	in.n_tokens = meta->n_tokens;
-	kvc_key_compute(&in, out);
+	return kvc_key_compute(&in, out);
 }

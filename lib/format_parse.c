@@ -283,11 +283,13 @@ static int parse_prompt(const struct kvc_source *src, unsigned flags,
 
 /* The key from the token bytes as they lie in the file: they are already
  * the u32 LE encoding the key hashes, so nothing is converted. */
-static void derive_key(struct kvc_meta *meta, const struct seen *seen)
+static int derive_key(struct kvc_meta *meta, const struct seen *seen, struct kvc_err *err)
 {
-	kvc_key_of_le_tokens(meta->fingerprint, meta->quant_byte, meta->ctx_params_hash,
-			     seen->token_bytes, seen->token_len, &meta->key);
+	if (kvc_key_of_le_tokens(meta->fingerprint, meta->quant_byte, meta->ctx_params_hash,
+				 seen->token_bytes, seen->token_len, &meta->key) < 0)
+		return kvc_err_set(err, KVC_E_NO_MEMORY, "SHA-256 of the key");
 	meta->has_key = true;
+	return 0;
 }
 
 int kvc_parse_meta(const struct kvc_source *src, unsigned flags,
@@ -345,7 +347,7 @@ int kvc_parse_meta(const struct kvc_source *src, unsigned flags,
 		goto out;
 	rc = check_consistency(meta, tlv_off + 4 + tlv_len, &seen, err);
 	if (rc == 0)
-		derive_key(meta, &seen);
+		rc = derive_key(meta, &seen, err);
 out:
 	free(tlv_copy);
 	if (rc < 0)

@@ -101,7 +101,8 @@ int kvc_check_crc_and_key(const struct kvc_meta *meta, const struct kvc_key *exp
 	}
 	if (expected_key == NULL)
 		return 0;
-	kvc_meta_key(meta, &actual);
+	if (kvc_meta_key(meta, &actual) < 0)
+		return kvc_err_set(err, KVC_E_NO_MEMORY, "SHA-256 of the key");
 	if (!kvc_key_equal(&actual, expected_key)) {
 		char want[KVC_KEY_HEX_LEN + 1], got[KVC_KEY_HEX_LEN + 1];
 		kvc_key_to_hex(expected_key, want);

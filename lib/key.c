@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Cache keys: SHA-256 over what identifies a KV state, and prefix keys. */
+#include <errno.h>
 #include <string.h>
 
 #include <glib.h>
@@ -11,17 +12,16 @@
 
 /* What a key is: SHA-256(fingerprint || quant_byte || ctx_params_hash ||
  * tokens as u32 LE). This and feed_tokens are its only definition. */
-static void feed_header(struct kvc_sha256 *sum, const uint8_t fingerprint[32],
+static bool feed_header(struct kvc_sha256 *sum, const uint8_t fingerprint[32],
 			uint8_t quant_byte, const uint8_t ctx_params_hash[32])
 {
-	kvc_sha256_update(sum, fingerprint, 32);
-	kvc_sha256_update(sum, &quant_byte, 1);
-	kvc_sha256_update(sum, ctx_params_hash, 32);
+	return kvc_sha256_update(sum, fingerprint, 32) && kvc_sha256_update(sum, &quant_byte, 1) &&
+	       kvc_sha256_update(sum, ctx_params_hash, 32);
 }
 
 /* Tokens are hashed as u32 LE; encode in chunks so no copy of the whole
  * token list is made. */
-static void feed_tokens(struct kvc_sha256 *sum, const uint32_t *tokens, size_t n)
+static bool feed_tokens(struct kvc_sha256 *sum, const uint32_t *tokens, size_t n)
 {
 	uint8_t buf[4 * 256];
 
@@ -34,32 +34,46 @@ static void feed_tokens(struct kvc_sha256 *sum, const uint32_t *tokens, size_t n
 			buf[4 * i + 2] = (uint8_t)(t >> 16);
 			buf[4 * i + 3] = (uint8_t)(t >> 24);
 		}
-		kvc_sha256_update(sum, buf, 4 * chunk);
+		if (!kvc_sha256_update(sum, buf, 4 * chunk))
+			return false;
 		tokens += chunk;
 		n -= chunk;
 	}
+	return true;
 }
 
-void kvc_key_compute(const struct kvc_key_input *in, struct kvc_key *out)
+/* A hash that failed part way: nothing of it is returned. */
+static int hash_failed(struct kvc_sha256 *sum)
+{
+	kvc_sha256_abandon(sum);
+	errno = ENOMEM;
+	return -1;
+}
+
+int kvc_key_compute(const struct kvc_key_input *in, struct kvc_key *out)
 {
 	struct kvc_sha256 sum;
 
-	kvc_sha256_init(&sum);
-	feed_header(&sum, in->fingerprint, in->quant_byte, in->ctx_params_hash);
-	feed_tokens(&sum, in->tokens, in->n_tokens);
-	kvc_sha256_final(&sum, out->bytes);
+	if (!kvc_sha256_init(&sum))
+		return errno = ENOMEM, -1;
+	if (!feed_header(&sum, in->fingerprint, in->quant_byte, in->ctx_params_hash) ||
+	    !feed_tokens(&sum, in->tokens, in->n_tokens))
+		return hash_failed(&sum);
+	return kvc_sha256_final(&sum, out->bytes) ? 0 : (errno = ENOMEM, -1);
 }
 
-void kvc_key_of_le_tokens(const uint8_t fingerprint[32], uint8_t quant_byte,
-			  const uint8_t ctx_params_hash[32], const uint8_t *tokens_le,
-			  size_t tokens_le_len, struct kvc_key *out)
+int kvc_key_of_le_tokens(const uint8_t fingerprint[32], uint8_t quant_byte,
+			 const uint8_t ctx_params_hash[32], const uint8_t *tokens_le,
+			 size_t tokens_le_len, struct kvc_key *out)
 {
 	struct kvc_sha256 sum;
 
-	kvc_sha256_init(&sum);
-	feed_header(&sum, fingerprint, quant_byte, ctx_params_hash);
-	kvc_sha256_update(&sum, tokens_le, tokens_le_len);
-	kvc_sha256_final(&sum, out->bytes);
+	if (!kvc_sha256_init(&sum))
+		return errno = ENOMEM, -1;
+	if (!feed_header(&sum, fingerprint, quant_byte, ctx_params_hash) ||
+	    !kvc_sha256_update(&sum, tokens_le, tokens_le_len))
+		return hash_failed(&sum);
+	return kvc_sha256_final(&sum, out->bytes) ? 0 : (errno = ENOMEM, -1);
 }
 
 size_t kvc_prefix_key_count(size_t n_tokens, size_t stride, size_t min_len)
@@ -76,8 +90,8 @@ size_t kvc_prefix_key_count(size_t n_tokens, size_t stride, size_t min_len)
 	return count;
 }
 
-size_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
-		       size_t min_len, size_t *lens, struct kvc_key *keys)
+ssize_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
+			size_t min_len, size_t *lens, struct kvc_key *keys)
 {
 	struct kvc_sha256 sum;
 	uint8_t unused[32];
@@ -85,25 +99,29 @@ size_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
 
 	if (stride == 0)
 		stride = 1;
-	kvc_sha256_init(&sum);
-	feed_header(&sum, in->fingerprint, in->quant_byte, in->ctx_params_hash);
+	if (!kvc_sha256_init(&sum))
+		return errno = ENOMEM, -1;
+	if (!feed_header(&sum, in->fingerprint, in->quant_byte, in->ctx_params_hash))
+		return hash_failed(&sum);
 	for (;;) {
 		size_t next = done + stride;
 		if (next > in->n_tokens)
 			next = in->n_tokens;
-		feed_tokens(&sum, in->tokens + done, next - done);
+		if (!feed_tokens(&sum, in->tokens + done, next - done))
+			return hash_failed(&sum);
 		done = next;
 		if (done >= min_len && (done % stride == 0 || done == in->n_tokens)) {
 			/* peek works on a copy of the state, so the walk goes
 			 * on from here: one pass for every prefix. */
-			kvc_sha256_peek(&sum, keys[filled].bytes);
+			if (!kvc_sha256_peek(&sum, keys[filled].bytes))
+				return hash_failed(&sum);
 			lens[filled++] = done;
 		}
 		if (done == in->n_tokens)
 			break;
 	}
-	kvc_sha256_final(&sum, unused); /* frees the walk's context */
-	return filled;
+	/* Frees the walk's context. */
+	return kvc_sha256_final(&sum, unused) ? (ssize_t)filled : (errno = ENOMEM, -1);
 }
 
 static int hex_value(char c)

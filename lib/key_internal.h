@@ -13,8 +13,8 @@
  * token_ids TLV: the parser hashes them in place, without decoding. The
  * same function as kvc_key_compute(), which encodes them first.
  */
-void kvc_key_of_le_tokens(const uint8_t fingerprint[32], uint8_t quant_byte,
-			  const uint8_t ctx_params_hash[32], const uint8_t *tokens_le,
-			  size_t tokens_le_len, struct kvc_key *out);
+int kvc_key_of_le_tokens(const uint8_t fingerprint[32], uint8_t quant_byte,
+			 const uint8_t ctx_params_hash[32], const uint8_t *tokens_le,
+			 size_t tokens_le_len, struct kvc_key *out) __attribute__((warn_unused_result));
 
 #endif

@@ -140,7 +140,10 @@ static int existing_is_slab(struct kvc_store *store, int fd, const struct stat *
 	kvc_source_from_fd_head(&src, &head, fd, (uint64_t)st->st_size);
 	if (kvc_parse_meta(&src, KVC_PARSE_LIGHT, meta, verr) < 0)
 		return -1;
-	kvc_meta_key(meta, &actual);
+	if (kvc_meta_key(meta, &actual) < 0) {
+		kvc_meta_clear(meta);
+		return kvc_err_set(verr, KVC_E_NO_MEMORY, "SHA-256 of the key");
+	}
 	if (!kvc_key_equal(&actual, key)) {
 		kvc_meta_clear(meta);
 		return kvc_err_set(verr, KVC_E_KEY_MISMATCH, "the slab under the name is another key's");
@@ -200,15 +203,17 @@ int kvc_tmp_prepare(struct kvc_tmp *tmp, struct kvc_err *err)
 	struct kvc_meta meta;
 	struct kvc_key key;
 	struct stat st;
-	int fd = tmp->fd;
+	int fd = tmp->fd, rc;
 
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return kvc_err_sys(err, fd < 0 ? EBADF : errno, "temp %s", tmp->name);
 	kvc_source_from_fd(&src, &fd, (uint64_t)st.st_size);
 	if (kvc_parse_meta(&src, 0, &meta, err) < 0)
 		return -1; /* not a slab: nothing to get ready */
-	kvc_meta_key(&meta, &key);
+	rc = kvc_meta_key(&meta, &key);
 	kvc_meta_clear(&meta);
+	if (rc < 0)
+		return kvc_err_set(err, KVC_E_NO_MEMORY, "SHA-256 of the key");
 	return ensure_synced_and_verified(tmp, &key, err);
 }
 
@@ -306,7 +311,10 @@ static int check_published(struct kvc_store *store, const char *slab,
 	close(fd);
 	if (rc < 0)
 		return -1;
-	kvc_meta_key(&meta, &actual);
+	if (kvc_meta_key(&meta, &actual) < 0) {
+		kvc_meta_clear(&meta);
+		return kvc_err_set(err, KVC_E_NO_MEMORY, "SHA-256 of the key");
+	}
 	if (!kvc_key_equal(&actual, key)) {
 		kvc_meta_clear(&meta);
 		return kvc_err_set(err, KVC_E_IO, "re-check of %s found another key", slab);

@@ -149,7 +149,11 @@ static void scan_one(struct kvc_store *store, const char *name, unsigned char d_
 		close(fd);
 		return;
 	}
-	kvc_meta_key(&meta, &actual);
+	if (kvc_meta_key(&meta, &actual) < 0) { /* out of memory: judge it next time */
+		kvc_meta_clear(&meta);
+		close(fd);
+		return;
+	}
 	well_named = kvc_key_from_slab_name(name, &named) && kvc_key_equal(&named, &actual);
 	if (!well_named) {
 		int rc = store->read_only || fstat(fd, &st) < 0

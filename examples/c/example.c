@@ -38,7 +38,8 @@ int main(int argc, char **argv)
 	struct kvc_meta m = { 0 };
 	struct kvc_key_input in = { 0 };
 	struct kvc_key key, keys[N_TOKENS / STRIDE + 2];
-	size_t lens[N_TOKENS / STRIDE + 2], prefix_len, n;
+	size_t lens[N_TOKENS / STRIDE + 2], prefix_len;
+	ssize_t n;
 	char name[KVC_SLAB_NAME_LEN + 1], staging[4096], final[4096], payload[4096];
 	struct kvc_err err;
 
@@ -64,7 +65,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "build: %s\n", err.detail);
 		return 1;
 	}
-	kvc_meta_key(&m, &key);
+	if (kvc_meta_key(&m, &key) < 0) {
+		perror("key");
+		return 1;
+	}
 	kvc_key_slab_name(&key, name);
 
 	/* Publish through the mount: write a staging file, rename to the key. */
@@ -84,7 +88,11 @@ int main(int argc, char **argv)
 	in.tokens = tokens;
 	in.n_tokens = N_TOKENS;
 	n = kvc_prefix_keys(&in, STRIDE, 1, lens, keys);
-	for (size_t i = n; i-- > 0;) {
+	if (n < 0) {
+		perror("prefix keys");
+		return 1;
+	}
+	for (size_t i = (size_t)n; i-- > 0;) {
 		struct stat st;
 		char probe[4096], probe_name[KVC_SLAB_NAME_LEN + 1];
 		kvc_key_slab_name(&keys[i], probe_name);

@@ -128,8 +128,10 @@ struct kvc_meta {
 };
 
 void kvc_meta_clear(struct kvc_meta *meta);
-/* The key the metadata's own content derives to (meta->key once parsed). */
-void kvc_meta_key(const struct kvc_meta *meta, struct kvc_key *out);
+/* The key the metadata's own content derives to (meta->key once parsed:
+ * then it cannot fail). 0, or -1 with errno ENOMEM (kvc_key_compute). */
+int kvc_meta_key(const struct kvc_meta *meta, struct kvc_key *out)
+	__attribute__((warn_unused_result));
 
 const char *kvc_save_reason_name(uint8_t v);       /* NULL if unknown */
 int kvc_save_reason_from_name(const char *name);   /* -1 if unknown */

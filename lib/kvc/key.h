@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,18 +29,23 @@ struct kvc_key_input {
 	size_t n_tokens;
 };
 
-/* SHA-256(fingerprint || quant_byte || ctx_params_hash || tokens as u32 LE) */
-void kvc_key_compute(const struct kvc_key_input *in, struct kvc_key *out);
+/* SHA-256(fingerprint || quant_byte || ctx_params_hash || tokens as u32 LE).
+ * 0, or -1 with errno ENOMEM when libcrypto cannot allocate (nothing else
+ * fails). Here and below, a result may not be ignored. */
+int kvc_key_compute(const struct kvc_key_input *in, struct kvc_key *out)
+	__attribute__((warn_unused_result));
 
 /*
  * Keys of every prefix tokens[0..len) whose len is a multiple of stride
  * (and >= min_len), plus the full length, in one pass over the tokens.
  * lens[] and keys[] must hold kvc_prefix_key_count() entries; they are
- * filled in increasing length. Returns the number filled.
+ * filled in increasing length. Returns the number filled, or -1 with errno
+ * ENOMEM.
  */
 size_t kvc_prefix_key_count(size_t n_tokens, size_t stride, size_t min_len);
-size_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
-		       size_t min_len, size_t *lens, struct kvc_key *keys);
+ssize_t kvc_prefix_keys(const struct kvc_key_input *in, size_t stride,
+			size_t min_len, size_t *lens, struct kvc_key *keys)
+	__attribute__((warn_unused_result));
 
 /* Lowercase hex; out must hold 65 bytes. */
 void kvc_key_to_hex(const struct kvc_key *key, char out[KVC_KEY_HEX_LEN + 1]);

@@ -102,7 +102,10 @@ int main(int argc, char **argv)
 	m.n_tokens = 512;
 	if (kvc_build_prefix(&m, len, kvc_crc32c(0, payload, len), &prefix, &plen, &err) < 0)
 		return 1;
-	kvc_meta_key(&m, &key);
+	if (kvc_meta_key(&m, &key) < 0) {
+		perror("key");
+		return 1;
+	}
 	if (kvc_store_open(&cfg, &store, &err) < 0) {
 		fprintf(stderr, "%s\n", err.detail);
 		return 1;

@@ -37,7 +37,10 @@ static void make_slabs(const char *dir, int count)
 			tokens[i] = (uint32_t)(n * 64 + i);
 		kvc_build_prefix(&m, sizeof(payload), kvc_crc32c(0, payload, sizeof(payload)),
 				 &prefix, &plen, &err);
-		kvc_meta_key(&m, &key);
+		if (kvc_meta_key(&m, &key) < 0) {
+			perror("key");
+			exit(1);
+		}
 		kvc_key_slab_name(&key, name);
 		int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0 || write(fd, prefix, plen) != (ssize_t)plen ||

@@ -2,6 +2,7 @@
 /* libkvc's SHA-256 (libcrypto underneath) gives the known answers of
  * FIPS 180-4 and agrees with glib's on every length and split, and a
  * peek at a prefix leaves the hash going. */
+#include <errno.h>
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -21,9 +22,9 @@ static void digest_hex(const void *data, size_t len, char out[65])
 	struct kvc_sha256 c;
 	uint8_t d[32];
 
-	kvc_sha256_init(&c);
-	kvc_sha256_update(&c, data, len);
-	kvc_sha256_final(&c, d);
+	assert_true(kvc_sha256_init(&c));
+	assert_true(kvc_sha256_update(&c, data, len));
+	assert_true(kvc_sha256_final(&c, d));
 	kvc_hex_encode(d, 32, out);
 }
 
@@ -57,15 +58,15 @@ static void check_against_glib(void)
 		digest_hex(buf, len, ours);
 		assert_string_equal(ours, theirs);
 		/* the same bytes fed in random pieces */
-		kvc_sha256_init(&c);
+		assert_true(kvc_sha256_init(&c));
 		while (off < len) {
 			size_t n = (size_t)rand() % 130;
 			if (n > len - off)
 				n = len - off;
-			kvc_sha256_update(&c, buf + off, n);
+			assert_true(kvc_sha256_update(&c, buf + off, n));
 			off += n;
 		}
-		kvc_sha256_final(&c, d);
+		assert_true(kvc_sha256_final(&c, d));
 		kvc_hex_encode(d, 32, ours);
 		assert_string_equal(ours, theirs);
 		g_free(theirs);
@@ -94,17 +95,57 @@ static void test_peek(void **state)
 	char hex[65], want[65];
 
 	(void)state;
-	kvc_sha256_init(&c);
+	assert_true(kvc_sha256_init(&c));
 	for (size_t len = 0; len < 56; len++) {
-		kvc_sha256_peek(&c, d);
+		assert_true(kvc_sha256_peek(&c, d));
 		kvc_hex_encode(d, 32, hex);
 		digest_hex(msg, len, want);
 		assert_string_equal(hex, want);
-		kvc_sha256_update(&c, msg + len, 1);
+		assert_true(kvc_sha256_update(&c, msg + len, 1));
 	}
-	kvc_sha256_final(&c, d);
+	assert_true(kvc_sha256_final(&c, d));
 	kvc_hex_encode(d, 32, hex);
 	assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+/* libcrypto's context allocation, made to fail from the nth call on
+ * (0: never), as an exhausted allocator would. */
+EVP_MD_CTX *__real_EVP_MD_CTX_new(void);
+EVP_MD_CTX *__wrap_EVP_MD_CTX_new(void);
+static int ctx_calls_left;
+
+EVP_MD_CTX *__wrap_EVP_MD_CTX_new(void)
+{
+	if (ctx_calls_left > 0 && --ctx_calls_left == 0)
+		return NULL;
+	return __real_EVP_MD_CTX_new();
+}
+
+/* Out of memory is an error the caller sees, never an abort: the key
+ * functions return -1 with ENOMEM, and a prefix walk that fails half way
+ * returns nothing. */
+static void test_allocation_failure_is_an_error(void **state)
+{
+	uint32_t tokens[40] = { 0 };
+	struct kvc_key_input in = { .tokens = tokens, .n_tokens = 40 };
+	struct kvc_key key, keys[8];
+	size_t lens[8];
+	struct kvc_sha256 c;
+
+	(void)state;
+	ctx_calls_left = 1;
+	assert_false(kvc_sha256_init(&c));
+	ctx_calls_left = 1;
+	errno = 0;
+	assert_int_equal(kvc_key_compute(&in, &key), -1);
+	assert_int_equal(errno, ENOMEM);
+	/* The walk's own context, then the third peek's copy. */
+	ctx_calls_left = 4;
+	assert_int_equal(kvc_prefix_keys(&in, 10, 1, lens, keys), -1);
+	assert_int_equal(errno, ENOMEM);
+	ctx_calls_left = 0;
+	assert_int_equal(kvc_key_compute(&in, &key), 0);
+	assert_int_equal(kvc_prefix_keys(&in, 10, 1, lens, keys), 4);
 }
 
 int main(void)
@@ -113,6 +154,7 @@ int main(void)
 		cmocka_unit_test(test_known_answers),
 		cmocka_unit_test(test_against_glib),
 		cmocka_unit_test(test_peek),
+		cmocka_unit_test(test_allocation_failure_is_an_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

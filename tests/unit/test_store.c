@@ -176,7 +176,7 @@ static void make_slab(struct slab *s, uint32_t first_token, size_t payload_len,
 	assert_int_equal(kvc_build_prefix(&m, payload_len,
 					  kvc_crc32c(0, s->payload, payload_len),
 					  &s->prefix, &s->prefix_len, &err), 0);
-	kvc_meta_key(&m, &s->key);
+	assert_int_equal(kvc_meta_key(&m, &s->key), 0);
 }
 
 static void free_slab(struct slab *s)

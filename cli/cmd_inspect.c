@@ -161,7 +161,8 @@ static void print_text(const char *path, const struct inspected *r)
 	printf("%-20s %s\n", "key", r->key);
 	printf("%-20s %u\n", "version", m->version);
 	printf("%-20s %" PRIu64 "\n", "file_size", m->file_size);
-	printf("%-20s %s (%u)\n", "quant_type", kvc_quant_name(m->quant_byte), m->quant_byte);
+	printf("%-20s %s\n", "quant_type", kvc_quant_name(m->quant_byte));
+	printf("%-20s %u\n", "quant_byte", m->quant_byte);
 	printf("%-20s %u\n", "quant_bits", m->quant_bits);
 	printf("%-20s %s\n", "save_reason", kvc_save_reason_name(m->save_reason));
 	printf("%-20s %s\n", "fingerprint_mode", kvc_fingerprint_mode_name(m->fingerprint_mode));

@@ -164,6 +164,7 @@ static double timeout_of(const struct kvcfs *fs, enum node_kind kind)
 		return fs->opts.entry_timeout;
 	case NODE_STAGING:
 	case NODE_METRICS:
+	case NODE_REFUSALS:
 	case NODE_RESCAN:
 		return 0.0;
 	default:
@@ -294,6 +295,14 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 		st->st_size = (off_t)len;
 		break;
 	}
+	case NODE_REFUSALS:
+		/* Anyone may read it, and sees the lines of their own uid;
+		 * its size depends on who reads, so it is made at open. */
+		attr_of_dir(fs, 0444, st);
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = 0;
+		break;
 	case NODE_RESCAN:
 		/* Reading it makes the daemon re-read the backing root: the
 		 * mount's owner's (the daemon's user) only. */

@@ -108,6 +108,7 @@ struct kvcfs {
 	 * each holds a descriptor. */
 	unsigned staging_count;
 	GHashTable *staging_per_uid; /* uid → count (GUINT_TO_POINTER both) */
+	struct kvcfs_refusals *refusals; /* its own lock, a leaf (refusals.c) */
 	GHashTable *links;         /* key → GArray of the files staging names
 				    * still name after link(2) (links.c) */
 	/* Their bounds: set before serving, never changed. */
@@ -123,6 +124,23 @@ static inline struct kvcfs *kvcfs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
+
+/* refusals.c: the recent refused publishes, for .kvcfs/refusals. */
+struct kvcfs_refusals;
+void refusals_init(struct kvcfs *fs);
+void refusals_destroy(struct kvcfs *fs);
+/* One refused publish: kept, and logged (rate-limited). name NULL: the
+ * key's own name. */
+void refusals_record(struct kvcfs *fs, uid_t uid, const char *name, const struct kvc_key *key,
+		     int err, const char *reason);
+/* The lines reader may see (its own; all for root and the daemon's user). */
+char *refusals_render(struct kvcfs *fs, uid_t reader, size_t *len);
+
+/* log.c: where messages go (stderr in the foreground, syslog detached). */
+void log_init(void);
+void log_detached(bool detached);
+/* A line a user can cause, rate-limited. */
+void log_limited(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* links.c: staging names that name a slab after link(2). */
 void links_init(struct kvcfs *fs);

@@ -90,6 +90,8 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 	if (fuse_session_mount(se, cmd->mountpoint) != 0)
 		goto out_handlers;
 	fuse_daemonize(cmd->foreground);
+	/* Detached, stderr is /dev/null: from now on messages go to syslog. */
+	log_detached(!cmd->foreground);
 	if (notifier_start(&fs->notifier, se) != 0)
 		goto out_unmount;
 	if (maintenance_start(fs) != 0)
@@ -181,6 +183,7 @@ static int run(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_op
 	nodes_init(fs);
 	fs->free_stage = staging_free;
 	hits_init(fs);
+	refusals_init(fs);
 	if (startup_scan(fs) == 0 && local_tier_start(fs) == 0) {
 		staging_quota_init(fs);
 		evict_if_needed(fs); /* a budget smaller than what is there */
@@ -195,6 +198,7 @@ static int run(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_op
 		staging_quota_destroy(fs);
 	local_tier_stop(fs);
 	hits_destroy(fs);
+	refusals_destroy(fs);
 	index_destroy(&fs->index);
 	kvc_store_close(fs->store);
 	return rc;
@@ -208,6 +212,7 @@ int main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	int rc = 1;
 
+	log_init();
 	if (options_parse(&args, &fs.opts) < 0 || fuse_parse_cmdline(&args, &cmd) != 0)
 		goto out;
 	rc = before_mounting(argv, &fs, &cmd);

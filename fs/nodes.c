@@ -23,6 +23,7 @@ void nodes_init(struct kvcfs *fs)
 		{ INO_META_DIR, NODE_META_DIR },
 		{ INO_METRICS, NODE_METRICS },
 		{ INO_RESCAN, NODE_RESCAN },
+		{ INO_REFUSALS, NODE_REFUSALS },
 	};
 
 	pthread_mutex_init(&fs->lock, NULL);

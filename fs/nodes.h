@@ -16,12 +16,14 @@
 #define INO_META_DIR 3
 #define INO_METRICS 4
 #define INO_RESCAN 5
+#define INO_REFUSALS 6
 #define INO_FIRST_DYNAMIC 16
 
 #define PAYLOAD_DIR_NAME "payload"
 #define META_DIR_NAME ".kvcfs"
 #define METRICS_NAME "metrics"
 #define RESCAN_NAME "rescan"
+#define REFUSALS_NAME "refusals"
 
 enum node_kind {
 	NODE_ROOT,
@@ -29,6 +31,7 @@ enum node_kind {
 	NODE_META_DIR,
 	NODE_METRICS,
 	NODE_RESCAN,   /* .kvcfs/rescan: reading it re-reads the backing root */
+	NODE_REFUSALS, /* .kvcfs/refusals: the recent refused publishes */
 	NODE_SLAB,     /* <key>.kvc, published in the backing root */
 	NODE_PAYLOAD,  /* payload/<key> */
 	NODE_STAGING,  /* a file being written in this mount */

@@ -268,8 +268,8 @@ static int refuse(struct kvcfs *fs, struct node *node, const struct kvc_key *key
 		if (fs->notifier.running)
 			fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, -1, 0);
 		forget_slab_entries(fs, key, FORGET_LATER);
-		fuse_log(FUSE_LOG_WARNING, "kvcfs: dropped corrupt slab %s: %s: %s\n", hex,
-			 kvc_tag_name(err->tag), err->detail);
+		log_limited("kvcfs: dropped corrupt slab %s: %s: %s\n", hex, kvc_tag_name(err->tag),
+			    err->detail);
 	}
 	return -EIO;
 }

@@ -115,6 +115,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	case INO_META_DIR:
 		add(list, METRICS_NAME, INO_METRICS, S_IFREG);
 		add(list, RESCAN_NAME, INO_RESCAN, S_IFREG);
+		add(list, REFUSALS_NAME, INO_REFUSALS, S_IFREG);
 		break;
 	default:
 		rc = -ENOTDIR;

@@ -189,6 +189,8 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_node_entry(req, fs, fixed_node(fs, INO_METRICS));
 		else if (strcmp(name, RESCAN_NAME) == 0)
 			reply_node_entry(req, fs, fixed_node(fs, INO_RESCAN));
+		else if (strcmp(name, REFUSALS_NAME) == 0)
+			reply_node_entry(req, fs, fixed_node(fs, INO_REFUSALS));
 		else
 			fuse_reply_err(req, strlen(name) > 255 ? ENAMETOOLONG : ENOENT);
 		return;

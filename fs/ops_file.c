@@ -29,6 +29,10 @@ static int open_text(struct kvcfs *fs, fuse_req_t req, const struct node_view *v
 		h->text = metrics_render(fs, &h->text_len);
 		return 0;
 	}
+	if (v->kind == NODE_REFUSALS) { /* each reader sees its own */
+		h->text = refusals_render(fs, ctx->uid, &h->text_len);
+		return 0;
+	}
 	if (ctx->uid != 0 && ctx->uid != geteuid())
 		return -EACCES;
 	return maintenance_rescan_and_reply(fs, req, h, fi) < 0 ? -ESHUTDOWN : 1;
@@ -51,6 +55,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	h = handle_new(fs, node);
 	switch (v.kind) {
 	case NODE_METRICS:
+	case NODE_REFUSALS:
 	case NODE_RESCAN:
 		rc = open_text(fs, req, &v, h, fi);
 		if (rc > 0)

@@ -16,13 +16,15 @@
 #define SEAL_XATTR "user.kvcfs.seal"
 
 /* The attribute list, in the order listxattr shows it. */
+/* The format's field names, as `kvc inspect` and the golden vectors'
+ * manifest spell them; numbers as `kvc inspect` prints them. */
 static const char *const slab_xattrs[] = {
-	"user.kvc.key", "user.kvc.version", "user.kvc.tokens", "user.kvc.cached_token_count",
-	"user.kvc.hit_count", "user.kvc.save_reason", "user.kvc.quant_type",
+	"user.kvc.key", "user.kvc.version", "user.kvc.token_count", "user.kvc.cached_token_count",
+	"user.kvc.hit_count", "user.kvc.save_reason", "user.kvc.quant_type", "user.kvc.quant_byte",
 	"user.kvc.quant_bits", "user.kvc.context_size", "user.kvc.fingerprint",
-	"user.kvc.fingerprint_mode", "user.kvc.ctx_params_hash", "user.kvc.created",
-	"user.kvc.last_used", "user.kvc.payload_offset", "user.kvc.payload_length",
-	"user.kvc.crc32c", "user.kvc.hostname", "user.kvc.writer_version",
+	"user.kvc.fingerprint_mode", "user.kvc.ctx_params_hash", "user.kvc.creation_time",
+	"user.kvc.last_used_time", "user.kvc.payload_offset", "user.kvc.payload_length",
+	"user.kvc.payload_crc32c", "user.kvc.hostname", "user.kvc.writer_version",
 	"user.kvc.save_reason_detail",
 };
 
@@ -56,7 +58,7 @@ static GString *slab_xattr_value(const struct kvc_meta *m, const struct kvc_key 
 		g_string_append(v, hex);
 	} else if (strcmp(field, "version") == 0) {
 		g_string_append_printf(v, "%u", m->version);
-	} else if (strcmp(field, "tokens") == 0) {
+	} else if (strcmp(field, "token_count") == 0) {
 		g_string_append_printf(v, "%" PRIu32, m->n_tokens);
 	} else if (strcmp(field, "cached_token_count") == 0) {
 		g_string_append_printf(v, "%" PRIu32, m->cached_token_count);
@@ -66,6 +68,8 @@ static GString *slab_xattr_value(const struct kvc_meta *m, const struct kvc_key 
 		g_string_append(v, kvc_save_reason_name(m->save_reason));
 	} else if (strcmp(field, "quant_type") == 0) {
 		g_string_append(v, kvc_quant_name(m->quant_byte));
+	} else if (strcmp(field, "quant_byte") == 0) {
+		g_string_append_printf(v, "%u", m->quant_byte);
 	} else if (strcmp(field, "quant_bits") == 0) {
 		g_string_append_printf(v, "%u", m->quant_bits);
 	} else if (strcmp(field, "context_size") == 0) {
@@ -78,16 +82,16 @@ static GString *slab_xattr_value(const struct kvc_meta *m, const struct kvc_key 
 	} else if (strcmp(field, "ctx_params_hash") == 0) {
 		kvc_hex_encode(m->ctx_params_hash, 32, hex);
 		g_string_append(v, hex);
-	} else if (strcmp(field, "created") == 0) {
+	} else if (strcmp(field, "creation_time") == 0) {
 		g_string_append_printf(v, "%" PRIu64, m->creation_time);
-	} else if (strcmp(field, "last_used") == 0) {
+	} else if (strcmp(field, "last_used_time") == 0) {
 		g_string_append_printf(v, "%" PRIu64, m->last_used_time);
 	} else if (strcmp(field, "payload_offset") == 0) {
 		g_string_append_printf(v, "%" PRIu64, m->payload_offset);
 	} else if (strcmp(field, "payload_length") == 0) {
 		g_string_append_printf(v, "%" PRIu64, m->payload_length);
-	} else if (strcmp(field, "crc32c") == 0) {
-		g_string_append_printf(v, "%" PRIu32, m->payload_crc32c);
+	} else if (strcmp(field, "payload_crc32c") == 0) {
+		g_string_append_printf(v, "0x%08" PRIx32, m->payload_crc32c);
 	} else if (strcmp(field, "hostname") == 0 && m->hostname.present) {
 		g_string_append_len(v, m->hostname.data, m->hostname.len);
 	} else if (strcmp(field, "writer_version") == 0 && m->writer_version.present) {

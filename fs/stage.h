@@ -136,6 +136,11 @@ bool staging_seal_requested(struct staging *stage);
 bool staging_kernel_may_write(struct kvcfs *fs, struct staging *stage);
 /* Is this stage a <key>.kvc waiting for its close (no name yet)? */
 bool staging_in_flight(struct kvcfs *fs, struct staging *stage);
+/* A publish of stage under name (NULL: its target key's name) failed with
+ * rc: recorded and logged with the reason (refusals.c). rc >= 0 or
+ * -EEXIST: nothing. Takes the stage's lock and fs->lock in turn. */
+void stage_report_refusal(struct kvcfs *fs, struct staging *stage, const char *name,
+			  const struct kvc_key *key, int rc);
 /* Will the stage's file be read after its publish: by a close still
  * publishing it (a dup may read on) or by a handle open on it? */
 bool staging_read_after_publish(struct kvcfs *fs, struct staging *stage);

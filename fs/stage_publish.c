@@ -219,7 +219,7 @@ static int publish_failed(struct kvcfs *fs, const struct kvc_key *key, bool fina
 		if (final)
 			atomic_fetch_add(&fs->metrics.rejected, 1);
 	} else if (err->tag != KVC_E_EXISTS) {
-		fuse_log(FUSE_LOG_ERR, "kvcfs: publish failed: %s\n", err->detail);
+		log_limited("kvcfs: publish failed: %s\n", err->detail);
 	}
 	return -kvc_err_to_errno(err);
 }
@@ -459,6 +459,24 @@ static int publish_named(struct kvcfs *fs, struct staging *stage, const struct k
 	return rc;
 }
 
+void stage_report_refusal(struct kvcfs *fs, struct staging *stage, const char *name,
+			  const struct kvc_key *key, int rc)
+{
+	char *why;
+	uid_t uid;
+
+	if (rc >= 0 || rc == -EEXIST) /* EEXIST: link(2)'s answer, not a refusal */
+		return;
+	pthread_rwlock_rdlock(&stage->lock);
+	why = g_strdup(stage->error);
+	pthread_rwlock_unlock(&stage->lock);
+	fs_lock(fs);
+	uid = stage->uid;
+	fs_unlock(fs);
+	refusals_record(fs, uid, name, key, -rc, why != NULL ? why : strerror(-rc));
+	g_free(why);
+}
+
 /* The name stops naming the staging file; the file lives while open.
  * fs->lock held. */
 static void drop_name(struct kvcfs *fs, struct node *node)
@@ -473,6 +491,7 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 	char newname[KVC_SLAB_NAME_LEN + 1];
 	struct kvc_key published_key;
 	bool published, copied;
+	char *shown;
 	int rc;
 
 	pthread_rwlock_rdlock(&src->stage->lock);
@@ -497,9 +516,14 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 	kvc_key_slab_name(key, newname);
 	if ((flags & RENAME_NOREPLACE) && kvc_store_name_taken(fs->store, newname))
 		return -EEXIST;
+	fs_lock(fs);
+	shown = g_strdup(src->name);
+	fs_unlock(fs);
 	rc = publish_named(fs, src->stage, key,
 			   PUBLISH_FINAL | ((flags & RENAME_NOREPLACE) ? PUBLISH_EXCLUSIVE : 0),
 			   &copied);
+	stage_report_refusal(fs, src->stage, shown, key, rc);
+	g_free(shown);
 	if (copied) {
 		/* What was published is a copy: this node stays the writer's
 		 * file, without a name (its temp goes at its last close); the
@@ -669,7 +693,16 @@ int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct n
 		/* With a writer the kernel serves directly still holding the
 		 * file, what is linked is a copy: the staging name then goes
 		 * on naming the writer's own file, not the slab. */
+	{
+		char *shown;
+
+		fs_lock(fs);
+		shown = g_strdup(src->name);
+		fs_unlock(fs);
 		rc = publish_named(fs, src->stage, &key, PUBLISH_FINAL | PUBLISH_AS_LINK, &copied);
+		stage_report_refusal(fs, src->stage, shown, &key, rc);
+		g_free(shown);
+	}
 	linked = rc == 0 && !published && !copied && linked_file(src->stage, &file);
 	fs_lock(fs);
 	if (rc == 0) {

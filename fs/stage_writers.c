@@ -436,6 +436,8 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 		rc = publish_stage(fs, stage, &stage->target, 0);
 		settle_close_publish(fs, h, rc, false);
 	}
+	if (publish)
+		stage_report_refusal(fs, stage, NULL, &stage->target, rc);
 	return rc;
 }
 
@@ -469,9 +471,12 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 	if (last_try) {
 		/* Bytes written since the last close's try get one more;
 		 * then a refusal is final and nothing appears. */
+		bool tried = atomic_load(&stage->write_error) == 0 && atomic_load(&stage->dirty);
 		int rc = atomic_load(&stage->write_error) != 0 ? -atomic_load(&stage->write_error)
-			 : atomic_load(&stage->dirty) ? publish_stage(fs, stage, &stage->target, 0)
-						       : -EBADMSG;
+			 : tried ? publish_stage(fs, stage, &stage->target, 0) : -EBADMSG;
+
+		if (tried) /* else its close reported it already */
+			stage_report_refusal(fs, stage, NULL, &stage->target, rc);
 		pthread_rwlock_rdlock(&stage->lock);
 		refused = stage->refused;
 		pthread_rwlock_unlock(&stage->lock);

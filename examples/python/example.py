@@ -64,9 +64,9 @@ def main():
                                             len(big_state), 0, quant_bits=4),
                         big_state)
     assert kvcache.restore(mount, sealed_key) == big_state
-    print("sealed save of %d bytes published; crc32c %s" % (
+    print("sealed save of %d bytes published; payload_crc32c %s" % (
         len(big_state), os.getxattr(os.path.join(mount, sealed_key + ".kvc"),
-                                    "user.kvc.crc32c").decode()))
+                                    "user.kvc.payload_crc32c").decode()))
 
     os.unlink(os.path.join(mount, key + ".kvc"))
     os.unlink(os.path.join(mount, sealed_key + ".kvc"))

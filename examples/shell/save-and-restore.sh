@@ -18,7 +18,7 @@ mv "$mnt/incoming.part" "$mnt/$key.kvc"
 ls -l "$mnt/$key.kvc"
 stat -c '%n: %s bytes, created %y, last used %x' "$mnt/$key.kvc"
 getfattr -d "$mnt/$key.kvc"
-echo "tokens: $(getfattr --only-values -n user.kvc.tokens "$mnt/$key.kvc")"
+echo "token_count: $(getfattr --only-values -n user.kvc.token_count "$mnt/$key.kvc")"
 
 # Restore: the payload bytes, validated before the open succeeded
 cat "$mnt/payload/$key" > "$work/state.bin"

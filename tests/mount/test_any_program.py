@@ -105,7 +105,7 @@ def test_reference_save_publishes_counts_hits_and_reloads(ws):
     reference_count_hit(m.mnt, e["key"], 41, 1_700_000_123)
     assert header_fields(backing_bytes(m, e["key"])) == (41, 1_700_000_123)
     assert os.getxattr(m.path(e["key"] + ".kvc"), "user.kvc.hit_count") == b"41"
-    assert os.getxattr(m.path(e["key"] + ".kvc"), "user.kvc.last_used") == b"1700000123"
+    assert os.getxattr(m.path(e["key"] + ".kvc"), "user.kvc.last_used_time") == b"1700000123"
 
     m.stop()
     m.start()
@@ -337,7 +337,7 @@ def test_header_read_through_the_mount_is_the_persisted_one(ws):
     hits, used = header_fields(head)
     assert hits == header_fields(vector_bytes(e))[0] + 5, "five opens, five hits"
     assert os.getxattr(p, "user.kvc.hit_count") == str(hits).encode()
-    assert os.getxattr(p, "user.kvc.last_used") == str(used).encode()
+    assert os.getxattr(p, "user.kvc.last_used_time") == str(used).encode()
     assert header_fields(backing_bytes(m, e["key"])) == (hits, used)
 
 

@@ -91,7 +91,7 @@ def test_fifo_under_slab_name(ws):
         promptly(outcome("os.stat(%r)" % m.path("payload", key)))
         assert promptly(outcome("open(%r, 'rb').read()" % p)) != "ok"
         assert promptly(outcome("open(%r, 'rb').read()" % m.path("payload", key))) != "ok"
-        assert promptly(outcome("os.getxattr(%r, 'user.kvc.tokens')" % p)) != "ok"
+        assert promptly(outcome("os.getxattr(%r, 'user.kvc.token_count')" % p)) != "ok"
         assert promptly(outcome("subprocess.run(['getfattr', '-d', %r], capture_output=True)"
                                 % p)) == "ok"
         listing = promptly("import subprocess\nprint(subprocess.run(['ls', '-l', %r], "

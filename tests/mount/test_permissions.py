@@ -330,6 +330,27 @@ def test_published_slab_is_read_only_for_its_publisher(ws):
             assert struct.unpack_from("<I", f.read(16), 12)[0] == 1  # the hit persisted
 
 
+def test_each_user_sees_their_own_refusals(ws):
+    """.kvcfs/refusals shows each reader the refusals of its own uid (the
+    names and reasons of others' files are not theirs to read); root sees
+    all."""
+    root = shared_workspace(ws, 0o1777)
+    m = ws.mount(root, options=["allow_other"])
+    with users("ra", "rb") as (u, _):
+        for who, i in (("ra", 10), ("rb", 11)):
+            key, data = slab(i)
+            bad = data[:-1] + bytes([data[-1] ^ 1])
+            expect(u[who], "EBADMSG", "publish", m.path(who + ".part"), m.path(key + ".kvc"),
+                   data=bad)
+        for who in ("ra", "rb"):
+            seen = bytes.fromhex(as_user(u[who], "read", m.path(".kvcfs", "refusals"))[0])
+            lines = seen.decode().splitlines()
+            assert len(lines) == 1 and "uid=%d name=%s.part" % (u[who][0], who) in lines[0], \
+                (who, lines)
+        with open(m.path(".kvcfs", "refusals")) as f:
+            assert len(f.read().splitlines()) == 2
+
+
 def test_staging_files_bounded_per_user(ws):
     """Each staging file holds one of the daemon's descriptors: one user
     may have only staging_per_user of them (EDQUOT beyond, for a named

@@ -296,8 +296,12 @@ def test_metrics_format(ws):
             len(line.split()) == 2, line
     assert metric(m, "publishes_total") == 1
     assert metric(m, "bytes") == valid_vectors()[0]["file_size"]
+    # kvc stats: the same names as the metrics, sizes also in IEC units.
     out = run([KVC, "stats", m.mnt]).stdout
-    assert "publishes_total" in out and "bytes" in out, out
+    rows = {l.split()[0]: l.split(None, 1)[1] for l in out.splitlines()}
+    assert rows["kvcfs_publishes_total"] == "1", out
+    assert rows["kvcfs_bytes"] == "%d (%d bytes)" % ((valid_vectors()[0]["file_size"],) * 2), out
+    assert rows["kvcfs_publish_seconds_sum"].endswith(" s"), out
 
 
 KVC = os.environ.get("KVC_BIN")

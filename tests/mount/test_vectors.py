@@ -9,22 +9,12 @@ import struct
 from harness import (expect_errno, main, payload_of, vector_bytes, vectors,
                      without_mutable_header)
 
-XATTR_FIELDS = {
-    "user.kvc.fingerprint": "fingerprint",
-    "user.kvc.ctx_params_hash": "ctx_params_hash",
-    "user.kvc.quant_type": "quant_type",
-    "user.kvc.fingerprint_mode": "fingerprint_mode",
-    "user.kvc.save_reason": "save_reason",
-    "user.kvc.quant_bits": "quant_bits",
-    "user.kvc.context_size": "context_size",
-    "user.kvc.created": "creation_time",
-    "user.kvc.tokens": "token_count",
-    "user.kvc.cached_token_count": "cached_token_count",
-    "user.kvc.payload_length": "payload_length",
-    "user.kvc.payload_offset": "payload_offset",
-    "user.kvc.crc32c": "payload_crc32c",
-    "user.kvc.key": "key",
-}
+# One vocabulary: each attribute is user.kvc.<the manifest's field name>,
+# its value as `kvc inspect` prints it (the CRC in hex, as 0x%08x).
+XATTR_FIELDS = {"user.kvc." + f: f for f in (
+    "fingerprint", "ctx_params_hash", "quant_type", "quant_byte", "fingerprint_mode",
+    "save_reason", "quant_bits", "context_size", "creation_time", "token_count",
+    "cached_token_count", "payload_length", "payload_offset", "payload_crc32c", "key")}
 OPTIONAL = {"user.kvc.hostname": "hostname", "user.kvc.writer_version": "erllama_version",
             "user.kvc.save_reason_detail": "save_reason_detail"}
 
@@ -56,7 +46,8 @@ def test_valid_vectors_publish_and_read_back(ws):
         assert os.stat(m.path("payload", e["key"])).st_size == e["payload_length"]
         for attr, field in XATTR_FIELDS.items():
             value = os.getxattr(m.path(name), attr).decode()
-            assert value == str(e[field]), (e["kind"], attr, value, e[field])
+            want = "0x%08x" % e[field] if field == "payload_crc32c" else str(e[field])
+            assert value == want, (e["kind"], attr, value, want)
         for attr, field in OPTIONAL.items():
             if e[field] is None:
                 expect_errno(errno.ENODATA, os.getxattr, m.path(name), attr)

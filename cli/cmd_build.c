@@ -71,7 +71,16 @@ static int fill_meta(struct build_options *bo, struct kvc_meta *m)
 	gint64 now = (gint64)time(NULL);
 
 	if (sr < 0 || fm < 0) {
-		fprintf(stderr, "kvc build: unknown %s\n", sr < 0 ? "--save-reason" : "--fingerprint-mode");
+		const char *(*name_of)(uint8_t) = sr < 0 ? kvc_save_reason_name
+							 : kvc_fingerprint_mode_name;
+
+		fprintf(stderr, "kvc build: unknown %s '%s'; one of:",
+			sr < 0 ? "--save-reason" : "--fingerprint-mode",
+			sr < 0 ? bo->save_reason : bo->fingerprint_mode);
+		for (int v = 0; v < 256; v++)
+			if (name_of((uint8_t)v) != NULL)
+				fprintf(stderr, " %s", name_of((uint8_t)v));
+		fprintf(stderr, "\n");
 		return -1;
 	}
 	if (range_u("quant-bits", bo->quant_bits, 255) < 0 ||
@@ -100,11 +109,71 @@ static int place_at_path(struct kvc_store *store, struct kvc_tmp *tmp,
 {
 	g_autofree char *base = g_path_get_basename(path);
 
+	/* The same mode as a slab in a directory (kvc_store_publish). */
+	if (fchmod(tmp->fd, 0644) < 0)
+		return kvc_err_sys(err, errno, "chmod of %s", path);
 	if (renameat(kvc_store_dirfd(store), tmp->name, kvc_store_dirfd(store), base) < 0)
 		return kvc_err_sys(err, errno, "rename into %s", path);
 	tmp->name[0] = '\0';
 	if (fsync(kvc_store_dirfd(store)) < 0)
 		return kvc_err_sys(err, errno, "fsync directory of %s", path);
+	return 0;
+}
+
+/* The payload file, its length and CRC-32C. -1 after one line on stderr. */
+static int open_payload(const char *path, int *fd, uint64_t *len, uint32_t *crc)
+{
+	struct kvc_err err;
+	struct stat st;
+
+	*fd = input_open_regular(path, &st, &err);
+	if (*fd < 0) {
+		fprintf(stderr, "kvc build: --payload: %s\n", err.detail);
+		return -1;
+	}
+	if (crc_of_file(*fd, len, crc) < 0) {
+		fprintf(stderr, "kvc build: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The metadata from the options, the key's inputs and the host. */
+static int meta_from_options(struct build_options *bo, struct key_options *ko,
+			     struct kvc_meta *m, uint32_t **tokens, char hostname[256])
+{
+	struct kvc_key_input in;
+
+	if (key_options_resolve(ko, &in, tokens) < 0 || fill_meta(bo, m) < 0)
+		return -1;
+	memcpy(m->fingerprint, in.fingerprint, 32);
+	memcpy(m->ctx_params_hash, in.ctx_params_hash, 32);
+	m->quant_byte = in.quant_byte;
+	m->tokens = *tokens;
+	m->n_tokens = (uint32_t)in.n_tokens;
+	if (bo->hostname == NULL && gethostname(hostname, 255) == 0)
+		set_blob(&m->hostname, hostname);
+	else
+		set_blob(&m->hostname, bo->hostname);
+	if (!m->writer_version.present)
+		set_blob(&m->writer_version, (char *)"kvcfs " KVC_VERSION_STRING);
+	return 0;
+}
+
+/*
+ * Where -o puts the slab, one rule: an existing directory, or any path
+ * ending in '/' (which must then exist), gets DIR/<key>.kvc; anything else
+ * is the file to write, in a directory that must exist. *dir gets the
+ * directory either way. -1 after one line on stderr.
+ */
+static int output_target(const char *out, bool *to_dir, char **dir)
+{
+	*to_dir = g_str_has_suffix(out, "/") || g_file_test(out, G_FILE_TEST_IS_DIR);
+	*dir = *to_dir ? g_strdup(out) : g_path_get_dirname(out);
+	if (!g_file_test(*dir, G_FILE_TEST_IS_DIR)) {
+		fprintf(stderr, "kvc build: -o %s: %s is not a directory\n", out, *dir);
+		return -1;
+	}
 	return 0;
 }
 
@@ -117,46 +186,21 @@ static int build(struct build_options *bo, struct key_options *ko)
 	struct kvc_store *store = NULL;
 	struct kvc_tmp tmp = KVC_TMP_INIT;
 	struct kvc_meta m = { 0 };
-	struct kvc_key_input in;
 	struct kvc_key key;
 	struct kvc_err err;
 	enum kvc_publish_outcome outcome;
-	char hostname[256] = "";
-	char name[KVC_SLAB_NAME_LEN + 1];
+	char hostname[256] = "", name[KVC_SLAB_NAME_LEN + 1];
 	const char *out = bo->output ? bo->output : ".";
 	size_t prefix_len;
 	uint64_t payload_len = 0;
 	uint32_t crc = 0;
-	bool to_dir = g_file_test(out, G_FILE_TEST_IS_DIR);
+	bool to_dir;
 	int payload_fd = -1, rc = CLI_USAGE;
 
-	if (key_options_resolve(ko, &in, &tokens) < 0 || fill_meta(bo, &m) < 0)
-		return CLI_USAGE;
-	memcpy(m.fingerprint, in.fingerprint, 32);
-	memcpy(m.ctx_params_hash, in.ctx_params_hash, 32);
-	m.quant_byte = in.quant_byte;
-	m.tokens = tokens;
-	m.n_tokens = (uint32_t)in.n_tokens;
-	if (bo->hostname == NULL && gethostname(hostname, sizeof(hostname) - 1) == 0)
-		set_blob(&m.hostname, hostname);
-	else
-		set_blob(&m.hostname, bo->hostname);
-	if (!m.writer_version.present)
-		set_blob(&m.writer_version, (char *)"kvcfs " KVC_VERSION_STRING);
-
-	if (bo->payload != NULL) {
-		struct stat st;
-
-		payload_fd = input_open_regular(bo->payload, &st, &err);
-		if (payload_fd < 0) {
-			fprintf(stderr, "kvc build: --payload: %s\n", err.detail);
-			goto out;
-		}
-		if (crc_of_file(payload_fd, &payload_len, &crc) < 0) {
-			fprintf(stderr, "kvc build: %s: %s\n", bo->payload, strerror(errno));
-			goto out;
-		}
-	}
+	if (meta_from_options(bo, ko, &m, &tokens, hostname) < 0 ||
+	    output_target(out, &to_dir, &dir) < 0 ||
+	    (bo->payload != NULL && open_payload(bo->payload, &payload_fd, &payload_len, &crc) < 0))
+		goto out;
 	if (kvc_build_prefix(&m, payload_len, crc, &prefix, &prefix_len, &err) < 0) {
 		fprintf(stderr, "kvc build: %s\n", err.detail);
 		goto out;
@@ -165,7 +209,6 @@ static int build(struct build_options *bo, struct key_options *ko)
 		perror("kvc build: SHA-256");
 		goto out;
 	}
-	dir = to_dir ? g_strdup(out) : g_path_get_dirname(out);
 	cfg.root = dir;
 	if (kvc_store_open(&cfg, &store, &err) < 0 ||
 	    kvc_store_write_tmp_fd(store, &key, prefix, prefix_len, payload_fd, &tmp, &err) < 0 ||
@@ -176,9 +219,10 @@ static int build(struct build_options *bo, struct key_options *ko)
 		goto out;
 	}
 	kvc_key_slab_name(&key, name);
-	if (to_dir)
-		printf("%s/%s%s\n", out, name, outcome == KVC_PUBLISH_ADOPTED ? " (already present)" : "");
-	else
+	if (to_dir) {
+		g_autofree char *path = g_build_filename(dir, name, NULL);
+		printf("%s%s\n", path, outcome == KVC_PUBLISH_ADOPTED ? " (already present)" : "");
+	} else
 		printf("%s\n", out);
 	rc = CLI_OK;
 out:
@@ -207,7 +251,7 @@ int cmd_build(int argc, char **argv)
 		{ "last-used", 0, 0, G_OPTION_ARG_INT64, &bo.last_used, "last_used_time (= created)", "SECS" },
 		{ "hits", 0, 0, G_OPTION_ARG_INT64, &bo.hits, "hit_count (0)", "N" },
 		{ "detail", 0, 0, G_OPTION_ARG_STRING, &bo.detail, "save_reason_detail TLV", "TEXT" },
-		{ "output", 'o', 0, G_OPTION_ARG_FILENAME, &bo.output, "directory (gets DIR/<key>.kvc) or file path (default: .)", "PATH" },
+		{ "output", 'o', 0, G_OPTION_ARG_FILENAME, &bo.output, "an existing directory or a path ending in / (gets DIR/<key>.kvc), else the file to write (default: .)", "PATH" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	g_autoptr(GOptionContext) ctx = g_option_context_new("- write a KVC v1 slab");

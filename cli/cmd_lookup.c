@@ -42,6 +42,12 @@ int cmd_lookup(int argc, char **argv)
 		fprintf(stderr, "kvc lookup: --stride must be >= 1 and --min >= 0\n");
 		goto out;
 	}
+	/* A directory that is not there is a mistake, not a miss (exit 1
+	 * says "not cached"): say so, exit 2. */
+	if (!g_file_test(argv[1], G_FILE_TEST_IS_DIR)) {
+		fprintf(stderr, "kvc lookup: %s is not a directory\n", argv[1]);
+		goto out;
+	}
 	if (key_options_resolve(&ko, &in, &tokens) < 0)
 		goto out;
 	count = kvc_prefix_key_count(in.n_tokens, (size_t)stride, (size_t)min_len);

@@ -61,7 +61,10 @@ int key_options_resolve(const struct key_options *ko, struct kvc_key_input *in,
 	}
 	quant = kvc_quant_byte(ko->quant);
 	if (quant < 0) {
-		fprintf(stderr, "kvc: unknown quant type '%s'\n", ko->quant);
+		fprintf(stderr, "kvc: unknown quant type '%s'; one of:", ko->quant);
+		for (int b = 0; kvc_quant_name((uint8_t)b) != NULL; b++)
+			fprintf(stderr, " %s", kvc_quant_name((uint8_t)b));
+		fprintf(stderr, "\n");
 		return -1;
 	}
 	in->quant_byte = (uint8_t)quant;

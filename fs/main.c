@@ -147,6 +147,8 @@ static int before_mounting(char **argv, const struct kvcfs *fs, const struct fus
 		fprintf(stderr, "kvcfs: mountpoint %s is already in use\n", cmd->mountpoint);
 		return 1;
 	}
+	if (mountpoint_usable(cmd->mountpoint) < 0)
+		return 1;
 	if (!local_tier_placed_apart(fs->opts.local_dir, fs->opts.backing_root, cmd->mountpoint))
 		return 1;
 	return -1;
@@ -219,6 +221,7 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		goto out;
 	rc = 1;
+	make_backing_root_absolute(&fs.opts.backing_root);
 	add_identity_options(&args, &fs.opts);
 	/* The kernel checks modes against what stat shows (access.c), unless
 	 * the user said -o no_default_permissions. */

@@ -2,12 +2,14 @@
 /* kvcfs's command line: its own -o options, on top of libfuse's. */
 #define FUSE_USE_VERSION 312
 
+#include <ctype.h>
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "options.h"
 
@@ -53,15 +55,17 @@ int parse_size(const char *text, uint64_t *out)
 	v = strtoull(text, &end, 10);
 	if (errno != 0)
 		return -1;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	case 't': case 'T': shift = 40; end++; break;
-	default: break;
+	/* One rule: K, M, G, T are powers of 1024, in any case, alone or
+	 * followed by B, i or iB ("64M", "64m", "64MB", "64Mi", "64MiB"); a
+	 * bare B is bytes. */
+	if (*end != '\0' && strchr("kmgt", tolower((unsigned char)*end)) != NULL) {
+		shift = 10 * (unsigned)(strchr("kmgt", tolower((unsigned char)*end)) - "kmgt" + 1);
+		end++;
+		if (strcasecmp(end, "i") == 0 || strcasecmp(end, "ib") == 0)
+			end += strlen(end);
 	}
-	if (shift != 0 && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
-		end += strlen(end);
+	if (strcasecmp(end, "b") == 0)
+		end++;
 	if (*end != '\0' || (shift != 0 && v > (UINT64_MAX >> shift)))
 		return -1;
 	*out = (uint64_t)v << shift;
@@ -110,7 +114,8 @@ static int size_option(const char *name, const char *text, uint64_t *out)
 {
 	if (text == NULL || parse_size(text, out) == 0)
 		return 0;
-	fprintf(stderr, "kvcfs: bad %s '%s' (a byte count, optionally with K, M, G or T)\n",
+	fprintf(stderr, "kvcfs: bad %s '%s' (a byte count, optionally with K, M, G or T, powers "
+			"of 1024, in any case, alone or with B, i or iB: 100G, 100gb, 100GiB)\n",
 		name, text);
 	return -1;
 }

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Before serving: refuse a busy mountpoint, sweep temps, index slabs. */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kvcfs.h"
 #include "startup.h"
@@ -49,6 +51,46 @@ bool mountpoint_in_use(const char *mountpoint)
 	}
 	fclose(f);
 	return busy;
+}
+
+int mountpoint_usable(const char *mountpoint)
+{
+	struct stat st;
+	struct dirent *d;
+	bool empty = true;
+	DIR *dir;
+
+	if (stat(mountpoint, &st) < 0) {
+		fprintf(stderr, "kvcfs: mountpoint %s: %s\n", mountpoint, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		/* The kernel mounts on a file too, and the mount then answers
+		 * nothing but EIO. */
+		fprintf(stderr, "kvcfs: mountpoint %s is not a directory\n", mountpoint);
+		return -1;
+	}
+	dir = opendir(mountpoint);
+	while (dir != NULL && empty && (d = readdir(dir)) != NULL)
+		empty = strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0;
+	if (dir != NULL)
+		closedir(dir);
+	if (!empty)
+		fprintf(stderr, "kvcfs: warning: mountpoint %s is not empty: what it holds is hidden "
+				"while kvcfs is mounted there\n", mountpoint);
+	return 0;
+}
+
+void make_backing_root_absolute(char **root)
+{
+	char real[PATH_MAX];
+
+	/* The mount table then names the real directory, from wherever it is
+	 * read; a root that cannot be resolved is reported by the store. */
+	if (*root != NULL && realpath(*root, real) != NULL) {
+		free(*root);
+		*root = strdup(real);
+	}
 }
 
 /* Is one of the two directories (resolved) the other or inside it? */

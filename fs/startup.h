@@ -7,6 +7,11 @@
 struct kvcfs;
 
 bool mountpoint_in_use(const char *mountpoint);
+/* A mountpoint kvcfs can use: a directory (else one line on stderr and
+ * -1); one that is not empty gets a warning. */
+int mountpoint_usable(const char *mountpoint);
+/* The backing root as an absolute path, for the mount table. */
+void make_backing_root_absolute(char **root);
 /* A local tier that is, contains or lies inside the backing root or the
  * mountpoint would evict or serve the cache's own files: one line on
  * stderr and false. true without -o local. */

@@ -154,6 +154,48 @@ def test_bad_input():
 KEY_OPTS = ["--fingerprint", "00" * 32, "--quant", "f16", "--ctx", "00" * 32]
 
 
+def test_choices_and_outputs():
+    """A wrong choice lists the right ones; -o has one rule (a directory,
+    or a path ending in /, gets DIR/<key>.kvc; anything else is the file)
+    with one mode; lookup on a missing directory is an error, not a miss."""
+    p = subprocess.run([KVC, "key", "--fingerprint", "00" * 32, "--quant", "nope", "--ctx",
+                        "00" * 32, "--tokens", "1"], capture_output=True, text=True)
+    check(p.returncode == 2 and "q4_k_m" in p.stderr and "bf16" in p.stderr,
+          "an unknown quant lists the quant names: %r" % p.stderr)
+    with tempfile.TemporaryDirectory() as d:
+        payload = os.path.join(d, "state.bin")
+        with open(payload, "wb") as f:
+            f.write(os.urandom(999))
+        build = [KVC, "build", *KEY_OPTS, "--tokens", "1,2", "--payload", payload, "-o"]
+        p = subprocess.run(build[:-1] + ["--save-reason", "nope", "-o", d], capture_output=True,
+                           text=True)
+        check(p.returncode == 2 and "cold" in p.stderr and "shutdown" in p.stderr,
+              "an unknown save reason lists the reasons: %r" % p.stderr)
+        p = subprocess.run(build + [os.path.join(d, "missing") + "/"], capture_output=True,
+                           text=True)
+        check(p.returncode == 2 and "not a directory" in p.stderr and
+              not os.path.exists(os.path.join(d, "missing")), "-o DIR/ that does not exist")
+        as_file = os.path.join(d, "as-file.kvc")
+        p = subprocess.run(build + [as_file], capture_output=True, text=True)
+        check(p.returncode == 0 and p.stdout.strip() == as_file, "-o FILE: %r" % p.stdout)
+        sub = os.path.join(d, "sub")
+        os.mkdir(sub)
+        for target in (sub, sub + "/"):
+            p = subprocess.run(build + [target], capture_output=True, text=True)
+            check(p.returncode == 0 and os.path.dirname(p.stdout.split()[0]) == sub,
+                  "-o %s: %r" % (target, p.stdout))
+        in_dir = os.path.join(sub, os.listdir(sub)[0])
+        modes = {oct(os.stat(f).st_mode & 0o777) for f in (as_file, in_dir)}
+        check(modes == {"0o644"}, "-o FILE and -o DIR make the same mode: %s" % modes)
+        p = subprocess.run([KVC, "lookup", *KEY_OPTS, "--tokens", "1", os.path.join(d, "nodir")],
+                           capture_output=True, text=True)
+        check(p.returncode == 2 and "not a directory" in p.stderr,
+              "lookup on a missing directory: exit %d %r" % (p.returncode, p.stderr))
+        p = subprocess.run([KVC, "lookup", *KEY_OPTS, "--tokens", "7", d], capture_output=True,
+                           text=True)
+        check(p.returncode == 1 and p.stderr == "", "a miss is exit 1, silent")
+
+
 def run_bounded(args, timeout=10):
     """Run kvc with a deadline; returns (exit code or None if it had to be
     killed, stdout, stderr, peak RSS in KiB)."""
@@ -252,6 +294,7 @@ def main():
     test_inspect_json(entries)
     test_key_build_lookup(entries)
     test_bad_input()
+    test_choices_and_outputs()
     test_hostile_files()
     test_token_file_cap()
     test_help_plain_ascii()

@@ -89,6 +89,63 @@ def test_max_size_accepted(ws):
     assert "kvcfs_budget_bytes 67108864\n" in text, text
 
 
+def test_size_suffixes_one_rule(ws):
+    """K, M, G, T are powers of 1024 in any case, alone or with B, i or
+    iB; anything else is one line naming the forms."""
+    root, mnt = ws.root(), ws.root("mnt")
+    for text in ("3g", "3G", "3gb", "3GB", "3Gi", "3GiB", "3gib", "3072M", "3145728k"):
+        m = ws.mount(root, "m-" + text, options=["max_size=" + text])
+        assert "kvcfs_budget_bytes %d\n" % (3 << 30) in open(m.path(".kvcfs", "metrics")).read()
+        m.stop()
+    for text in ("3 G", "3GG", "3Gx", "G", "3.5G", "-3G", "3iB"):
+        p = kvcfs("-o", "max_size=" + text, root, mnt)
+        line = one_line_error(p)
+        assert p.returncode == 1 and "max_size" in line and "100GiB" in line, (text, line)
+        assert not os.path.ismount(mnt)
+
+
+def test_mountpoint_must_be_a_directory(ws):
+    """A regular file as mountpoint: one line, exit 1, nothing mounted (the
+    kernel would mount on it, and every stat would then be EIO)."""
+    root = ws.root()
+    afile = os.path.join(ws.dir, "a-file")
+    open(afile, "w").close()
+    p = kvcfs(root, afile)
+    line = one_line_error(p)
+    assert p.returncode == 1 and "not a directory" in line, line
+    assert not mounted(afile)
+    assert len([l for l in p.stderr.splitlines() if l.strip()]) == 1, p.stderr
+
+
+def test_non_empty_mountpoint_is_warned_about(ws):
+    root, mnt = ws.root(), ws.root("full")
+    open(os.path.join(mnt, "hidden-file"), "w").close()
+    m = ws.mount(root, "full")
+    assert "mountpoint %s is not empty" % mnt in m.stderr(), m.stderr()
+    m.stop()
+    assert os.path.exists(os.path.join(mnt, "hidden-file"))
+
+
+def test_mount_table_names_the_absolute_backing_root(ws):
+    """A relative backing root is recorded resolved: `mount` from any
+    directory shows where the slabs are."""
+    root = ws.root("rel-root")
+    mnt = ws.root("rel-mnt")
+    p = subprocess.Popen([KVCFS, "-f", os.path.basename(root), mnt], cwd=os.path.dirname(root),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 20
+        while not mounted(mnt):
+            assert p.poll() is None and time.time() < deadline, "did not mount"
+            time.sleep(0.02)
+        with open("/proc/self/mounts") as f:
+            line = next(l for l in f if l.split()[1] == mnt)
+        assert line.split()[0] == root, line
+    finally:
+        subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+        p.wait(timeout=30)
+
+
 def test_startup_sweeps_and_indexes(ws):
     root = ws.root()
     good = [v for v in vectors() if v["valid"]][:3]

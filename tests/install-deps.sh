@@ -10,16 +10,29 @@
 #
 # Each step checks first and does nothing when its part is present, so it is
 # cheap to call each time. It says what it does on stderr.
+#
+#   tests/install-deps.sh            what the whole test suite needs
+#   tests/install-deps.sh --runtime  only what building and running kvcfs
+#                                    needs (examples/demo.sh)
 set -euo pipefail
 
-packages=(
+# Building and running kvcfs, and building libfuse when the system's is old.
+runtime_packages=(
   build-essential meson ninja-build pkg-config
-  libfuse3-dev fuse3 libglib2.0-dev libcmocka-dev
-  libisal-dev libssl-dev
-  python3 attr rsync man-db clang
-  glusterfs-server glusterfs-client
+  libfuse3-dev fuse3 libglib2.0-dev
+  libisal-dev libssl-dev attr
   dpkg-dev xz-utils gpgv debian-archive-keyring
 )
+# The tests on top: cmocka, the fuzzers' clang, man, rsync, GlusterFS.
+test_packages=(
+  libcmocka-dev python3 rsync man-db clang
+  glusterfs-server glusterfs-client
+)
+case ${1:-} in
+  --runtime) packages=("${runtime_packages[@]}") ;;
+  "") packages=("${runtime_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "usage: tests/install-deps.sh [--runtime]" >&2; exit 2 ;;
+esac
 fuse_min=3.16          # the oldest libfuse kvcfs is tested against
 fuse_suite=trixie      # Debian 13, whose fuse3 source package is 3.17.x
 fuse_prefix=/usr/local

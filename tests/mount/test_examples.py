@@ -5,6 +5,7 @@ and the systemd unit."""
 import configparser
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,8 +35,40 @@ def test_readme_demo(ws):
             env=dict(os.environ, KVCFS_BUILD_DIR=BUILD, KVCFS_DEMO_DIR=os.path.join(ws.dir, "demo")))
     assert "restored payload is identical" in p.stdout, p.stdout
     assert "Bad message" in p.stderr + p.stdout, p.stderr
-    assert "publishes_total                    1" in p.stdout, p.stdout
+    assert re.search(r"^kvcfs_publishes_total +1$", p.stdout, re.M), p.stdout
+    assert "refused, as expected" in p.stdout and "errno=EBADMSG" in p.stdout, p.stdout
+    assert "\033" not in p.stdout, "colour codes written to a pipe"
     assert not os.path.ismount(os.path.join(ws.dir, "demo", "mnt"))
+
+
+def test_readme_demo_rejects_unknown_arguments(ws):
+    for bad in (["--kep"], ["--keep", "x"], ["help"]):
+        p = subprocess.run(["bash", os.path.join(EXAMPLES, "demo.sh")] + bad,
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2 and p.stderr.startswith("usage:") and p.stdout == "", (bad, p)
+
+
+def test_readme_session_runs_as_written(ws):
+    """The README's session block, run by bash -e as it stands, with this
+    build's binaries in place of build/."""
+    with open(os.path.join(EXAMPLES, "..", "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    block = readme.split("## A session", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "$PWD/build/" in block, block
+    script = block.replace("$PWD/build/", BUILD.rstrip("/") + "/")
+    tmp = os.path.join(ws.dir, "session")
+    os.makedirs(tmp)
+    try:
+        p = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=ws.dir,
+                           env=dict(os.environ, TMPDIR=tmp), capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert re.search(r"^4 [0-9a-f]{64}$", p.stdout, re.M), p.stdout
+        assert re.search(r"^kvcfs_publishes_total +1$", p.stdout, re.M), p.stdout
+    finally:
+        for d, _, _ in os.walk(tmp):
+            if os.path.ismount(d):
+                subprocess.run(["fusermount3", "-u", d], capture_output=True)
 
 
 def test_shell_example(ws):
@@ -75,6 +108,13 @@ def test_c_example_against_installed_libkvc(ws):
     m = ws.mount()
     p = run([exe, m.mnt], env=dict(os.environ, LD_LIBRARY_PATH=libdir))
     assert "longest cached prefix: 512 of 600 tokens" in p.stdout, p.stdout
+    assert "restored 131072 bytes, identical" in p.stdout, p.stdout
+
+
+def test_c_example_from_the_build_tree(ws):
+    """docs/library.md's command: the example as built with the tree."""
+    m = ws.mount()
+    p = run([os.path.join(BUILD, "examples", "kvc-example"), m.mnt])
     assert "restored 131072 bytes, identical" in p.stdout, p.stdout
 
 

@@ -236,10 +236,18 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 	/* Published a moment ago and about to become the slab's node: it
 	 * looks like the slab already. */
 	if (published) {
-		rc = attr_of_slab(fs, &key, false, st);
-		if (rc == -ENOENT)
-			rc = linked_file_attr(stage, st);
-		st->st_ino = rc == 0 ? ino_of_linked_slab(fs, stage, &key) : 0;
+		/* The slab's other name while the key holds its file; once
+		 * the slab went or another took the key, its own file, as any
+		 * hard link is after the other name goes. */
+		if (staging_names_the_slab(fs, stage, &key)) {
+			rc = attr_of_slab(fs, &key, false, st);
+			if (rc != -ENOENT) {
+				st->st_ino = rc == 0 ? ino_of_linked_slab(fs, stage, &key) : 0;
+				return rc;
+			}
+		}
+		rc = linked_file_attr(stage, st);
+		st->st_ino = 0;
 		return rc;
 	}
 	if (rc < 0)

@@ -24,6 +24,8 @@ void handle_release(struct kvcfs *fs, struct handle *h, fuse_req_t req)
 	passthrough_detach(fs, req, h);
 	if (h->fd >= 0)
 		close(h->fd);
+	if (h->fd_counted)
+		open_quota_give(fs, h->fd_uid);
 	if (h->pins)
 		index_closed(&fs->index, &h->key);
 	if (h->pins && h->tier_index != NULL && h->tier_index != &fs->index)

@@ -25,6 +25,9 @@ struct handle {
 				    * hit count and last-used time only */
 	bool flushed;              /* close() was seen once for this handle */
 	bool pins;                 /* holds an index pin on key (open slab) */
+	bool fd_counted;           /* counted in fd_uid's share of opens
+				    * (staging_quota.c) */
+	uid_t fd_uid;
 	bool passthrough;          /* counted in node->backing_refs */
 	bool direct_counted;       /* counted in node->direct_opens */
 	bool closing;              /* passthrough: closed once, counted in

@@ -104,15 +104,15 @@ struct kvcfs {
 	 * (handles_release_lost). */
 	GHashTable *open_files;    /* struct handle * */
 	GHashTable *open_dirs;     /* GPtrArray * of an opendir */
-	/* Staging files that exist, all and per user (staging_quota.c):
-	 * each holds a descriptor. */
-	unsigned staging_count;
-	GHashTable *staging_per_uid; /* uid → count (GUINT_TO_POINTER both) */
+	/* Descriptors held for users (staging_quota.c): staging files and
+	 * open slabs, all together and per user. */
+	unsigned fds_in_use;
+	GHashTable *fd_users;      /* uid (GUINT_TO_POINTER) → struct fd_user */
 	struct kvcfs_refusals *refusals; /* its own lock, a leaf (refusals.c) */
 	GHashTable *links;         /* key → GArray of the files staging names
 				    * still name after link(2) (links.c) */
 	/* Their bounds: set before serving, never changed. */
-	unsigned staging_max_total, staging_max_per_user;
+	unsigned fds_max_total, staging_max_per_user, opens_max_per_user;
 
 	/* Per-key locks that keep hit writes apart from each other and from
 	 * verifications (hits.c): key → struct key_lock. A leaf lock. */
@@ -153,13 +153,19 @@ void links_remove(struct kvcfs *fs, struct staging *stage);
 /* How many staging names name file as the slab of key. Takes fs->lock. */
 unsigned links_to(struct kvcfs *fs, const struct kvc_key *key, const struct stat *file);
 
-/* staging_quota.c: how many staging files exist, per user and in all. */
+/* staging_quota.c: the descriptors users make the daemon hold. */
 void staging_quota_init(struct kvcfs *fs);
 void staging_quota_destroy(struct kvcfs *fs);
 /* Count one more staging file of uid: 0, or -EDQUOT (that user's share is
  * used up) or -ENFILE (everyone's is). Takes fs->lock. */
 int staging_quota_take(struct kvcfs *fs, uid_t uid);
 void staging_quota_give(struct kvcfs *fs, uid_t uid);
+/* The same for an open slab or payload view: -EMFILE beyond the user's
+ * share. */
+int open_quota_take(struct kvcfs *fs, uid_t uid);
+void open_quota_give(struct kvcfs *fs, uid_t uid);
+/* Staging files that exist now (all users). */
+unsigned staging_files_in_use(struct kvcfs *fs);
 
 /* fs_lock.c: fs->lock, and what is freed once it is dropped. */
 void fs_lock(struct kvcfs *fs);

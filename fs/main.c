@@ -196,7 +196,7 @@ static int run(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_op
 	}
 	staging_free_all(fs);
 	nodes_destroy(fs);
-	if (fs->staging_per_uid != NULL)
+	if (fs->fd_users != NULL)
 		staging_quota_destroy(fs);
 	local_tier_stop(fs);
 	hits_destroy(fs);

@@ -68,14 +68,18 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 	counter(s, "staging_refused_total",
 		"Staging files not created: their user's share, or everyone's, was in use (EDQUOT, ENFILE).",
 		m->staging_refused);
-	fs_lock(fs);
-	staging = fs->staging_count;
-	fs_unlock(fs);
+	staging = staging_files_in_use(fs);
 	gauge(s, "staging_files", "Staging files that exist (each holds a descriptor).", staging);
-	gauge(s, "staging_files_max", "How many may exist at once, all users together.",
-	      fs->staging_max_total);
 	gauge(s, "staging_files_per_user_max", "How many one user may have at once.",
 	      fs->staging_max_per_user);
+	counter(s, "opens_refused_total",
+		"Opens of slabs refused because the user's share (EMFILE) or everyone's (ENFILE) was in use.",
+		m->opens_refused);
+	gauge(s, "opens_per_user_max", "How many slabs one user may have open at once.",
+	      fs->opens_max_per_user);
+	gauge(s, "user_descriptors_max",
+	      "How many staging files and open slabs all users together may have at once.",
+	      fs->fds_max_total);
 	counter(s, "rescans_total", "Re-reads of the backing root into the index.", m->rescans);
 	gauge(s, "maintenance_pending", "1: the background worker has eviction or a rescan to do or under way.",
 	      maintenance_pending(fs) ? 1 : 0);

@@ -25,6 +25,7 @@ struct kvcfs_metrics {
 						     * file a passthrough writer
 						     * still held (stage_publish.c) */
 	atomic_uint_fast64_t staging_refused;       /* creates over a staging bound */
+	atomic_uint_fast64_t opens_refused;         /* opens over a descriptor bound */
 	atomic_uint_fast64_t publish_ns;
 	atomic_uint_fast64_t publish_count;
 	atomic_uint_fast64_t load_ns;

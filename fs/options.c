@@ -26,6 +26,7 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("sweep_grace=%s", number_text[NUM_SWEEP_GRACE], 0),
 	KVCFS_OPT("threads=%s", number_text[NUM_THREADS], 0),
 	KVCFS_OPT("staging_per_user=%s", number_text[NUM_STAGING_PER_USER], 0),
+	KVCFS_OPT("opens_per_user=%s", number_text[NUM_OPENS_PER_USER], 0),
 	KVCFS_OPT("entry_timeout=%s", number_text[NUM_ENTRY_TIMEOUT], 0),
 	KVCFS_OPT("negative_timeout=%s", number_text[NUM_NEGATIVE_TIMEOUT], 0),
 	KVCFS_OPT("recheck_delay=%s", number_text[NUM_RECHECK_DELAY], 0),
@@ -164,6 +165,9 @@ static const struct {
 	[NUM_STAGING_PER_USER] = { "staging_per_user",
 				   offsetof(struct kvcfs_options, staging_per_user), true, false,
 				   1, 1e9, "files" },
+	[NUM_OPENS_PER_USER] = { "opens_per_user",
+				 offsetof(struct kvcfs_options, opens_per_user), true, false,
+				 1, 1e9, "opens" },
 	[NUM_RECHECK_DELAY] = { "recheck_delay", offsetof(struct kvcfs_options, recheck_delay_ms),
 				true, true, -1, 600000, "ms" },
 };
@@ -223,6 +227,7 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 	opts->sweep_grace = 3600;
 	opts->max_threads = 16;
 	opts->staging_per_user = 1000;
+	opts->opens_per_user = 4096;
 	opts->hit_credit = 300;
 	opts->entry_timeout = 10.0;
 	opts->negative_timeout = 1.0;
@@ -265,6 +270,8 @@ void options_help(const char *progname)
 	       "                           writer still holds it open; larger: EBUSY (16M)\n"
 	       "    -o staging_per_user=N  staging files one user may have at once; more:\n"
 	       "                           EDQUOT (1000, at most half the descriptors)\n"
+	       "    -o opens_per_user=N    slabs one user may have open at once; more:\n"
+	       "                           EMFILE (4096, at most half the descriptors)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n"
 	       "    -o no_default_permissions  kvcfs checks file modes itself instead of\n"

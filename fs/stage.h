@@ -35,6 +35,8 @@ struct staging {
 	struct kvc_err prepared_err;
 	bool seal;                     /* user.kvcfs.seal: fill in the payload's
 					* CRC at publish (stage_publish.c) */
+	bool adopted;                  /* its publish kept another valid slab of
+					* the key: the file is not the slab's */
 	int published_fd;              /* published by link(2): the slab's file,
 					* which the staging name still names;
 					* -1 otherwise */
@@ -141,6 +143,10 @@ bool staging_in_flight(struct kvcfs *fs, struct staging *stage);
  * -EEXIST: nothing. Takes the stage's lock and fs->lock in turn. */
 void stage_report_refusal(struct kvcfs *fs, struct staging *stage, const char *name,
 			  const struct kvc_key *key, int rc);
+/* Does the key's name hold the very file the stage published (not another
+ * writer's slab its publish kept, nor one published after it was removed)?
+ * Takes the stage's lock. */
+bool staging_names_the_slab(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key);
 /* Will the stage's file be read after its publish: by a close still
  * publishing it (a dup may read on) or by a handle open on it? */
 bool staging_read_after_publish(struct kvcfs *fs, struct staging *stage);

@@ -195,6 +195,7 @@ static int store_publish(struct kvcfs *fs, struct staging *stage, const struct k
 		stage->published = true;
 		stage->published_key = *key;
 		stage->published_fd = keep_fd;
+		stage->adopted = *outcome == KVC_PUBLISH_ADOPTED;
 		/* The backing root has it (or another writer's slab of the
 		 * key); now the local tier's copy, from this host's bytes. */
 		local_tier_stage_published(fs, stage, key, *outcome != KVC_PUBLISH_ADOPTED);
@@ -340,6 +341,13 @@ static int copy_data(int from, int to, uint64_t size)
 	return 0;
 }
 
+/* The stage's file: its temp, or once published the file kept open for
+ * its readers (-1: none). Stage lock held. */
+static int stage_file_fd(const struct staging *stage)
+{
+	return stage->tmp.fd >= 0 ? stage->tmp.fd : stage->published_fd;
+}
+
 /* Is the file, as it is now, small enough to copy (or read) inside the
  * rename, and within the budget? *why says why not. */
 static int open_file_allowed(struct kvcfs *fs, struct staging *stage, char **why)
@@ -348,7 +356,7 @@ static int open_file_allowed(struct kvcfs *fs, struct staging *stage, char **why
 	int rc;
 
 	pthread_rwlock_rdlock(&stage->lock);
-	rc = stage->tmp.fd < 0 || fstat(stage->tmp.fd, &st) < 0 ? -EIO : 0;
+	rc = stage_file_fd(stage) < 0 || fstat(stage_file_fd(stage), &st) < 0 ? -EIO : 0;
 	pthread_rwlock_unlock(&stage->lock);
 	return rc < 0 ? rc : copy_allowed(fs, (uint64_t)st.st_size, why);
 }
@@ -361,12 +369,12 @@ static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to)
 	int rc;
 
 	pthread_rwlock_rdlock(&from->lock);
-	rc = from->tmp.fd < 0 || fstat(from->tmp.fd, &st) < 0 ? -EIO : 0;
+	rc = stage_file_fd(from) < 0 || fstat(stage_file_fd(from), &st) < 0 ? -EIO : 0;
 	if (rc == 0 && kvc_tmp_create(fs->store, "stage", &to->tmp, &err) < 0)
 		rc = -kvc_err_to_errno(&err);
 	to->tmp.read_only_slab = from->tmp.read_only_slab;
 	if (rc == 0)
-		rc = copy_data(from->tmp.fd, to->tmp.fd, (uint64_t)st.st_size);
+		rc = copy_data(stage_file_fd(from), to->tmp.fd, (uint64_t)st.st_size);
 	if (rc == 0 && ftruncate(to->tmp.fd, st.st_size) < 0)
 		rc = -errno;
 	pthread_rwlock_unlock(&from->lock);
@@ -485,12 +493,72 @@ static void drop_name(struct kvcfs *fs, struct node *node)
 	node_unref(fs, node, 0, 0);
 }
 
+/* Does the key's name hold the very file the stage published (and not
+ * another writer's slab that its publish adopted, or one published after
+ * that slab was removed)? */
+bool staging_names_the_slab(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key)
+{
+	char name[KVC_SLAB_NAME_LEN + 1];
+	struct stat mine, slab;
+	bool adopted;
+	int rc = 1;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	adopted = stage->adopted;
+	if (stage->published_fd >= 0)
+		rc = fstat(stage->published_fd, &mine);
+	pthread_rwlock_unlock(&stage->lock);
+	if (adopted || rc < 0)
+		return false;
+	if (rc > 0) /* its file was closed at the publish: it is the slab's */
+		return true;
+	kvc_key_slab_name(key, name);
+	return fstatat(kvc_store_dirfd(fs->store), name, &slab, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       slab.st_dev == mine.st_dev && slab.st_ino == mine.st_ino;
+}
+
+/* The node, which names its slab now, keeps the file open only for the
+ * handles still reading it: with none, its descriptor goes now. */
+static void release_if_unread(struct kvcfs *fs, struct staging *stage)
+{
+	bool unread;
+
+	fs_lock(fs);
+	unread = stage->openers == 0;
+	fs_unlock(fs);
+	if (!unread)
+		return;
+	pthread_rwlock_wrlock(&stage->lock);
+	if (stage->published_fd >= 0) {
+		close(stage->published_fd);
+		stage->published_fd = -1;
+	}
+	pthread_rwlock_unlock(&stage->lock);
+	staging_holds_no_fd(fs, stage);
+}
+
+/*
+ * A staging name that link(2) published, renamed or linked to its key
+ * again after that slab went (rm, eviction) or was replaced: its bytes,
+ * still valid, are published again as a copy (the file itself, unlinked
+ * everywhere, cannot be given a name), bounded like any copy. A key that
+ * meanwhile holds another valid slab keeps it: EEXIST for a link, success
+ * for a rename.
+ */
+static int publish_linked_again(struct kvcfs *fs, struct staging *stage,
+				const struct kvc_key *key, unsigned flags, bool as_rename)
+{
+	int rc = publish_copy(fs, stage, key, (flags & ~PUBLISH_NO_WRITER) | PUBLISH_AS_LINK);
+
+	return as_rename && rc == -EEXIST ? 0 : rc;
+}
+
 static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_key *key,
 			  unsigned flags)
 {
 	char newname[KVC_SLAB_NAME_LEN + 1];
 	struct kvc_key published_key;
-	bool published, copied;
+	bool published, copied, named;
 	char *shown;
 	int rc;
 
@@ -498,51 +566,54 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 	published = src->stage->published;
 	published_key = src->stage->published_key;
 	pthread_rwlock_unlock(&src->stage->lock);
-	if (published) {
-		/* Linked before (LINKED): the bytes are that slab already; the
-		 * kernel moves this node to the key's name, so it becomes the
-		 * slab's node, as after any rename to a key. Another key is
-		 * not the content's. */
-		if (!kvc_key_equal(&published_key, key))
-			return -EBADMSG;
-		fs_lock(fs);
-		node_became_slab(fs, src, key);
-		src->cache_suspect = true;
-		fs_unlock(fs);
-		return 0;
-	}
-	/* RENAME_NOREPLACE: anything under the name (another mount's slab
-	 * published a moment ago included) is EEXIST, decided by link(2). */
-	kvc_key_slab_name(key, newname);
-	if ((flags & RENAME_NOREPLACE) && kvc_store_name_taken(fs->store, newname))
-		return -EEXIST;
+	if (published && !kvc_key_equal(&published_key, key))
+		return -EBADMSG; /* linked before, as another key: not the content's */
 	fs_lock(fs);
 	shown = g_strdup(src->name);
 	fs_unlock(fs);
-	rc = publish_named(fs, src->stage, key,
-			   PUBLISH_FINAL | ((flags & RENAME_NOREPLACE) ? PUBLISH_EXCLUSIVE : 0),
-			   &copied);
+	if (published) {
+		/* Linked before (LINKED): if the name still holds that file,
+		 * the kernel moves this node to it, and it becomes the slab's
+		 * node, as after any rename to a key. */
+		named = staging_names_the_slab(fs, src->stage, key);
+		rc = named ? 0 : publish_linked_again(fs, src->stage, key, PUBLISH_FINAL | flags,
+						     true);
+		copied = !named;
+	} else {
+		/* RENAME_NOREPLACE: anything under the name (another mount's
+		 * slab published a moment ago included) is EEXIST, decided by
+		 * link(2). */
+		kvc_key_slab_name(key, newname);
+		if ((flags & RENAME_NOREPLACE) && kvc_store_name_taken(fs->store, newname)) {
+			g_free(shown);
+			return -EEXIST;
+		}
+		rc = publish_named(fs, src->stage, key,
+				   PUBLISH_FINAL | ((flags & RENAME_NOREPLACE) ? PUBLISH_EXCLUSIVE : 0),
+				   &copied);
+		named = rc == 0 && !copied && staging_names_the_slab(fs, src->stage, key);
+	}
 	stage_report_refusal(fs, src->stage, shown, key, rc);
 	g_free(shown);
-	if (copied) {
-		/* What was published is a copy: this node stays the writer's
-		 * file, without a name (its temp goes at its last close); the
-		 * kernel's entry for the key, which now points here, is
-		 * revalidated at once (a staging entry is never cached) and
-		 * finds the slab's own node. */
-		if (rc == 0) {
-			fs_lock(fs);
-			node_drop_staging_name(fs, src);
-			fs_unlock(fs);
-		}
-		return rc;
-	}
 	if (rc < 0)
 		return rc;
 	fs_lock(fs);
-	node_became_slab(fs, src, key);
-	src->cache_suspect = true; /* the staged bytes, or someone else's slab */
+	if (named) {
+		node_became_slab(fs, src, key);
+		src->cache_suspect = true; /* the staged bytes */
+	} else {
+		/* What the key holds is not this file (a copy of it, or
+		 * another writer's slab that was kept): this node stays the
+		 * file its handles read, without a name (it goes at its last
+		 * close), and never becomes the key's inode, whose pages must
+		 * be the slab's. The kernel's entry for the key, which now
+		 * points here, is revalidated at once (a staging entry is never
+		 * cached) and finds the slab's own node. */
+		node_drop_staging_name(fs, src);
+	}
 	fs_unlock(fs);
+	if (named)
+		release_if_unread(fs, src->stage);
 	return 0;
 }
 
@@ -687,8 +758,11 @@ int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct n
 	pthread_rwlock_unlock(&src->stage->lock);
 	if (fs->opts.read_only)
 		rc = -EROFS;
-	else if (published) /* linked before: the name is taken, or another key's */
-		rc = kvc_key_equal(&published_key, &key) ? -EEXIST : -EPERM;
+	else if (published && !kvc_key_equal(&published_key, &key))
+		rc = -EPERM; /* linked before, as another key */
+	else if (published) /* linked before: the name is its, or must be again */
+		rc = staging_names_the_slab(fs, src->stage, &key)
+			     ? -EEXIST : publish_linked_again(fs, src->stage, &key, PUBLISH_FINAL, false);
 	else
 		/* With a writer the kernel serves directly still holding the
 		 * file, what is linked is a copy: the staging name then goes

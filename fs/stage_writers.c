@@ -174,6 +174,13 @@ static int attach_stage(struct kvcfs *fs, fuse_req_t req, struct node *node,
 	 * With a local tier the daemon writes each byte to both tiers, so
 	 * writes stay on its path. */
 	fd = stage->tmp.fd >= 0 ? stage->tmp.fd : stage->published_fd;
+	if (fd < 0) {
+		/* Published (or removed) while this open was on its way, and
+		 * not kept for readers: it is as if the open came after the
+		 * rename or unlink. */
+		pthread_rwlock_unlock(&stage->lock);
+		return -ENOENT;
+	}
 	if (fs->local != NULL && !stage->published)
 		fd = -1;
 	rc = passthrough_open_mode(fs, req, node, fd, h, fi);

@@ -1,17 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * How many staging files may exist at once: each holds a descriptor of
- * its temp (two with a local tier) for as long as it exists, and the
- * daemon's descriptors are shared by every user of the mount. So one user
- * may hold only a share of them (EDQUOT beyond it), all users together
- * leave a reserve for reads, publishes and listings (ENFILE beyond it),
- * and no user's staging files can cost another user a read or an ls.
+ * How many descriptors the users of the mount may make the daemon hold:
+ * each staging file holds one of its temp (two with a local tier) for as
+ * long as it exists, each open slab or payload view one of the slab's
+ * file. The daemon's descriptors are shared by every user, so one user may
+ * hold only a share of each kind (EDQUOT for staging files, EMFILE for
+ * opens, beyond it), all users together leave a reserve for publishes,
+ * listings and the worker (ENFILE beyond it), and no user's files can cost
+ * another user a read or an ls.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <sys/resource.h>
 
 #include "kvcfs.h"
+
+/* One user's share in use; guarded by fs->lock (in fs->fd_users). */
+struct fd_user {
+	unsigned staging;
+	unsigned opens;
+};
 
 /* Descriptors kept back for everything that is not a staging file: open
  * slabs, publishes in flight, directory listings, the worker. */
@@ -40,58 +48,110 @@ void staging_quota_init(struct kvcfs *fs)
 	rlim_t reserve = limit / 4 > RESERVED_FDS_MIN ? limit / 4 : RESERVED_FDS_MIN;
 	unsigned per_stage = fs->local != NULL ? 2 : 1;
 	unsigned total = limit > reserve ? (unsigned)((limit - reserve) / per_stage) : 1;
+	unsigned half;
 
-	fs->staging_per_uid = g_hash_table_new(NULL, NULL);
-	fs->staging_max_total = total > 0 ? total : 1;
-	/* Half of what all may hold at most: another user can always make
-	 * some. */
-	fs->staging_max_per_user = fs->opts.staging_per_user;
-	if (fs->staging_max_per_user > fs->staging_max_total / 2)
-		fs->staging_max_per_user = fs->staging_max_total / 2 > 0 ? fs->staging_max_total / 2 : 1;
+	fs->fd_users = g_hash_table_new_full(NULL, NULL, NULL, g_free);
+	fs->fds_max_total = total > 0 ? total : 1;
+	/* Half of what all may hold at most, for each kind: another user can
+	 * always open and create. */
+	half = fs->fds_max_total / 2 > 0 ? fs->fds_max_total / 2 : 1;
+	fs->staging_max_per_user = MIN(fs->opts.staging_per_user, half);
+	fs->opens_max_per_user = MIN(fs->opts.opens_per_user, half);
 	if (fs->verbose)
-		fprintf(stderr, "kvcfs: at most %u staging files per user, %u in all "
-				"(%llu descriptors)\n", fs->staging_max_per_user,
-			fs->staging_max_total, (unsigned long long)limit);
+		fprintf(stderr, "kvcfs: at most %u staging files and %u open slabs per user, %u "
+				"of both in all (%llu descriptors)\n", fs->staging_max_per_user,
+			fs->opens_max_per_user, fs->fds_max_total, (unsigned long long)limit);
 }
 
 void staging_quota_destroy(struct kvcfs *fs)
 {
-	g_hash_table_destroy(fs->staging_per_uid);
+	g_hash_table_destroy(fs->fd_users);
+}
+
+/* What uid holds now; made on first use. fs->lock held. */
+static struct fd_user *fd_user_of(struct kvcfs *fs, uid_t uid)
+{
+	struct fd_user *u = g_hash_table_lookup(fs->fd_users, GUINT_TO_POINTER(uid));
+
+	if (u == NULL) {
+		u = g_new0(struct fd_user, 1);
+		g_hash_table_insert(fs->fd_users, GUINT_TO_POINTER(uid), u);
+	}
+	return u;
+}
+
+static int take(struct kvcfs *fs, uid_t uid, bool staging)
+{
+	struct fd_user *u;
+	int rc = 0;
+
+	fs_lock(fs);
+	u = fd_user_of(fs, uid);
+	if (fs->fds_in_use >= fs->fds_max_total)
+		rc = -ENFILE;
+	else if (staging && u->staging >= fs->staging_max_per_user)
+		rc = -EDQUOT;
+	else if (!staging && u->opens >= fs->opens_max_per_user)
+		rc = -EMFILE;
+	if (rc == 0) {
+		fs->fds_in_use++;
+		if (staging)
+			u->staging++;
+		else
+			u->opens++;
+	}
+	fs_unlock(fs);
+	if (rc < 0)
+		atomic_fetch_add(staging ? &fs->metrics.staging_refused : &fs->metrics.opens_refused, 1);
+	return rc;
+}
+
+static void give(struct kvcfs *fs, uid_t uid, bool staging)
+{
+	struct fd_user *u;
+
+	fs_lock(fs);
+	u = fd_user_of(fs, uid);
+	if (staging)
+		u->staging--;
+	else
+		u->opens--;
+	if (u->staging == 0 && u->opens == 0)
+		g_hash_table_remove(fs->fd_users, GUINT_TO_POINTER(uid));
+	fs->fds_in_use--;
+	fs_unlock(fs);
 }
 
 int staging_quota_take(struct kvcfs *fs, uid_t uid)
 {
-	gpointer k = GUINT_TO_POINTER(uid);
-	unsigned mine;
-	int rc = 0;
-
-	fs_lock(fs);
-	mine = GPOINTER_TO_UINT(g_hash_table_lookup(fs->staging_per_uid, k));
-	if (fs->staging_count >= fs->staging_max_total)
-		rc = -ENFILE;
-	else if (mine >= fs->staging_max_per_user)
-		rc = -EDQUOT;
-	if (rc == 0) {
-		fs->staging_count++;
-		g_hash_table_insert(fs->staging_per_uid, k, GUINT_TO_POINTER(mine + 1));
-	}
-	fs_unlock(fs);
-	if (rc < 0)
-		atomic_fetch_add(&fs->metrics.staging_refused, 1);
-	return rc;
+	return take(fs, uid, true);
 }
 
 void staging_quota_give(struct kvcfs *fs, uid_t uid)
 {
-	gpointer k = GUINT_TO_POINTER(uid);
-	unsigned mine;
+	give(fs, uid, true);
+}
+
+int open_quota_take(struct kvcfs *fs, uid_t uid)
+{
+	return take(fs, uid, false);
+}
+
+void open_quota_give(struct kvcfs *fs, uid_t uid)
+{
+	give(fs, uid, false);
+}
+
+unsigned staging_files_in_use(struct kvcfs *fs)
+{
+	GHashTableIter it;
+	gpointer value;
+	unsigned n = 0;
 
 	fs_lock(fs);
-	mine = GPOINTER_TO_UINT(g_hash_table_lookup(fs->staging_per_uid, k));
-	if (mine <= 1)
-		g_hash_table_remove(fs->staging_per_uid, k);
-	else
-		g_hash_table_insert(fs->staging_per_uid, k, GUINT_TO_POINTER(mine - 1));
-	fs->staging_count--;
+	g_hash_table_iter_init(&it, fs->fd_users);
+	while (g_hash_table_iter_next(&it, NULL, &value))
+		n += ((struct fd_user *)value)->staging;
 	fs_unlock(fs);
+	return n;
 }

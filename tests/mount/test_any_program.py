@@ -255,6 +255,63 @@ def test_lock_file_idiom_after_unlink_of_the_temp(ws):
     assert verify_slabs(m.root) == [e["key"] + ".kvc"]
 
 
+def test_linked_name_after_its_slab_went(ws):
+    """link(s, K); rm K; then rename(s, K) said 0 and published nothing
+    (the bytes were lost), a second link(s, K) said EEXIST for a free name,
+    and stat and reads of s followed whatever slab K held next."""
+    m = ws.mount()
+    e = entry_with_payload()
+    data = vector_bytes(e)
+    slab = m.path(e["key"] + ".kvc")
+    for finish in ("rename", "link"):
+        s = m.path("s-" + finish)
+        with open(s, "wb") as f:
+            f.write(data)
+        os.link(s, slab)
+        os.unlink(slab)
+        assert os.stat(s).st_size == len(data)
+        getattr(os, finish)(s, slab)
+        with open(slab, "rb") as f:
+            assert without_mutable_header(f.read()) == without_mutable_header(data), finish
+        assert os.path.exists(s) == (finish == "link"), finish
+        if finish == "link":
+            os.unlink(s)
+        os.unlink(slab)
+    assert metric(m, "staging_files") == 0
+    # Linked, the slab removed, the key published again with other (fewer)
+    # bytes: the staging name is still its own file, its size and bytes.
+    fp, ctx, tokens = bytes(range(32)), bytes(range(32, 64)), [9, 9, 9]
+    key = kvcache.cache_key(fp, "f16", ctx, tokens)
+    big = kvcache.build_slab(fp, "f16", ctx, tokens, b"L" * 100000, hostname=b"t")
+    small = kvcache.build_slab(fp, "f16", ctx, tokens, b"S" * 1000, hostname=b"t")
+    b = m.path("b.part")
+    with open(b, "wb") as f:
+        f.write(big)
+    os.link(b, m.path(key + ".kvc"))
+    os.unlink(m.path(key + ".kvc"))
+    kvcache.save(m.mnt, key, small)
+    st = os.stat(b)
+    assert (st.st_size, st.st_nlink) == (len(big), 1), st
+    with open(b, "rb") as f:
+        assert without_mutable_header(f.read()) == without_mutable_header(big)
+    os.unlink(b)
+    assert leftovers(m.root) == []
+
+
+def test_link_then_rename_gives_the_descriptor_back(ws):
+    """link(s, K) then rename(s, K.kvc): s is gone and nobody reads it, so
+    the daemon keeps no descriptor of it (each one counted against its
+    user until the kernel forgot the inode)."""
+    m = ws.mount(options=["staging_per_user=5"])
+    for i, e in enumerate(valid_vectors()[:8]):
+        s = m.path("c%d.part" % i)
+        with open(s, "wb") as f:
+            f.write(vector_bytes(e))
+        os.link(s, m.path(e["key"] + ".kvc"))
+        os.rename(s, m.path(e["key"] + ".kvc"))
+    assert metric(m, "staging_files") == 0
+
+
 def test_other_links_stay_eperm(ws):
     m = ws.mount()
     e, other = valid_vectors()[0], valid_vectors()[1]

@@ -122,6 +122,17 @@ ACTIONS = textwrap.dedent("""
             os.chmod(args[0], 0o666)
         elif op == "truncate":
             os.truncate(args[0], 0)
+        elif op == "hold":       # open a file args[1] times, report, close all
+            held = []
+            try:
+                for i in range(args[1]):
+                    held.append(os.open(args[0], os.O_RDONLY))
+                sys.stdout.write("%d none " % len(held))
+            except OSError as e:
+                sys.stdout.write("%d %s " % (len(held), errno.errorcode[e.errno]))
+            finally:
+                for fd in held:
+                    os.close(fd)
         elif op == "fill":       # empty staging files until refused
             for i in range(args[1]):
                 try:
@@ -349,6 +360,28 @@ def test_each_user_sees_their_own_refusals(ws):
                 (who, lines)
         with open(m.path(".kvcfs", "refusals")) as f:
             assert len(f.read().splitlines()) == 2
+
+
+def test_open_slabs_bounded_per_user(ws):
+    """Each open slab holds one of the daemon's descriptors: one user may
+    hold opens_per_user of them (EMFILE beyond), and another user still
+    reads, lists and publishes. (Two users holding 15,000 opens each left
+    the daemon no descriptor for anyone.)"""
+    root = shared_workspace(ws, 0o1777)
+    m = ws.mount(root, options=["allow_other", "opens_per_user=30"])
+    key, data = slab(12)
+    with users("hog", "other") as (u, _):
+        expect(u["other"], "OK", "publish", m.path("o.part"), m.path(key + ".kvc"), data=data)
+        got = as_user(u["hog"], "hold", m.path(key + ".kvc"), 200)
+        assert got[:2] == ["30", "EMFILE"], got
+        got = as_user(u["hog"], "hold", m.path("payload", key), 200)
+        assert got[:2] == ["30", "EMFILE"], got
+        assert metric(m, "opens_refused_total") == 2
+        assert same_slab(as_user(u["other"], "read", m.path(key + ".kvc"))[0], data)
+        assert as_user(u["other"], "ls", m.mnt)[-1] == "OK"
+        # All closed: the whole share is there again.
+        got = as_user(u["hog"], "hold", m.path(key + ".kvc"), 30)
+        assert got[:2] == ["30", "none"], got
 
 
 def test_staging_files_bounded_per_user(ws):

@@ -124,6 +124,43 @@ def test_reader_of_a_staging_file_reads_on_after_its_rename(ws):
         assert f.read()[72:] == data[72:]
 
 
+def test_kept_slab_is_never_served_from_the_staging_files_pages(ws):
+    """A rename onto a key that already has a valid slab keeps that slab.
+    The staging file must not become the key's inode: on the daemon's path
+    its reader refilled that inode's page cache with its own bytes, and
+    every later reader of <key>.kvc, of any user, got them. Its reader
+    reads its own file to the end meanwhile (it was cut at the kept slab's
+    size)."""
+    import kvcache
+    m = ws.mount()
+    fp, ctx, tokens = bytes(range(32)), bytes(range(32, 64)), [5, 6, 7]
+    key = kvcache.cache_key(fp, "f16", ctx, tokens)
+    first = kvcache.build_slab(fp, "f16", ctx, tokens, b"A" * 4000, hostname=b"t")
+    other = kvcache.build_slab(fp, "f16", ctx, tokens, b"B" * 200000, hostname=b"t")
+    publish_by_rename(m, key, first, staging="first.part")
+    with open(m.path("x.part"), "wb") as f:
+        f.write(other)
+    reader = os.open(m.path("x.part"), os.O_RDONLY)
+    try:
+        os.rename(m.path("x.part"), m.path(key + ".kvc"))
+        with open(m.path(key + ".kvc"), "rb") as f:
+            f.read(10)
+        got = b""
+        while True:
+            chunk = os.read(reader, 1 << 16)
+            if not chunk:
+                break
+            got += chunk
+        assert got == other, (len(got), len(other))
+    finally:
+        os.close(reader)
+    for _ in range(2):
+        with open(m.path(key + ".kvc"), "rb") as f:
+            assert payload_of(f.read()) == b"A" * 4000
+        with open(m.path("payload", key), "rb") as f:
+            assert f.read() == b"A" * 4000
+
+
 def test_refused_direct_creates_leave_no_temp(ws):
     root = ws.root()
     m = ws.mount(root, options=["max_size=10M"])

@@ -99,6 +99,7 @@ int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
 	 * could run ahead of a temp created just after us. */
 	clock_gettime(CLOCK_REALTIME_COARSE, &store->opened_at);
 	atomic_init(&store->tmp_counter, 0);
+	store_dir_sync_init(&store->dir_sync);
 	store_dropper_init(store);
 	*out = store;
 	return 0;
@@ -109,6 +110,7 @@ void kvc_store_close(struct kvc_store *store)
 	if (store == NULL)
 		return;
 	store_dropper_stop(store); /* before the directory it works in goes */
+	store_dir_sync_destroy(&store->dir_sync);
 	close(store->dirfd);
 	free(store->root);
 	free(store);

@@ -37,6 +37,15 @@ struct store_dropper {
 #define STORE_WRITER_HOST_MAX 47
 #define STORE_WRITER_ID_SIZE 65
 
+/* Directory fsyncs shared by publishes in flight (store_dir_sync.c). */
+struct store_dir_sync {
+	pthread_mutex_t lock;   /* a leaf: guards the fields below */
+	pthread_cond_t done;    /* an fsync ended */
+	uint64_t tickets;       /* links that asked for a sync, numbered */
+	uint64_t synced;        /* every ticket up to this one is durable */
+	bool syncing;           /* an fsync is under way */
+};
+
 struct kvc_store {
 	/* Set by kvc_store_open, never changed until kvc_store_close: */
 	int dirfd;
@@ -51,6 +60,8 @@ struct kvc_store {
 	atomic_uint_fast64_t tmp_counter;
 	/* Its own mutex and worker (store_drop_later.c); drained by close: */
 	struct store_dropper dropper;
+	/* Its own mutex: */
+	struct store_dir_sync dir_sync;
 };
 
 /* store_writer.c: who wrote a temp, and whether they still live. */
@@ -69,7 +80,10 @@ enum store_liveness {
 };
 enum store_liveness store_writer_alive(struct kvc_store *store, const char *name);
 
-/* fsync the backing directory so a link/unlink in it is durable. */
+/* fsync the backing directory so a link/unlink in it (made before the
+ * call) is durable; concurrent callers share fsyncs (store_dir_sync.c). */
+void store_dir_sync_init(struct store_dir_sync *ds);
+void store_dir_sync_destroy(struct store_dir_sync *ds);
 int store_fsync_dir(struct kvc_store *store, struct kvc_err *err);
 
 /*

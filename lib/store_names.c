@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The store's own file operations on names in its directory: opening
- * without following or blocking, removing only the file that was checked,
- * syncing the directory. Everything above them uses these. */
+ * without following or blocking, removing only the file that was checked.
+ * Everything above them uses these (the directory's fsync is in
+ * store_dir_sync.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -10,16 +11,6 @@
 #include <unistd.h>
 
 #include "store_internal.h"
-
-int store_fsync_dir(struct kvc_store *store, struct kvc_err *err)
-{
-	while (fsync(store->dirfd) < 0) {
-		if (errno != EINTR)
-			return kvc_err_sys(err, errno, "fsync of backing directory %s",
-					   store->root);
-	}
-	return 0;
-}
 
 int store_unlink_if_same(struct kvc_store *store, const char *name,
 			 const struct stat *st)

@@ -311,11 +311,11 @@ def bench_concurrent(base, mode, opts):
         return
     with multiprocessing.Pool(4) as pool:
         for procs in (1, 2, 4):
-            def side(how, d):
+            def side(how, d, backing):
                 shares = [(how, d, p, slabs[p::procs]) for p in range(procs)]
-                return (lambda: [os.unlink(os.path.join(d, f)) for f in os.listdir(d)],
+                return (lambda: [os.unlink(os.path.join(backing, f)) for f in os.listdir(backing)],
                         lambda: pool.map(publish_share, shares))
-            k, dd = paired(ROUNDS, side("mount", m.mnt), side("direct", direct))
+            k, dd = paired(ROUNDS, side("mount", m.mnt, root), side("direct", direct, direct))
             record("[%s] %d publishers of 64 KiB slabs at once (per slab)" % (mode, procs),
                    [t / n for t in k], [t / n for t in dd], 1.0 if procs == 4 else 0.80)
     m.stop()

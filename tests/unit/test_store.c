@@ -121,10 +121,13 @@ int __wrap_unlinkat(int a, const char *b, int c)
 typedef void (*fsync_hook)(void);
 static _Atomic(fsync_hook) before_next_fsync;
 
+static atomic_int fsync_calls;
+
 int __wrap_fsync(int fd)
 {
 	fsync_hook hook = atomic_exchange(&before_next_fsync, NULL);
 
+	atomic_fetch_add(&fsync_calls, 1);
 	if (hook != NULL)
 		hook();
 	return should_fail(SYS_FSYNC) ? -1 : __real_fsync(fd);
@@ -1174,11 +1177,18 @@ static void test_republish_keeps_original_when_fsync_fails(void **state)
 static struct fixture *race_fixture;
 static struct slab race_slab;
 
+/* Another writer puts race_slab under its name, from inside the store's
+ * directory fsync: by plain file calls, as a writer elsewhere would (a
+ * save of this store would wait for that very fsync). */
 static void replace_with_race_slab(void)
 {
-	struct kvc_err err;
+	char name[KVC_SLAB_NAME_LEN + 1], from[4096], to[4096];
 
-	assert_int_equal(save(race_fixture->store, &race_slab, NULL, &err), 0);
+	kvc_key_slab_name(&race_slab.key, name);
+	write_slab_file(race_fixture->dir, "race.incoming", &race_slab);
+	snprintf(from, sizeof(from), "%s/race.incoming", race_fixture->dir);
+	snprintf(to, sizeof(to), "%s/%s", race_fixture->dir, name);
+	assert_int_equal(rename(from, to), 0);
 }
 
 static void test_republish_spares_what_took_the_name(void **state)
@@ -1531,6 +1541,49 @@ static void *race(void *arg)
 	return NULL;
 }
 
+static void slow_fsync(void)
+{
+	usleep(200 * 1000); /* the others link and wait meanwhile */
+}
+
+/*
+ * Publishes in flight share directory fsyncs: while the first one's fsync
+ * is slow, seven more link and wait, and one more fsync (begun after all
+ * of their links) covers them all, not seven. Every publish returns only
+ * after an fsync that began after its link: so never fewer than two.
+ */
+static void test_publishes_share_directory_fsyncs(void **state)
+{
+	enum { N = 8 };
+	struct fixture *f = *state;
+	struct racer r[N];
+	pthread_t th[N];
+	pthread_barrier_t barrier;
+	int calls;
+
+	pthread_barrier_init(&barrier, NULL, N);
+	for (int i = 0; i < N; i++) {
+		r[i].store = f->store;
+		r[i].barrier = &barrier;
+		make_slab(&r[i].slab, 3000 + (uint32_t)i, 4096, 0);
+	}
+	atomic_store(&fsync_calls, 0);
+	atomic_store(&before_next_fsync, slow_fsync);
+	for (int i = 0; i < N; i++)
+		pthread_create(&th[i], NULL, race, &r[i]);
+	for (int i = 0; i < N; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(r[i].rc, 0);
+		assert_loads(f->store, &r[i].slab);
+	}
+	calls = atomic_load(&fsync_calls);
+	assert_true(calls >= 2);
+	assert_true(calls <= 4);
+	for (int i = 0; i < N; i++)
+		free_slab(&r[i].slab);
+	pthread_barrier_destroy(&barrier);
+}
+
 /* Many writers, one key: all succeed, exactly one slab, no temps left. */
 static void test_concurrent_same_key(void **state)
 {
@@ -1591,6 +1644,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tmp_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_only_store_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_same_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_publishes_share_directory_fsyncs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fifo_never_blocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_regular_under_key_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_not_regular, setup, teardown),

@@ -147,6 +147,9 @@ void stage_report_refusal(struct kvcfs *fs, struct staging *stage, const char *n
  * writer's slab its publish kept, nor one published after it was removed)?
  * Takes the stage's lock. */
 bool staging_names_the_slab(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key);
+/* stage_alive.c: every named staging file's temp marked alive (its atime
+ * set to now) for other hosts' sweeps; by the worker. */
+void staging_keep_alive(struct kvcfs *fs);
 /* Will the stage's file be read after its publish: by a close still
  * publishing it (a dup may read on) or by a handle open on it? */
 bool staging_read_after_publish(struct kvcfs *fs, struct staging *stage);

@@ -60,38 +60,78 @@ static void answer_waiters(struct kvcfs *fs, GSList *waiters, int rc)
 	g_slist_free(waiters);
 }
 
-static void next_interval(struct kvcfs *fs, struct timespec *due)
+/* When the worker's periodic work is due (CLOCK_MONOTONIC). */
+struct timers {
+	struct timespec rescan;  /* unused with -o rescan=0 */
+	struct timespec alive;   /* the live temps' keep-alive (staging_keep_alive) */
+};
+
+static void due_in(struct timespec *due, unsigned seconds)
 {
 	clock_gettime(CLOCK_MONOTONIC, due);
-	due->tv_sec += fs->opts.rescan_interval;
+	due->tv_sec += seconds;
+}
+
+/* A quarter of the sweep's grace: another host never sees a live temp as
+ * idle for longer than that. */
+static unsigned alive_interval(const struct kvcfs *fs)
+{
+	return fs->opts.sweep_grace / 4 > 0 ? fs->opts.sweep_grace / 4 : 1;
+}
+
+static bool passed(const struct timespec *due)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > due->tv_sec || (now.tv_sec == due->tv_sec && now.tv_nsec >= due->tv_nsec);
+}
+
+/* The next timer to wake for: rescans unless -o rescan=0, the keep-alive
+ * unless read-only (no temps then); at least one of them. */
+static const struct timespec *earliest(const struct kvcfs *fs, const struct timers *t)
+{
+	bool rescans = fs->opts.rescan_interval > 0, alive = !fs->opts.read_only;
+
+	if (!alive)
+		return &t->rescan;
+	if (!rescans)
+		return &t->alive;
+	if (t->rescan.tv_sec != t->alive.tv_sec)
+		return t->rescan.tv_sec < t->alive.tv_sec ? &t->rescan : &t->alive;
+	return t->rescan.tv_nsec < t->alive.tv_nsec ? &t->rescan : &t->alive;
 }
 
 /* What one pass of the worker does, taken under its lock. */
 struct pass {
 	bool rescan;          /* asked for, or the interval is up */
 	bool evict;
+	bool keep_alive;      /* the live temps' keep-alive is due */
 	GSList *waiters;      /* opens of .kvcfs/rescan to answer after it */
 	GQueue *verify;       /* keys of adopted slabs to verify */
 };
 
-/* Waits for work (or the rescan interval); false when stopping. With
- * m->lock held; returns with it held and the pass taken. */
-static bool next_pass(struct kvcfs *fs, struct kvcfs_maintenance *m, struct timespec *due,
+/* Waits for work (or a timer); false when stopping. With m->lock held;
+ * returns with it held and the pass taken. */
+static bool next_pass(struct kvcfs *fs, struct kvcfs_maintenance *m, struct timers *t,
 		      struct pass *p)
 {
 	bool timed_out = false;
 
 	while (!m->stop && !m->evict_wanted && m->rescan_waiters == NULL &&
 	       g_queue_is_empty(m->verify_wanted) && !timed_out) {
-		if (fs->opts.rescan_interval == 0)
+		if (fs->opts.read_only && fs->opts.rescan_interval == 0)
 			pthread_cond_wait(&m->wake, &m->lock);
 		else
-			timed_out = pthread_cond_timedwait(&m->wake, &m->lock, due) == ETIMEDOUT;
+			timed_out = pthread_cond_timedwait(&m->wake, &m->lock,
+							   earliest(fs, t)) == ETIMEDOUT;
 	}
 	if (m->stop)
 		return false;
 	p->waiters = m->rescan_waiters;
-	p->rescan = p->waiters != NULL || timed_out;
+	p->rescan = p->waiters != NULL ||
+		    (timed_out && fs->opts.rescan_interval > 0 && passed(&t->rescan));
+	p->keep_alive = timed_out && !fs->opts.read_only && passed(&t->alive);
 	p->evict = m->evict_wanted || p->rescan;
 	p->verify = m->verify_wanted;
 	m->verify_wanted = g_queue_new();
@@ -101,7 +141,7 @@ static bool next_pass(struct kvcfs *fs, struct kvcfs_maintenance *m, struct time
 	return true;
 }
 
-static void run_pass(struct kvcfs *fs, struct pass *p, struct timespec *due)
+static void run_pass(struct kvcfs *fs, struct pass *p, struct timers *t)
 {
 	int rc = 0;
 	gpointer key;
@@ -113,7 +153,11 @@ static void run_pass(struct kvcfs *fs, struct pass *p, struct timespec *due)
 	g_queue_free(p->verify);
 	if (p->rescan) {
 		rc = rescan_now(fs);
-		next_interval(fs, due);
+		due_in(&t->rescan, fs->opts.rescan_interval);
+	}
+	if (p->keep_alive) {
+		staging_keep_alive(fs);
+		due_in(&t->alive, alive_interval(fs));
 	}
 	if (p->evict)
 		evict_all(fs);
@@ -124,14 +168,15 @@ static void *maintenance_main(void *arg)
 {
 	struct kvcfs *fs = arg;
 	struct kvcfs_maintenance *m = &fs->maintenance;
-	struct timespec due;
+	struct timers t;
 	struct pass p;
 
-	next_interval(fs, &due);
+	due_in(&t.rescan, fs->opts.rescan_interval);
+	due_in(&t.alive, alive_interval(fs));
 	pthread_mutex_lock(&m->lock);
-	while (next_pass(fs, m, &due, &p)) {
+	while (next_pass(fs, m, &t, &p)) {
 		pthread_mutex_unlock(&m->lock);
-		run_pass(fs, &p, &due);
+		run_pass(fs, &p, &t);
 		pthread_mutex_lock(&m->lock);
 		m->busy = false;
 	}

@@ -114,7 +114,11 @@ static bool is_stale(struct kvc_store *store, const char *name, bool aside, cons
 		if (process_gone(pid))
 			return true;
 	}
-	return now > st->st_mtim.tv_sec && (uint64_t)(now - st->st_mtim.tv_sec) > grace_seconds;
+	/* Idle since its last write, or since its writer last marked it
+	 * alive (kvc_tmp_mark_alive sets the atime). */
+	time_t last = st->st_atim.tv_sec > st->st_mtim.tv_sec ? st->st_atim.tv_sec
+							       : st->st_mtim.tv_sec;
+	return now > last && (uint64_t)(now - last) > grace_seconds;
 }
 
 int kvc_store_sweep(struct kvc_store *store, uint64_t grace_seconds,

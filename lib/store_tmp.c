@@ -53,6 +53,14 @@ void kvc_tmp_note_truncate(struct kvc_tmp *tmp, uint64_t size)
 		kvc_crc_tracker_truncate(tmp->tracker, size);
 }
 
+int kvc_tmp_mark_alive(struct kvc_tmp *tmp)
+{
+	const struct timespec now_and_keep[2] = { { .tv_nsec = UTIME_NOW },
+						  { .tv_nsec = UTIME_OMIT } };
+
+	return futimens(tmp->fd, now_and_keep);
+}
+
 void kvc_tmp_distrust_writes(struct kvc_tmp *tmp)
 {
 	if (tmp->tracker != NULL)

@@ -100,6 +100,9 @@ int kvc_tmp_create(struct kvc_store *store, const char *label,
 void kvc_tmp_track(struct kvc_tmp *tmp);
 void kvc_tmp_note_write(struct kvc_tmp *tmp, uint64_t off, const void *data, size_t len);
 void kvc_tmp_note_truncate(struct kvc_tmp *tmp, uint64_t size);
+/* Mark the temp's writer alive for other hosts' sweeps: its atime is set
+ * to now (its bytes and mtime stay). 0 or -1 (errno). */
+int kvc_tmp_mark_alive(struct kvc_tmp *tmp);
 /* Someone else writes tmp->fd too, unreported (the kernel, for a
  * passthrough writer): from now on publish reads the file back. Safe
  * beside concurrent kvc_tmp_note_write() calls. */

@@ -252,6 +252,28 @@ def test_second_kvcfs_in_another_pid_namespace_spares_live_temps(ws):
     assert os.path.exists(os.path.join(b.mnt, key + ".kvc"))
 
 
+def test_idle_staging_temps_are_marked_alive(ws):
+    """Where another host cannot see a temp's lock, it judges the temp by
+    age: the worker sets each staging temp's atime to now every quarter of
+    sweep_grace, leaving its bytes and mtime alone, and the idle file
+    still publishes."""
+    root = ws.root()
+    m = ws.mount(root, options=["sweep_grace=4"])
+    key, data = slab(42)
+    with open(m.path("idle.part"), "wb") as f:
+        f.write(data)
+    temp = next(n for n in os.listdir(root) if n.endswith(".kvcpart"))
+    two_hours_ago = time.time() - 7200
+    os.utime(os.path.join(root, temp), (two_hours_ago, two_hours_ago))
+    deadline = time.time() + 10
+    while os.stat(os.path.join(root, temp)).st_atime < time.time() - 5:
+        assert time.time() < deadline, "the temp was not marked alive"
+        time.sleep(0.1)
+    assert abs(os.stat(os.path.join(root, temp)).st_mtime - two_hours_ago) < 1
+    os.rename(m.path("idle.part"), m.path(key + ".kvc"))
+    assert verify_slabs(root) == [key + ".kvc"]
+
+
 def test_start_up_eviction_trusts_no_lying_header(ws):
     """Five valid 1 MiB slabs and a sparse file that claims 1 TiB and a last
     use in the future, under a 10 MiB budget: the liar goes, every valid

@@ -813,7 +813,8 @@ static void test_sweep_trusts_locks_not_names(void **state)
 	struct kvc_store *other;
 	struct kvc_tmp live = KVC_TMP_INIT;
 	struct kvc_err err;
-	char boot[9], crashed[160], far_fresh[160], far_old[160];
+	struct kvc_tmp idle_alive = KVC_TMP_INIT;
+	char boot[9], crashed[160], far_fresh[160], far_old[160], far_alive[160];
 
 	boot8(boot);
 	assert_int_equal(kvc_tmp_create(f->store, "stage", &live, &err), 0);
@@ -827,6 +828,20 @@ static void test_sweep_trusts_locks_not_names(void **state)
 		 strcmp(boot, "ffffffff") != 0 ? "ffffffff" : "eeeeeeee");
 	write_file(f->dir, far_old, "x", 1);
 	set_age(f->dir, far_old, 7200);
+	/* Unwritten for two hours, but its writer marked it alive just now:
+	 * kept, wherever its writer is. */
+	snprintf(far_alive, sizeof(far_alive), "stage.podhost-%s00c0ffee.1.3.kvcpart",
+		 strcmp(boot, "ffffffff") != 0 ? "ffffffff" : "eeeeeeee");
+	write_file(f->dir, far_alive, "x", 1);
+	set_age(f->dir, far_alive, 7200);
+	{
+		char *path = g_build_filename(f->dir, far_alive, NULL);
+		idle_alive.fd = open(path, O_RDONLY);
+		g_free(path);
+		assert_true(idle_alive.fd >= 0);
+		assert_int_equal(kvc_tmp_mark_alive(&idle_alive), 0);
+		close(idle_alive.fd);
+	}
 
 	other = open_with_delay(f->dir, 0); /* the same host id: "testhost" */
 	assert_int_equal(kvc_store_sweep(other, 3600, &st, &err), 0);
@@ -834,8 +849,9 @@ static void test_sweep_trusts_locks_not_names(void **state)
 	assert_false(exists(f->dir, crashed));
 	assert_true(exists(f->dir, far_fresh));
 	assert_false(exists(f->dir, far_old));
+	assert_true(exists(f->dir, far_alive));
 	assert_int_equal(st.removed, 2);
-	assert_int_equal(st.kept, 2);
+	assert_int_equal(st.kept, 3);
 	/* Its writer gone (the descriptor closed), the next sweep takes it. */
 	close(live.fd);
 	live.fd = -1;
@@ -845,6 +861,8 @@ static void test_sweep_trusts_locks_not_names(void **state)
 	{
 		char path[4096];
 		snprintf(path, sizeof(path), "%s/%s", f->dir, far_fresh);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/%s", f->dir, far_alive);
 		unlink(path);
 	}
 }

@@ -226,43 +226,30 @@ def bench_big(base, mode, opts):
     shutil.rmtree(base)
 
 
+def small_slabs(n, tag):
+    """n slabs of 64 KiB payload, each under its own key."""
+    slabs = []
+    for i in range(n):
+        tokens = [i, tag]
+        slabs.append((kvcache.cache_key(FP, "f16", CTX, tokens),
+                      kvcache.build_slab(FP, "f16", CTX, tokens, bytes([i % 256]) * 65536,
+                                         hostname=b"b")))
+    return slabs
+
+
 def bench_small(base, mode, opts):
     n = 200 if QUICK else 1000
     root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
     os.makedirs(direct)
-    slabs = []
-    for i in range(n):
-        tokens = [i, 99]
-        slabs.append((kvcache.cache_key(FP, "f16", CTX, tokens),
-                      kvcache.build_slab(FP, "f16", CTX, tokens, bytes([i % 256]) * 65536,
-                                         hostname=b"b")))
+    slabs = small_slabs(n, 99)
     m = mount_in_mode(root, base, mode, opts)
     if m is None:
         return
 
-    def via_mount():
-        for key, data in slabs:
-            staging = os.path.join(m.mnt, "s.part")
-            with open(staging, "wb") as f:
-                f.write(data)
-            os.rename(staging, os.path.join(m.mnt, key + ".kvc"))
-
-    def via_direct():
-        dfd = os.open(direct, os.O_RDONLY)
-        for key, data in slabs:
-            tmp = os.path.join(direct, "s.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            os.write(fd, data)
-            os.fdatasync(fd)
-            os.close(fd)
-            os.link(tmp, os.path.join(direct, key + ".kvc"))
-            os.unlink(tmp)
-            os.fsync(dfd)
-        os.close(dfd)
-
     def emptied(d):
         return lambda: [os.unlink(os.path.join(d, f)) for f in os.listdir(d)]
-    k_s, d_s = paired(ROUNDS, (emptied(root), via_mount), (emptied(direct), via_direct))
+    k_s, d_s = paired(ROUNDS, (emptied(root), lambda: publish_share(("mount", m.mnt, 0, slabs))),
+                      (emptied(direct), lambda: publish_share(("direct", direct, 0, slabs))))
     record("[%s] publish 64 KiB slabs, %d in a row (per slab)" % (mode, n),
            [t / n for t in k_s], [t / n for t in d_s], 0.80)
     m.stop()
@@ -300,12 +287,7 @@ def bench_concurrent(base, mode, opts):
     n = 200 if QUICK else 800
     root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
     os.makedirs(direct)
-    slabs = []
-    for i in range(n):
-        tokens = [i, 98]
-        slabs.append((kvcache.cache_key(FP, "f16", CTX, tokens),
-                      kvcache.build_slab(FP, "f16", CTX, tokens, bytes([i % 256]) * 65536,
-                                         hostname=b"b")))
+    slabs = small_slabs(n, 98)
     m = mount_in_mode(root, base, mode, opts)
     if m is None:
         return

@@ -22,7 +22,8 @@ import kvcache  # noqa: E402
 KVCFS, KVC, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 QUICK = "--quick" in sys.argv
 ROUNDS = 3 if QUICK else 5
-GIB = (256 << 20) if QUICK else (1 << 30)
+# The big slab: KVC_BENCH_BIG_MIB (default 1024; 256 with --quick).
+GIB = int(os.environ.get("KVC_BENCH_BIG_MIB", "256" if QUICK else "1024")) << 20
 FP, CTX = bytes(range(32)), bytes(range(32, 64))
 results = []
 

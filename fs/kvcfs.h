@@ -51,6 +51,9 @@ struct handle;
  *        must be atomic with the decision it belongs to). Debug builds
  *        check with fs_assert_unlocked() that no publish or stage free
  *        runs under it.
+ *     kvcfs.quota_lock (staging_quota.c), the one lock taken under
+ *        fs->lock: a staging name's share is given back as the name
+ *        goes. Nothing is taken under it.
  *     kvcfs_index.lock (the backing root's index, and the local
  *        tier's: index.c)
  *     key_locks_lock (the table of key locks: hits.c)
@@ -103,11 +106,15 @@ struct kvcfs {
 	 * queued when the mount goes, so these are released at exit
 	 * (handles_release_lost). */
 	GHashTable *open_files;    /* struct handle * */
-	GHashTable *open_dirs;     /* GPtrArray * of an opendir */
-	/* Descriptors held for users (staging_quota.c): staging files and
-	 * open slabs, all together and per user. */
-	unsigned fds_in_use;
-	GHashTable *fd_users;      /* uid (GUINT_TO_POINTER) → struct fd_user */
+	GHashTable *open_dirs;     /* GPtrArray * of an opendir → its opener's
+				    * uid (GUINT_TO_POINTER) */
+	/* Descriptors held for users (staging_quota.c): named staging files
+	 * and open handles, all together and per user. A leaf under fs->lock
+	 * (a staging name is given back as it goes, under fs->lock). */
+	pthread_mutex_t quota_lock;
+	unsigned fds_in_use;       /* guarded by quota_lock */
+	GHashTable *fd_users;      /* guarded by quota_lock: uid (GUINT_TO_POINTER)
+				    * → struct fd_user */
 	struct kvcfs_refusals *refusals; /* its own lock, a leaf (refusals.c) */
 	GHashTable *links;         /* key → GArray of the files staging names
 				    * still name after link(2) (links.c) */
@@ -157,11 +164,11 @@ unsigned links_to(struct kvcfs *fs, const struct kvc_key *key, const struct stat
 void staging_quota_init(struct kvcfs *fs);
 void staging_quota_destroy(struct kvcfs *fs);
 /* Count one more staging file of uid: 0, or -EDQUOT (that user's share is
- * used up) or -ENFILE (everyone's is). Takes fs->lock. */
+ * used up) or -ENFILE (everyone's is). Takes fs->quota_lock (also fine
+ * under fs->lock). */
 int staging_quota_take(struct kvcfs *fs, uid_t uid);
 void staging_quota_give(struct kvcfs *fs, uid_t uid);
-/* The same for an open slab or payload view: -EMFILE beyond the user's
- * share. */
+/* The same for an open handle: -EMFILE beyond the user's share. */
 int open_quota_take(struct kvcfs *fs, uid_t uid);
 void open_quota_give(struct kvcfs *fs, uid_t uid);
 /* Staging files that exist now (all users). */

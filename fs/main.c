@@ -147,7 +147,8 @@ static int before_mounting(char **argv, const struct kvcfs *fs, const struct fus
 		fprintf(stderr, "kvcfs: mountpoint %s is already in use\n", cmd->mountpoint);
 		return 1;
 	}
-	if (mountpoint_usable(cmd->mountpoint) < 0)
+	if (!root_and_mountpoint_apart(fs->opts.backing_root, cmd->mountpoint) ||
+	    mountpoint_usable(cmd->mountpoint) < 0)
 		return 1;
 	if (!local_tier_placed_apart(fs->opts.local_dir, fs->opts.backing_root, cmd->mountpoint))
 		return 1;

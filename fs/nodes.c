@@ -131,6 +131,10 @@ void node_drop_staging_name(struct kvcfs *fs, struct node *node)
 	g_free(node->name);
 	node->name = NULL;
 	links_remove(fs, node->stage);
+	/* Nameless, the file lives on only for its open handles, each
+	 * charged to its opener: its creator's share is free again. */
+	if (node->stage != NULL && atomic_exchange(&node->stage->quota_counted, false))
+		staging_quota_give(fs, node->stage->quota_uid);
 }
 
 void node_became_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key)

@@ -81,20 +81,31 @@ static void add_staging(struct kvcfs *fs, GPtrArray *list)
 	fs_unlock(fs);
 }
 
+/* A listing is a copy of the directory, held until releasedir: charged to
+ * its opener's share of handles (staging_quota.c). */
 static void dir_release(struct kvcfs *fs, GPtrArray *list)
 {
+	gpointer opener;
+	bool counted;
+
 	fs_lock(fs);
+	counted = g_hash_table_lookup_extended(fs->open_dirs, list, NULL, &opener);
 	g_hash_table_remove(fs->open_dirs, list);
 	fs_unlock(fs);
+	if (counted)
+		open_quota_give(fs, GPOINTER_TO_UINT(opener));
 	g_ptr_array_unref(list);
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct kvcfs *fs = kvcfs_of(req);
+	uid_t opener = fuse_req_ctx(req)->uid;
 	GPtrArray *list;
 	int rc = access_may_opendir(fs, req, ino);
 
+	if (rc == 0)
+		rc = open_quota_take(fs, opener);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -122,12 +133,13 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (rc < 0) {
 		g_ptr_array_unref(list);
+		open_quota_give(fs, opener);
 		fuse_reply_err(req, -rc);
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)list;
 	fs_lock(fs);
-	g_hash_table_add(fs->open_dirs, list);
+	g_hash_table_insert(fs->open_dirs, list, GUINT_TO_POINTER(opener));
 	fs_unlock(fs);
 	/* Not delivered (the opener was interrupted): no releasedir will come
 	 * for it. */

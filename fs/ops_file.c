@@ -53,17 +53,16 @@ void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* Counted before the open is decided: whether it may go passthrough
 	 * depends on every other open of the node (passthrough.c). */
 	h = handle_new(fs, node);
-	if ((v.kind == NODE_SLAB && acc != O_WRONLY) || v.kind == NODE_PAYLOAD) {
-		/* A reader will hold one of the daemon's descriptors: counted
-		 * in the opener's share first (a writer's stage counts itself). */
-		h->fd_uid = fuse_req_ctx(req)->uid;
-		rc = open_quota_take(fs, h->fd_uid);
-		h->fd_counted = rc == 0;
-		if (rc < 0) {
-			handle_release(fs, h, req);
-			fuse_reply_err(req, -rc);
-			return;
-		}
+	/* Every handle holds a descriptor or a buffer (a slab's file, a
+	 * staging file whose name may go, a .kvcfs/ text): counted in the
+	 * opener's share first (staging_quota.c). */
+	h->fd_uid = fuse_req_ctx(req)->uid;
+	rc = open_quota_take(fs, h->fd_uid);
+	h->fd_counted = rc == 0;
+	if (rc < 0) {
+		handle_release(fs, h, req);
+		fuse_reply_err(req, -rc);
+		return;
 	}
 	switch (v.kind) {
 	case NODE_METRICS:

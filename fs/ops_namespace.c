@@ -36,7 +36,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = staging_rename(fs, name, newname, flags);
+	rc = staging_rename(fs, name, newname, flags, fuse_req_ctx(req)->uid);
 	if (rc == -ENOENT) {
 		src_cls = classify_name(name, &src_key, &e);
 		if (src_cls == NAME_INVALID)
@@ -135,7 +135,7 @@ void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *n
 	}
 	rc = access_may_add(fs, req);
 	if (rc == 0)
-		rc = staging_link(fs, ino, newname, &slab);
+		rc = staging_link(fs, ino, newname, &slab, fuse_req_ctx(req)->uid);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else

@@ -227,7 +227,7 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 	opts->sweep_grace = 3600;
 	opts->max_threads = 16;
 	opts->staging_per_user = 1000;
-	opts->opens_per_user = 4096;
+	opts->opens_per_user = 1024;
 	opts->hit_credit = 300;
 	opts->entry_timeout = 10.0;
 	opts->negative_timeout = 1.0;
@@ -271,7 +271,7 @@ void options_help(const char *progname)
 	       "    -o staging_per_user=N  staging files one user may have at once; more:\n"
 	       "                           EDQUOT (1000, at most half the descriptors)\n"
 	       "    -o opens_per_user=N    slabs one user may have open at once; more:\n"
-	       "                           EMFILE (4096, at most half the descriptors)\n"
+	       "                           EMFILE (1024, at most half the descriptors)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n"
 	       "    -o no_default_permissions  kvcfs checks file modes itself instead of\n"

@@ -9,7 +9,10 @@
  *
  *   <unix time> uid=<uid> name=<name> key=<hex> errno=<name> <reason>
  *
- * and each is logged (log.c: stderr in the foreground, syslog daemonized,
+ * with the name percent-encoded and the reason in printable ASCII, so that
+ * no user's name can end a line or fake a field; the uid is the one that
+ * asked for the publish (the renamer, the linker, the closer). Each is
+ * also logged (log.c: stderr in the foreground, syslog daemonized,
  * rate-limited).
  */
 #include <errno.h>
@@ -58,15 +61,33 @@ void refusals_destroy(struct kvcfs *fs)
 	fs->refusals = NULL;
 }
 
-/* Names and reasons come from users: one line each, whatever they hold. */
+/* A reason, written by kvcfs but quoting what users gave: one line of
+ * ASCII, whatever it holds (no control bytes, nor the UTF-8 of U+0085,
+ * U+2028 or U+2029 that some readers take for line breaks). */
 static char *one_line(const char *text)
 {
 	char *s = g_strdup(text != NULL ? text : "");
 
 	for (char *p = s; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
 			*p = '?';
 	return s;
+}
+
+/* A name, given by a user: one field, unambiguous, percent-encoded: every
+ * byte that is not printable ASCII, and space, '%' and '=', as %XX (so a
+ * name can neither end its line nor its field, nor fake another). */
+static char *one_field(const char *name)
+{
+	GString *out = g_string_new(NULL);
+
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p >= 0x7f || *p == '%' || *p == '=')
+			g_string_append_printf(out, "%%%02X", *p);
+		else
+			g_string_append_c(out, (char)*p);
+	}
+	return g_string_free(out, FALSE);
 }
 
 void refusals_record(struct kvcfs *fs, uid_t uid, const char *name, const struct kvc_key *key,
@@ -80,7 +101,7 @@ void refusals_record(struct kvcfs *fs, uid_t uid, const char *name, const struct
 
 	if (key != NULL)
 		kvc_key_to_hex(key, hex);
-	safe_name = name != NULL ? one_line(name) : g_strdup_printf("%s.kvc", hex);
+	safe_name = name != NULL ? one_field(name) : g_strdup_printf("%s.kvc", hex);
 	log_limited("kvcfs: publish of %s refused (uid %u, key %s): %s: %s\n", safe_name,
 		    (unsigned)uid, hex, errname != NULL ? errname : "?", safe_reason);
 	pthread_mutex_lock(&r->lock);

@@ -124,12 +124,13 @@ int staging_arm_writers(struct kvcfs *fs, struct node *node, const struct stat *
 			int to_set);
 /* rename/unlink of name when it is a staging file: -ENOENT when it is not. */
 int staging_rename(struct kvcfs *fs, const char *name, const char *newname,
-		   unsigned flags);
+		   unsigned flags, uid_t who);
 int staging_unlink(struct kvcfs *fs, const char *name);
 /* link(2) of the staging node ino to newname: publishes it as rename does,
  * but the staging name stays. *slab: the slab's node (nlookup++) for the
  * reply. -EEXIST: a valid slab of the key is there, nothing changed. */
-int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab);
+int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab,
+		 uid_t who);
 /* user.kvcfs.seal on a stage: set (on) or clear it; flags as setxattr's. */
 int staging_request_seal(struct staging *stage, bool on, int flags);
 bool staging_seal_requested(struct staging *stage);
@@ -138,10 +139,10 @@ bool staging_seal_requested(struct staging *stage);
 bool staging_kernel_may_write(struct kvcfs *fs, struct staging *stage);
 /* Is this stage a <key>.kvc waiting for its close (no name yet)? */
 bool staging_in_flight(struct kvcfs *fs, struct staging *stage);
-/* A publish of stage under name (NULL: its target key's name) failed with
- * rc: recorded and logged with the reason (refusals.c). rc >= 0 or
+/* A publish of stage under name (NULL: its target key's name), asked by
+ * who, failed with rc: recorded and logged with the reason (refusals.c). rc >= 0 or
  * -EEXIST: nothing. Takes the stage's lock and fs->lock in turn. */
-void stage_report_refusal(struct kvcfs *fs, struct staging *stage, const char *name,
+void stage_report_refusal(struct kvcfs *fs, struct staging *stage, uid_t who, const char *name,
 			  const struct kvc_key *key, int rc);
 /* Does the key's name hold the very file the stage published (not another
  * writer's slab its publish kept, nor one published after it was removed)?

@@ -467,21 +467,17 @@ static int publish_named(struct kvcfs *fs, struct staging *stage, const struct k
 	return rc;
 }
 
-void stage_report_refusal(struct kvcfs *fs, struct staging *stage, const char *name,
+void stage_report_refusal(struct kvcfs *fs, struct staging *stage, uid_t who, const char *name,
 			  const struct kvc_key *key, int rc)
 {
 	char *why;
-	uid_t uid;
 
 	if (rc >= 0 || rc == -EEXIST) /* EEXIST: link(2)'s answer, not a refusal */
 		return;
 	pthread_rwlock_rdlock(&stage->lock);
 	why = g_strdup(stage->error);
 	pthread_rwlock_unlock(&stage->lock);
-	fs_lock(fs);
-	uid = stage->uid;
-	fs_unlock(fs);
-	refusals_record(fs, uid, name, key, -rc, why != NULL ? why : strerror(-rc));
+	refusals_record(fs, who, name, key, -rc, why != NULL ? why : strerror(-rc));
 	g_free(why);
 }
 
@@ -554,7 +550,7 @@ static int publish_linked_again(struct kvcfs *fs, struct staging *stage,
 }
 
 static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_key *key,
-			  unsigned flags)
+			  unsigned flags, uid_t who)
 {
 	char newname[KVC_SLAB_NAME_LEN + 1];
 	struct kvc_key published_key;
@@ -593,7 +589,7 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 				   &copied);
 		named = rc == 0 && !copied && staging_names_the_slab(fs, src->stage, key);
 	}
-	stage_report_refusal(fs, src->stage, shown, key, rc);
+	stage_report_refusal(fs, src->stage, who, shown, key, rc);
 	g_free(shown);
 	if (rc < 0)
 		return rc;
@@ -642,7 +638,8 @@ out:
 	return rc;
 }
 
-int staging_rename(struct kvcfs *fs, const char *name, const char *newname, unsigned flags)
+int staging_rename(struct kvcfs *fs, const char *name, const char *newname, unsigned flags,
+		   uid_t who)
 {
 	struct kvc_key key;
 	struct node *src;
@@ -661,7 +658,7 @@ int staging_rename(struct kvcfs *fs, const char *name, const char *newname, unsi
 	if (fs->opts.read_only)
 		rc = -EROFS;
 	else if (cls == NAME_SLAB)
-		rc = rename_to_slab(fs, src, &key, flags);
+		rc = rename_to_slab(fs, src, &key, flags, who);
 	else
 		rc = rename_to_staging(fs, src, newname, flags);
 	fs_lock(fs);
@@ -736,7 +733,8 @@ static bool linked_file(struct staging *stage, struct stat *st)
  * key already there is the EEXIST of link(2), after which such a program
  * checks and adopts the existing file itself; the staging file stays.
  */
-int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab)
+int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab,
+		 uid_t who)
 {
 	struct kvc_key key, published_key;
 	struct node *src;
@@ -774,7 +772,7 @@ int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct n
 		shown = g_strdup(src->name);
 		fs_unlock(fs);
 		rc = publish_named(fs, src->stage, &key, PUBLISH_FINAL | PUBLISH_AS_LINK, &copied);
-		stage_report_refusal(fs, src->stage, shown, &key, rc);
+		stage_report_refusal(fs, src->stage, who, shown, &key, rc);
 		g_free(shown);
 	}
 	linked = rc == 0 && !published && !copied && linked_file(src->stage, &file);

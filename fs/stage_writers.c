@@ -344,6 +344,7 @@ int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mo
 		   struct fuse_file_info *fi, struct fuse_entry_param *e, struct handle **out)
 {
 	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+	uid_t stage_quota_uid;
 	enum name_class cls;
 	struct staging *stage;
 	struct handle *h;
@@ -355,6 +356,13 @@ int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mo
 	stage = stage_for_writer(fs, req, mode, &rc);
 	if (stage == NULL)
 		return rc;
+	/* The creator's handle, like every handle, in its opener's share. */
+	stage_quota_uid = stage->quota_uid;
+	rc = open_quota_take(fs, stage_quota_uid);
+	if (rc < 0) {
+		staging_free(fs, stage);
+		return rc;
+	}
 	/* Everything about the stage is set before the node is visible. */
 	stage->publish_on_close = cls == NAME_SLAB;
 	stage->target = key;
@@ -367,6 +375,7 @@ int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mo
 	rc = staging_attr(fs, stage, &e->attr);
 	if (rc < 0) {
 		staging_free(fs, stage);
+		open_quota_give(fs, stage_quota_uid);
 		return rc;
 	}
 	/* Not handle_new: create_node counts the open itself, under the
@@ -375,8 +384,11 @@ int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mo
 	h->fd = -1;
 	h->stage = stage;
 	h->writable = writable;
+	h->fd_counted = true;
+	h->fd_uid = stage->quota_uid;
 	if (create_node(fs, name, cls, h) == NULL) {
 		staging_free(fs, stage);
+		open_quota_give(fs, h->fd_uid);
 		g_free(h);
 		return -EEXIST;
 	}
@@ -444,7 +456,7 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 		settle_close_publish(fs, h, rc, false);
 	}
 	if (publish)
-		stage_report_refusal(fs, stage, NULL, &stage->target, rc);
+		stage_report_refusal(fs, stage, h->fd_uid, NULL, &stage->target, rc);
 	return rc;
 }
 
@@ -483,7 +495,7 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 			 : tried ? publish_stage(fs, stage, &stage->target, 0) : -EBADMSG;
 
 		if (tried) /* else its close reported it already */
-			stage_report_refusal(fs, stage, NULL, &stage->target, rc);
+			stage_report_refusal(fs, stage, h->fd_uid, NULL, &stage->target, rc);
 		pthread_rwlock_rdlock(&stage->lock);
 		refused = stage->refused;
 		pthread_rwlock_unlock(&stage->lock);

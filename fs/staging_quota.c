@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * How many descriptors the users of the mount may make the daemon hold:
- * each staging file holds one of its temp (two with a local tier) for as
- * long as it exists, each open slab or payload view one of the slab's
- * file. The daemon's descriptors are shared by every user, so one user may
+ * How many descriptors (and buffers) the users of the mount may make the
+ * daemon hold. A named staging file holds one of its temp (two with a
+ * local tier), charged to its creator while it has its name; every open
+ * handle (of a slab, a payload view, a staging file, a .kvcfs/ file or a
+ * directory listing) is charged to its opener: what a staging file costs
+ * once its name is gone, the descriptor and a buffer of text otherwise. The daemon's descriptors are shared by every user, so one user may
  * hold only a share of each kind (EDQUOT for staging files, EMFILE for
  * opens, beyond it), all users together leave a reserve for publishes,
  * listings and the worker (ENFILE beyond it), and no user's files can cost
@@ -15,7 +17,7 @@
 
 #include "kvcfs.h"
 
-/* One user's share in use; guarded by fs->lock (in fs->fd_users). */
+/* One user's share in use; guarded by fs->quota_lock (in fs->fd_users). */
 struct fd_user {
 	unsigned staging;
 	unsigned opens;
@@ -50,6 +52,7 @@ void staging_quota_init(struct kvcfs *fs)
 	unsigned total = limit > reserve ? (unsigned)((limit - reserve) / per_stage) : 1;
 	unsigned half;
 
+	pthread_mutex_init(&fs->quota_lock, NULL);
 	fs->fd_users = g_hash_table_new_full(NULL, NULL, NULL, g_free);
 	fs->fds_max_total = total > 0 ? total : 1;
 	/* Half of what all may hold at most, for each kind: another user can
@@ -66,9 +69,10 @@ void staging_quota_init(struct kvcfs *fs)
 void staging_quota_destroy(struct kvcfs *fs)
 {
 	g_hash_table_destroy(fs->fd_users);
+	pthread_mutex_destroy(&fs->quota_lock);
 }
 
-/* What uid holds now; made on first use. fs->lock held. */
+/* What uid holds now; made on first use. fs->quota_lock held. */
 static struct fd_user *fd_user_of(struct kvcfs *fs, uid_t uid)
 {
 	struct fd_user *u = g_hash_table_lookup(fs->fd_users, GUINT_TO_POINTER(uid));
@@ -85,7 +89,7 @@ static int take(struct kvcfs *fs, uid_t uid, bool staging)
 	struct fd_user *u;
 	int rc = 0;
 
-	fs_lock(fs);
+	pthread_mutex_lock(&fs->quota_lock);
 	u = fd_user_of(fs, uid);
 	if (fs->fds_in_use >= fs->fds_max_total)
 		rc = -ENFILE;
@@ -100,7 +104,7 @@ static int take(struct kvcfs *fs, uid_t uid, bool staging)
 		else
 			u->opens++;
 	}
-	fs_unlock(fs);
+	pthread_mutex_unlock(&fs->quota_lock);
 	if (rc < 0)
 		atomic_fetch_add(staging ? &fs->metrics.staging_refused : &fs->metrics.opens_refused, 1);
 	return rc;
@@ -110,7 +114,7 @@ static void give(struct kvcfs *fs, uid_t uid, bool staging)
 {
 	struct fd_user *u;
 
-	fs_lock(fs);
+	pthread_mutex_lock(&fs->quota_lock);
 	u = fd_user_of(fs, uid);
 	if (staging)
 		u->staging--;
@@ -119,7 +123,7 @@ static void give(struct kvcfs *fs, uid_t uid, bool staging)
 	if (u->staging == 0 && u->opens == 0)
 		g_hash_table_remove(fs->fd_users, GUINT_TO_POINTER(uid));
 	fs->fds_in_use--;
-	fs_unlock(fs);
+	pthread_mutex_unlock(&fs->quota_lock);
 }
 
 int staging_quota_take(struct kvcfs *fs, uid_t uid)
@@ -148,10 +152,10 @@ unsigned staging_files_in_use(struct kvcfs *fs)
 	gpointer value;
 	unsigned n = 0;
 
-	fs_lock(fs);
+	pthread_mutex_lock(&fs->quota_lock);
 	g_hash_table_iter_init(&it, fs->fd_users);
 	while (g_hash_table_iter_next(&it, NULL, &value))
 		n += ((struct fd_user *)value)->staging;
-	fs_unlock(fs);
+	pthread_mutex_unlock(&fs->quota_lock);
 	return n;
 }

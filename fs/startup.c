@@ -102,6 +102,17 @@ static bool nested(const char *a, const char *b)
 	       (la == lb || (la > lb ? a[n] : b[n]) == '/' || n == 1 /* "/" */);
 }
 
+bool root_and_mountpoint_apart(const char *root, const char *mountpoint)
+{
+	char r[PATH_MAX], m[PATH_MAX];
+
+	if (realpath(root, r) == NULL || realpath(mountpoint, m) == NULL || !nested(r, m))
+		return true; /* a missing one is reported by what opens it */
+	fprintf(stderr, "kvcfs: the backing root %s and the mountpoint %s must be apart (not "
+			"the same, nor one inside the other)\n", root, mountpoint);
+	return false;
+}
+
 bool local_tier_placed_apart(const char *local, const char *root, const char *mountpoint)
 {
 	char l[PATH_MAX], r[PATH_MAX], m[PATH_MAX];

@@ -12,6 +12,9 @@ bool mountpoint_in_use(const char *mountpoint);
 int mountpoint_usable(const char *mountpoint);
 /* The backing root as an absolute path, for the mount table. */
 void make_backing_root_absolute(char **root);
+/* The backing root is not the mountpoint, nor inside or around it (a
+ * mount over its own backing root would serve itself): one line and false. */
+bool root_and_mountpoint_apart(const char *root, const char *mountpoint);
 /* A local tier that is, contains or lies inside the backing root or the
  * mountpoint would evict or serve the cache's own files: one line on
  * stderr and false. true without -o local. */

@@ -117,6 +117,17 @@ def test_mountpoint_must_be_a_directory(ws):
     assert len([l for l in p.stderr.splitlines() if l.strip()]) == 1, p.stderr
 
 
+def test_backing_root_and_mountpoint_apart(ws):
+    root = ws.root()
+    inner = os.path.join(root, "inner")
+    os.mkdir(inner)
+    for r, mnt in ((root, root), (root, inner)):
+        p = kvcfs(r, mnt)
+        line = one_line_error(p)
+        assert p.returncode == 1 and "must be apart" in line, line
+        assert not mounted(mnt)
+
+
 def test_non_empty_mountpoint_is_warned_about(ws):
     root, mnt = ws.root(), ws.root("full")
     open(os.path.join(mnt, "hidden-file"), "w").close()

@@ -384,6 +384,53 @@ def test_open_slabs_bounded_per_user(ws):
         assert got[:2] == ["30", "none"], got
 
 
+def holder(ids, paths):
+    """A process of that user holding paths open until its stdin closes."""
+    code = ("import os, sys\nfds = [os.open(p, os.O_RDONLY) for p in sys.argv[1:]]\n"
+            "print('held', flush=True)\nsys.stdin.read()\n")
+    p = subprocess.Popen(["setpriv", "--reuid=%d" % ids[0], "--regid=%d" % ids[1],
+                          "--init-groups", sys.executable, "-c", code] + paths,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_shares_follow_who_keeps_a_file(ws):
+    """Another user holding my staging files open once I removed them
+    costs my share nothing (it cost me EDQUOT until they closed): a
+    nameless staging file is charged to the handles that keep it, in
+    their openers' shares. A refusal is its renamer's, not the file's
+    owner's. Listings and .kvcfs/ files count as handles too."""
+    root = shared_workspace(ws, 0o777)
+    m = ws.mount(root, options=["allow_other", "staging_per_user=3", "opens_per_user=6"])
+    with users("mine", "keeper") as (u, _):
+        mine, keeper = u["mine"], u["keeper"]
+        names = [m.path("f%d.part" % i) for i in range(3)]
+        for n in names:
+            expect(mine, "OK", "create", n, data=b"x")
+        h = holder(keeper, names)
+        try:
+            for n in names:
+                expect(mine, "OK", "rm", n)
+            expect(mine, "OK", "create", m.path("again.part"), data=b"x")
+            assert metric(m, "staging_files") == 1
+            # keeper holds 3 handles: 3 more, then EMFILE.
+            got = as_user(keeper, "hold", m.path(".kvcfs", "metrics"), 10)
+            assert got[:2] == ["3", "EMFILE"], got
+        finally:
+            h.stdin.close()
+            h.wait(timeout=30)
+        key, data = slab(13)
+        bad = data[:-1] + bytes([data[-1] ^ 1])
+        expect(mine, "OK", "create", m.path("bad.part"), data=bad)
+        expect(keeper, "EBADMSG", "rename", m.path("bad.part"), m.path(key + ".kvc"))
+        seen = {}
+        for who in ("mine", "keeper"):
+            out = as_user(u[who], "read", m.path(".kvcfs", "refusals"))
+            seen[who] = bytes.fromhex(out[0]) if len(out) == 2 else b""
+        assert b"name=bad.part" in seen["keeper"] and b"name=bad.part" not in seen["mine"], seen
+
+
 def test_staging_files_bounded_per_user(ws):
     """Each staging file holds one of the daemon's descriptors: one user
     may have only staging_per_user of them (EDQUOT beyond, for a named

@@ -60,15 +60,25 @@ def test_every_publish_path_is_explained(ws):
 
 
 def test_names_cannot_forge_lines(ws):
-    """A staging name with a newline in it stays one line."""
+    """A staging name cannot end its line (a newline, or U+2028, which
+    some readers take for one) nor fake a field: names are percent-encoded
+    (space, '=', '%' and every byte that is not printable ASCII)."""
     m = ws.mount()
     e = entry()
-    name = "evil\n1 uid=0 name=x key=y errno=EOK fine.part"
-    with open(m.path(name), "wb") as f:
-        f.write(garbage_for(e))
-    expect_errno(errno.EBADMSG, os.rename, m.path(name), m.path(e["key"] + ".kvc"))
-    lines = refusals(m)
-    assert len(lines) == 1 and "evil?1 uid=0" in lines[0], lines
+    for i, name in enumerate(("evil\n1 uid=0 name=x key=y errno=EOK fine.part",
+                              "ok\u2028" + "1 uid=0 name=srv errno=EIO forged.part",
+                              "x key=%s errno=EPERM.part" % ("00" * 32))):
+        with open(m.path(name), "wb") as f:
+            f.write(garbage_for(e))
+        expect_errno(errno.EBADMSG, os.rename, m.path(name), m.path(e["key"] + ".kvc"))
+        os.unlink(m.path(name))
+        lines = refusals(m)
+        assert len(lines) == i + 1, lines
+        fields = lines[-1].split(" ")
+        assert [f.split("=")[0] for f in fields[1:5]] == ["uid", "name", "key", "errno"], lines
+        assert fields[2].count("=") == 1 and fields[3] == "key=" + e["key"], lines
+    assert "evil%0A1%20uid%3D0" in lines[0] and "ok%E2%80%A81%20uid%3D0" in lines[1], lines
+    assert all(l.isascii() for l in lines)
 
 
 def test_log_is_rate_limited(ws):

@@ -190,26 +190,16 @@ static int linked_file_attr(struct staging *stage, struct stat *st)
 	return rc;
 }
 
-/* A staging name that link(2) published, while the key's slab is still
- * its file, is that slab's other name (links.c): the inode number of the
- * key's node, or 0 when it is not (or the kernel knows no such node). */
+/* A staging name that link(2) published, and whose file the key's name
+ * still holds (staging_names_the_slab: the caller asked), is that slab's
+ * other name (links.c): the inode number of the key's node, or 0 when the
+ * kernel knows no such node. */
 static fuse_ino_t ino_of_linked_slab(struct kvcfs *fs, struct staging *stage,
 				     const struct kvc_key *key)
 {
-	char name[KVC_SLAB_NAME_LEN + 1];
-	struct stat mine, slab_file;
 	struct node *slab;
 	fuse_ino_t ino = 0;
-	int rc = -1;
 
-	pthread_rwlock_rdlock(&stage->lock);
-	if (stage->published_fd >= 0)
-		rc = fstat(stage->published_fd, &mine);
-	pthread_rwlock_unlock(&stage->lock);
-	kvc_key_slab_name(key, name);
-	if (rc < 0 || fstatat(kvc_store_dirfd(fs->store), name, &slab_file, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    mine.st_dev != slab_file.st_dev || mine.st_ino != slab_file.st_ino)
-		return 0;
 	fs_lock(fs);
 	slab = g_hash_table_lookup(fs->slab_nodes, key);
 	if (slab != NULL && stage->link_counted)

@@ -167,7 +167,10 @@ void staging_quota_destroy(struct kvcfs *fs);
  * used up) or -ENFILE (everyone's is). Takes fs->quota_lock (also fine
  * under fs->lock). */
 int staging_quota_take(struct kvcfs *fs, uid_t uid);
-void staging_quota_give(struct kvcfs *fs, uid_t uid);
+/* The stage no longer counts in its creator's staging share: it keeps no
+ * descriptor, or has no name left (its handles are counted instead). Once;
+ * any later call does nothing. Fine under fs->lock. */
+void staging_quota_release(struct kvcfs *fs, struct staging *stage);
 /* The same for an open handle: -EMFILE beyond the user's share. */
 int open_quota_take(struct kvcfs *fs, uid_t uid);
 void open_quota_give(struct kvcfs *fs, uid_t uid);

@@ -133,8 +133,8 @@ void node_drop_staging_name(struct kvcfs *fs, struct node *node)
 	links_remove(fs, node->stage);
 	/* Nameless, the file lives on only for its open handles, each
 	 * charged to its opener: its creator's share is free again. */
-	if (node->stage != NULL && atomic_exchange(&node->stage->quota_counted, false))
-		staging_quota_give(fs, node->stage->quota_uid);
+	if (node->stage != NULL)
+		staging_quota_release(fs, node->stage);
 }
 
 void node_became_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key)

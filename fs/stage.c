@@ -83,7 +83,7 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 	fs_assert_unlocked();
 	if (stage == NULL)
 		return;
-	staging_holds_no_fd(fs, stage);
+	staging_quota_release(fs, stage);
 	if (!stage->published)
 		kvc_store_abort_tmp(fs->store, &stage->tmp);
 	else if (stage->tmp.fd >= 0)
@@ -109,7 +109,7 @@ void staging_discard(struct kvcfs *fs, struct staging *stage)
 	}
 	local_tier_stage_end(fs, stage);
 	pthread_rwlock_unlock(&stage->lock);
-	staging_holds_no_fd(fs, stage);
+	staging_quota_release(fs, stage);
 }
 
 struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t mode, int *rc)
@@ -381,12 +381,6 @@ bool staging_read_after_publish(struct kvcfs *fs, struct staging *stage)
 	needed = stage->publish_on_close || stage->openers > 0;
 	fs_unlock(fs);
 	return needed;
-}
-
-void staging_holds_no_fd(struct kvcfs *fs, struct staging *stage)
-{
-	if (atomic_exchange(&stage->quota_counted, false))
-		staging_quota_give(fs, stage->quota_uid);
 }
 
 void staging_free_all(struct kvcfs *fs)

@@ -154,9 +154,6 @@ void staging_keep_alive(struct kvcfs *fs);
 /* Will the stage's file be read after its publish: by a close still
  * publishing it (a dup may read on) or by a handle open on it? */
 bool staging_read_after_publish(struct kvcfs *fs, struct staging *stage);
-/* The stage keeps no descriptor any more: its place in its user's share
- * of staging files is free (once; any later call does nothing). */
-void staging_holds_no_fd(struct kvcfs *fs, struct staging *stage);
 /* Is a writer of this mount creating <key>.kvc right now? fs->lock held. */
 bool staging_creating(struct kvcfs *fs, const struct kvc_key *key);
 

@@ -200,7 +200,7 @@ static int store_publish(struct kvcfs *fs, struct staging *stage, const struct k
 		 * key); now the local tier's copy, from this host's bytes. */
 		local_tier_stage_published(fs, stage, key, *outcome != KVC_PUBLISH_ADOPTED);
 		if (keep_fd < 0)
-			staging_holds_no_fd(fs, stage);
+			staging_quota_release(fs, stage);
 	} else {
 		stage->error = g_strdup_printf("%s: %s", kvc_tag_name(err->tag), err->detail);
 		if (keep_fd >= 0)
@@ -530,7 +530,7 @@ static void release_if_unread(struct kvcfs *fs, struct staging *stage)
 		stage->published_fd = -1;
 	}
 	pthread_rwlock_unlock(&stage->lock);
-	staging_holds_no_fd(fs, stage);
+	staging_quota_release(fs, stage);
 }
 
 /*

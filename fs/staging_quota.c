@@ -131,9 +131,10 @@ int staging_quota_take(struct kvcfs *fs, uid_t uid)
 	return take(fs, uid, true);
 }
 
-void staging_quota_give(struct kvcfs *fs, uid_t uid)
+void staging_quota_release(struct kvcfs *fs, struct staging *stage)
 {
-	give(fs, uid, true);
+	if (atomic_exchange(&stage->quota_counted, false))
+		give(fs, stage->quota_uid, true);
 }
 
 int open_quota_take(struct kvcfs *fs, uid_t uid)

@@ -68,7 +68,7 @@ struct kvc_store {
 /* "<host>-<boot id><instance>", made once per store. */
 void store_writer_id(const char *host, char out[STORE_WRITER_ID_SIZE]);
 /* A writer id of this kernel's boot (then a temp's lock is exact proof). */
-bool store_same_kernel(const char *writer);
+bool store_same_kernel(const struct kvc_store *store, const char *writer);
 /* An id of this form, not an older writer's bare host id. */
 bool store_is_new_writer_id(const char *writer);
 /* Hold an OFD write lock on fd: this temp's writer lives. */

@@ -99,12 +99,15 @@ static bool older_than(const struct timespec *t, const struct timespec *ref)
 static bool is_stale(struct kvc_store *store, const char *name, bool aside, const char *writer,
 		     long pid, const struct stat *st, uint64_t grace_seconds, time_t now)
 {
-	enum store_liveness live = aside ? STORE_WRITER_UNKNOWN : store_writer_alive(store, name);
+	enum store_liveness live;
 
-	if (live == STORE_WRITER_ALIVE || strcmp(writer, store->writer_id) == 0)
+	if (strcmp(writer, store->writer_id) == 0)
+		return false; /* this store's own */
+	live = aside ? STORE_WRITER_UNKNOWN : store_writer_alive(store, name);
+	if (live == STORE_WRITER_ALIVE)
 		return false;
 	if (store_is_new_writer_id(writer)) {
-		if (live == STORE_WRITER_NO_LOCK && store_same_kernel(writer))
+		if (live == STORE_WRITER_NO_LOCK && store_same_kernel(store, writer))
 			return true;
 	} else if (strcmp(writer, store->host_id) == 0) {
 		if (pid == (long)getpid())

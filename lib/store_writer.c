@@ -68,13 +68,13 @@ static bool writer_boot(const char *writer, char boot[9])
 	return true;
 }
 
-bool store_same_kernel(const char *writer)
+bool store_same_kernel(const struct kvc_store *store, const char *writer)
 {
 	char theirs[9], ours[9];
 
-	boot_id8(ours);
-	return writer_boot(writer, theirs) && strcmp(theirs, ours) == 0 &&
-	       strcmp(ours, "00000000") != 0;
+	/* Our own writer id holds this kernel's boot id, read once. */
+	return writer_boot(writer, theirs) && writer_boot(store->writer_id, ours) &&
+	       strcmp(theirs, ours) == 0 && strcmp(ours, "00000000") != 0;
 }
 
 bool store_is_new_writer_id(const char *writer)

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* kvc stats: a kvcfs mount's counters, for humans. */
+#include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "input.h"
@@ -26,12 +30,63 @@ static void print_metric(const char *name, const char *value)
 	}
 }
 
+/* The mount's root from any directory of it: the nearest one, going up,
+ * with .kvcfs/metrics. NULL if none is. */
+static char *mount_root_of(const char *dir)
+{
+	char real[PATH_MAX];
+	g_autofree char *at = NULL;
+
+	if (realpath(dir, real) == NULL)
+		return NULL;
+	at = g_strdup(real);
+	for (;;) {
+		g_autofree char *metrics = g_build_filename(at, ".kvcfs", "metrics", NULL);
+		char *up;
+		if (g_file_test(metrics, G_FILE_TEST_IS_REGULAR))
+			return g_steal_pointer(&at);
+		if (strcmp(at, "/") == 0)
+			return NULL;
+		up = g_path_get_dirname(at);
+		g_free(at);
+		at = up;
+	}
+}
+
+/* A directory below the root: its own slabs (not its subdirectories'),
+ * counted from its listing. */
+static void print_directory(const char *dir)
+{
+	uint64_t slabs = 0, bytes = 0;
+	struct dirent *d;
+	DIR *it = opendir(dir);
+
+	if (it == NULL)
+		return;
+	while ((d = readdir(it)) != NULL) {
+		struct kvc_key key;
+		struct stat st;
+		if (!kvc_key_from_slab_name(d->d_name, &key) ||
+		    fstatat(dirfd(it), d->d_name, &st, 0) < 0)
+			continue;
+		slabs++;
+		bytes += (uint64_t)st.st_size;
+	}
+	closedir(it);
+	printf("%-40s %" G_GUINT64_FORMAT "\n", "directory_slabs", slabs);
+	{
+		g_autofree char *human = g_format_size_full(bytes, G_FORMAT_SIZE_IEC_UNITS);
+		printf("%-40s %" G_GUINT64_FORMAT " (%s)\n", "directory_bytes", bytes, human);
+	}
+}
+
 int cmd_stats(int argc, char **argv)
 {
-	g_autoptr(GOptionContext) ctx = g_option_context_new("MOUNT - print a mount's counters");
+	g_autoptr(GOptionContext) ctx =
+		g_option_context_new("DIR - print the counters of the mount DIR is in");
 	struct kvc_err err;
 	size_t len;
-	g_autofree char *path = NULL, *text = NULL;
+	g_autofree char *path = NULL, *text = NULL, *root = NULL, *here = NULL;
 	g_auto(GStrv) lines = NULL;
 
 	int parsed = cli_parse(ctx, &argc, &argv);
@@ -39,10 +94,13 @@ int cmd_stats(int argc, char **argv)
 	if (parsed != 0)
 		return parsed > 0 ? CLI_OK : CLI_USAGE;
 	if (argc != 2) {
-		fprintf(stderr, "kvc stats: give exactly one MOUNT\n");
+		fprintf(stderr, "kvc stats: give exactly one DIR (a mount, or a directory in one)\n");
 		return CLI_USAGE;
 	}
-	path = g_build_filename(argv[1], ".kvcfs", "metrics", NULL);
+	/* Any directory of the mount: the mount's counters, and that
+	 * directory's own slabs. */
+	root = mount_root_of(argv[1]);
+	path = g_build_filename(root != NULL ? root : argv[1], ".kvcfs", "metrics", NULL);
 	if (input_read_capped(path, METRICS_MAX_BYTES, &text, &len, &err) < 0) {
 		fprintf(stderr, "kvc stats: %s (is %s a kvcfs mount?)\n", err.detail, argv[1]);
 		return CLI_USAGE;
@@ -58,5 +116,8 @@ int cmd_stats(int argc, char **argv)
 		*space = '\0';
 		print_metric(*l, space + 1);
 	}
+	here = realpath(argv[1], NULL);
+	if (here != NULL && root != NULL && strcmp(here, root) != 0)
+		print_directory(here);
 	return CLI_OK;
 }

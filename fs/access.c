@@ -92,35 +92,34 @@ static int may(struct caller *c, const struct stat *st, int mask)
 	return ((int)bits & mask) == mask ? 0 : -EACCES;
 }
 
-static int root_stat(struct kvcfs *fs, struct stat *st)
+static int dir_stat(struct kdir *dir, struct stat *st)
 {
-	return fstat(kvc_store_dirfd(fs->store), st) < 0 ? -errno : 0;
+	return fstat(kvc_store_dirfd(dir->store), st) < 0 ? -errno : 0;
 }
 
-/* Write and search permission on the root, for a change of its names. */
-static int may_change_root(struct kvcfs *fs, struct caller *c, struct stat *root)
+/* Write and search permission on a directory, for a change of its names. */
+static int may_change_dir(struct kvcfs *fs, struct caller *c, struct kdir *dir,
+			  struct stat *dst)
 {
-	int rc = root_stat(fs, root);
+	int rc = dir_stat(dir, dst);
 
 	if (rc < 0)
 		return rc;
 	if (fs->opts.read_only)
 		return -EROFS;
-	return may(c, root, MAY_WRITE | MAY_EXEC);
+	return may(c, dst, MAY_WRITE | MAY_EXEC);
 }
 
-/* Who owns what name names now, in the root: a staging file's creator or
- * a slab's backing file's owner. false when it names nothing. */
-static bool owner_of_name(struct kvcfs *fs, const char *name, uid_t *uid)
+/* Who owns what name names now, in dir: a staging file's creator, a slab's
+ * backing file's owner, a directory's owner. false when it names nothing. */
+static bool owner_of_name(struct kvcfs *fs, struct kdir *dir, const char *name, uid_t *uid)
 {
 	struct node *node;
-	struct kvc_key key;
 	struct stat st;
 	bool found = false;
-	int e;
 
 	fs_lock(fs);
-	node = g_hash_table_lookup(fs->staging, name);
+	node = g_hash_table_lookup(dir->staging, name);
 	if (node != NULL) {
 		*uid = node->stage->uid;
 		found = true;
@@ -128,73 +127,91 @@ static bool owner_of_name(struct kvcfs *fs, const char *name, uid_t *uid)
 	fs_unlock(fs);
 	if (found)
 		return true;
-	if (classify_name(name, &key, &e) != NAME_SLAB ||
-	    fstatat(kvc_store_dirfd(fs->store), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fstatat(kvc_store_dirfd(dir->store), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return false;
 	*uid = st.st_uid;
 	return true;
 }
 
-/* The sticky bit: only the name's owner, the root's owner or root may
+/* The sticky bit: only the name's owner, the directory's owner or root may
  * remove or replace it. */
-static int may_remove_name(struct kvcfs *fs, struct caller *c, const struct stat *root,
-			   const char *name)
+static int may_remove_name(struct kvcfs *fs, struct caller *c, struct kdir *dir,
+			   const struct stat *dst, const char *name)
 {
 	uid_t owner;
 
-	if (!(root->st_mode & S_ISVTX) || c->uid == 0 || c->uid == root->st_uid)
+	if (!(dst->st_mode & S_ISVTX) || c->uid == 0 || c->uid == dst->st_uid)
 		return 0;
-	if (!owner_of_name(fs, name, &owner))
+	if (!owner_of_name(fs, dir, name, &owner))
 		return 0; /* nothing to remove: the handler says ENOENT */
 	return owner == c->uid ? 0 : -EPERM;
 }
 
-int access_may_add(struct kvcfs *fs, fuse_req_t req)
+int access_may_add(struct kvcfs *fs, fuse_req_t req, struct kdir *dir)
 {
 	struct caller c;
-	struct stat root;
+	struct stat dst;
 
 	caller_of(req, &c);
-	return may_change_root(fs, &c, &root);
+	return may_change_dir(fs, &c, dir, &dst);
 }
 
-int access_may_remove(struct kvcfs *fs, fuse_req_t req, const char *name)
+int access_may_remove(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name)
 {
 	struct caller c;
-	struct stat root;
+	struct stat dst;
 	int rc;
 
 	caller_of(req, &c);
-	rc = may_change_root(fs, &c, &root);
-	return rc < 0 ? rc : may_remove_name(fs, &c, &root, name);
+	rc = may_change_dir(fs, &c, dir, &dst);
+	return rc < 0 ? rc : may_remove_name(fs, &c, dir, &dst, name);
 }
 
-int access_may_rename(struct kvcfs *fs, fuse_req_t req, const char *name, const char *newname)
+int access_may_rename(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name,
+		      struct kdir *newdir, const char *newname)
 {
 	struct caller c;
-	struct stat root;
+	struct stat dst, newdst;
 	int rc;
 
 	caller_of(req, &c);
-	rc = may_change_root(fs, &c, &root);
+	rc = may_change_dir(fs, &c, dir, &dst);
 	if (rc == 0)
-		rc = may_remove_name(fs, &c, &root, name);
+		rc = may_remove_name(fs, &c, dir, &dst, name);
+	if (rc == 0 && newdir != dir)
+		rc = may_change_dir(fs, &c, newdir, &newdst);
+	else
+		newdst = dst;
 	if (rc == 0)
-		rc = may_remove_name(fs, &c, &root, newname); /* replacing it */
+		rc = may_remove_name(fs, &c, newdir, &newdst, newname); /* replacing it */
 	return rc;
 }
 
 /* Search permission on the root, which every path to anything but the root
- * itself goes through. */
+ * itself goes through, and on the directory the node is in (the kernel
+ * checked the ones between on its way, with lookups). */
 static int may_reach(struct kvcfs *fs, struct caller *c, fuse_ino_t ino)
 {
-	struct stat root;
+	struct node_view v;
+	struct stat st;
+	struct kdir *in = NULL;
 	int rc;
 
 	if (ino == INO_ROOT)
 		return 0;
-	rc = root_stat(fs, &root);
-	return rc < 0 ? rc : may(c, &root, MAY_EXEC);
+	rc = dir_stat(fs->root_dir, &st);
+	if (rc == 0)
+		rc = may(c, &st, MAY_EXEC);
+	if (rc < 0 || node_held(fs, ino, &v) == NULL)
+		return rc;
+	if (v.kind == NODE_SLAB || v.kind == NODE_STAGING)
+		in = v.dir;
+	else if (v.kind == NODE_DIR || v.kind == NODE_PAYLOAD_DIR)
+		in = NULL; /* its parent was searched by the lookup that found it */
+	if (in == NULL || in == fs->root_dir)
+		return 0;
+	rc = dir_stat(in, &st);
+	return rc < 0 ? rc : may(c, &st, MAY_EXEC);
 }
 
 static int may_node(struct kvcfs *fs, struct caller *c, fuse_ino_t ino, struct stat *st,

@@ -23,12 +23,13 @@ struct kvcfs_access {
 /* access.c: Unix permissions against the caller's credentials; each
  * returns 0, or -EACCES, -EPERM (sticky bit, ownership) or -EROFS. */
 void access_init(struct kvcfs *fs);           /* before serving; says what is off */
-/* Always checked (the kernel's view may be stale): a new name in the root,
- * a removed one, and a rename (its target counts as removed if it exists). */
-int access_may_add(struct kvcfs *fs, fuse_req_t req);
-int access_may_remove(struct kvcfs *fs, fuse_req_t req, const char *name);
-int access_may_rename(struct kvcfs *fs, fuse_req_t req, const char *name,
-		      const char *newname);
+/* Always checked (the kernel's view may be stale): a new name in a
+ * directory, a removed one, and a rename (its target counts as removed if
+ * it exists). */
+int access_may_add(struct kvcfs *fs, fuse_req_t req, struct kdir *dir);
+int access_may_remove(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name);
+int access_may_rename(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name,
+		      struct kdir *newdir, const char *newname);
 /* Checked only without default_permissions (the kernel checks them with). */
 int access_may_lookup(struct kvcfs *fs, fuse_req_t req, fuse_ino_t parent);
 int access_may_opendir(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino);
@@ -38,7 +39,8 @@ int access_may_setattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino,
 int access_may_xattr(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, bool set);
 /* access(2): mask of R_OK, W_OK, X_OK on ino, always checked. */
 int access_may(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino, int mask);
-/* A new stage's owner (its creator; the root's group if it is set-group-ID),
+/* A new stage's owner (its creator; its directory's group if that is
+ * set-group-ID),
  * and its temp chowned to match when running as root. */
 void stage_set_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage);
 /* After a chown of a staging file: its temp follows (stage lock held). */
@@ -53,7 +55,7 @@ double entry_timeout_of(struct kvcfs *fs, struct node *node, double attr_timeout
 /* stat of a slab or payload node whose name went while it is open: the
  * file its opens read (they go on reading it); -ENOENT when none is. */
 int attr_of_open_slab(struct kvcfs *fs, struct node *node, bool payload_view, struct stat *st);
-int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
-		 struct stat *st);
+int attr_of_slab(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key,
+		 bool payload_view, struct stat *st);
 
 #endif

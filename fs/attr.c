@@ -76,8 +76,8 @@ int attr_of_open_slab(struct kvcfs *fs, struct node *node, bool payload_view, st
 	return rc;
 }
 
-int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
-		 struct stat *st)
+int attr_of_slab(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key,
+		 bool payload_view, struct stat *st)
 {
 	struct kvc_slab_info info;
 	struct kvc_err err;
@@ -90,16 +90,16 @@ int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 		struct stat real;
 
 		kvc_key_slab_name(key, name);
-		if (fstatat(kvc_store_dirfd(fs->store), name, &real, AT_SYMLINK_NOFOLLOW) < 0)
+		if (fstatat(kvc_store_dirfd(dir->store), name, &real, AT_SYMLINK_NOFOLLOW) < 0)
 			return -errno;
 		if (S_ISREG(real.st_mode) &&
-		    index_times(&fs->index, key, (uint64_t)real.st_size, &created, &last_used)) {
+		    index_times(&dir->index, key, (uint64_t)real.st_size, &created, &last_used)) {
 			fill_slab(st, &real, created, last_used);
 			st->st_nlink += links_to(fs, key, &real);
 			return 0;
 		}
 	}
-	if (kvc_store_stat(fs->store, key, &info, &err) < 0)
+	if (kvc_store_stat(dir->store, key, &info, &err) < 0)
 		return -kvc_err_to_errno(&err);
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFREG | 0444;
@@ -118,16 +118,16 @@ int attr_of_slab(struct kvcfs *fs, const struct kvc_key *key, bool payload_view,
 	return 0;
 }
 
-/* perm 0: the backing root's own mode, read now (so a chmod of the backing
- * root shows, and is what the kernel checks, within the root's attribute
+/* perm 0: the backing directory's own mode, read now (so a chmod of it
+ * shows, and is what the kernel checks, within the directory's attribute
  * timeout); the kernel's write check on -o ro answers EROFS anyway, but ls
  * should not show writable bits. */
-static void attr_of_dir(struct kvcfs *fs, mode_t perm, struct stat *st)
+static void attr_of_dir(struct kvcfs *fs, struct kdir *dir, mode_t perm, struct stat *st)
 {
 	struct stat root;
 
 	memset(st, 0, sizeof(*st));
-	if (fstat(kvc_store_dirfd(fs->store), &root) == 0) {
+	if (fstat(kvc_store_dirfd(dir->store), &root) == 0) {
 		st->st_uid = root.st_uid;
 		st->st_gid = root.st_gid;
 		st->st_atim = root.st_atim;
@@ -137,9 +137,11 @@ static void attr_of_dir(struct kvcfs *fs, mode_t perm, struct stat *st)
 			perm = root.st_mode & (fs->opts.read_only ? 07555 : 07777);
 	}
 	if (perm == 0)
-		perm = 0700; /* the root is gone: only its owner may try */
+		perm = 0700; /* the directory is gone: only its owner may try */
 	st->st_mode = S_IFDIR | perm;
 	st->st_nlink = 2;
+	if (dir != fs->root_dir && root.st_nlink >= 2)
+		st->st_nlink = root.st_nlink; /* 2 + its subdirectories */
 	st->st_size = 4096;
 }
 
@@ -201,7 +203,7 @@ static fuse_ino_t ino_of_linked_slab(struct kvcfs *fs, struct staging *stage,
 	fuse_ino_t ino = 0;
 
 	fs_lock(fs);
-	slab = g_hash_table_lookup(fs->slab_nodes, key);
+	slab = g_hash_table_lookup(stage->dir->slab_nodes, key);
 	if (slab != NULL && stage->link_counted)
 		ino = slab->ino;
 	fs_unlock(fs);
@@ -230,7 +232,7 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st)
 		 * the slab went or another took the key, its own file, as any
 		 * hard link is after the other name goes. */
 		if (staging_names_the_slab(fs, stage, &key)) {
-			rc = attr_of_slab(fs, &key, false, st);
+			rc = attr_of_slab(fs, stage->dir, &key, false, st);
 			if (rc != -ENOENT) {
 				st->st_ino = rc == 0 ? ino_of_linked_slab(fs, stage, &key) : 0;
 				return rc;
@@ -269,25 +271,36 @@ double entry_timeout_of(struct kvcfs *fs, struct node *node, double attr_timeout
 int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *timeout)
 {
 	struct node_view v;
+	bool gone;
 	int rc = 0;
 
 	fs_lock(fs);
 	v.kind = node->kind;
 	v.key = node->key;
 	v.stage = node->stage;
+	v.dir = node->dir;
+	gone = v.dir != NULL && v.dir->gone;
 	fs_unlock(fs);
 	switch (v.kind) {
 	case NODE_ROOT:
-		attr_of_dir(fs, 0, st);
+		attr_of_dir(fs, fs->root_dir, 0, st);
+		break;
+	case NODE_DIR:
+		if (gone)
+			rc = -ENOENT; /* removed */
+		else
+			attr_of_dir(fs, v.dir, 0, st);
 		break;
 	case NODE_PAYLOAD_DIR:
+		attr_of_dir(fs, v.dir, 0555, st);
+		break;
 	case NODE_META_DIR:
-		attr_of_dir(fs, 0555, st);
+		attr_of_dir(fs, fs->root_dir, 0555, st);
 		break;
 	case NODE_METRICS: {
 		size_t len;
 		g_free(metrics_render(fs, &len));
-		attr_of_dir(fs, 0444, st);
+		attr_of_dir(fs, fs->root_dir, 0444, st);
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		st->st_size = (off_t)len;
@@ -296,7 +309,7 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 	case NODE_REFUSALS:
 		/* Anyone may read it, and sees the lines of their own uid;
 		 * its size depends on who reads, so it is made at open. */
-		attr_of_dir(fs, 0444, st);
+		attr_of_dir(fs, fs->root_dir, 0444, st);
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		st->st_size = 0;
@@ -304,7 +317,7 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 	case NODE_RESCAN:
 		/* Reading it makes the daemon re-read the backing root: the
 		 * mount's owner's (the daemon's user) only. */
-		attr_of_dir(fs, 0400, st);
+		attr_of_dir(fs, fs->root_dir, 0400, st);
 		st->st_mode = S_IFREG | 0400;
 		st->st_uid = geteuid();
 		st->st_gid = getegid();
@@ -312,12 +325,12 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 		st->st_size = 0; /* made when read */
 		break;
 	case NODE_SLAB:
-		rc = attr_of_slab(fs, &v.key, false, st);
+		rc = attr_of_slab(fs, v.dir, &v.key, false, st);
 		if (rc == 0)
 			size_as_served(fs, node, st);
 		break;
 	case NODE_PAYLOAD:
-		rc = attr_of_slab(fs, &v.key, true, st);
+		rc = attr_of_slab(fs, v.dir, &v.key, true, st);
 		break;
 	case NODE_STAGING:
 		rc = staging_attr(fs, v.stage, st);

@@ -6,18 +6,25 @@
 
 static pthread_mutex_t evicting = PTHREAD_MUTEX_INITIALIZER;
 
-static void evict_one(struct kvcfs *fs, const struct evict_scope *s, const struct kvc_key *key)
+static void evict_one(struct kvcfs *fs, const struct evict_scope *s,
+		      const struct eviction_candidate *c)
 {
+	const struct evict_part *p = &s->parts[c->part];
 	struct kvc_err err;
 
-	if (kvc_store_delete(s->store, key, &err) < 0) {
+	if (kvc_store_delete(p->store, &c->key, &err) < 0) {
 		fuse_log(FUSE_LOG_ERR, "kvcfs: evicting: %s\n", err.detail);
 		return;
 	}
-	index_remove(s->index, key);
-	if (s->names_in_mount)
-		forget_slab_entries(fs, key, FORGET_LATER);
+	index_remove(p->index, &c->key);
+	if (p->dir != NULL)
+		forget_slab_entries(fs, p->dir, &c->key, FORGET_LATER);
 	atomic_fetch_add(s->evictions, 1);
+}
+
+static bool pinned(const struct evict_scope *s, const struct eviction_candidate *c)
+{
+	return index_is_pinned(s->parts[c->part].index, &c->key);
 }
 
 enum verdict { STAYS, DROPPED };
@@ -32,7 +39,7 @@ enum verdict { STAYS, DROPPED };
  * that cannot be read for another reason (I/O) is given the benefit of the
  * doubt.
  */
-static enum verdict check_slab(struct kvcfs *fs, const struct evict_scope *s,
+static enum verdict check_slab(struct kvcfs *fs, const struct evict_part *s,
 			       const struct kvc_key *key)
 {
 	struct kvc_meta meta;
@@ -62,8 +69,8 @@ static enum verdict check_slab(struct kvcfs *fs, const struct evict_scope *s,
 	fuse_log(FUSE_LOG_WARNING, "kvcfs: not counting invalid %s\n", err.detail);
 	kvc_store_drop_corrupt(s->store, key, &st);
 	index_remove(s->index, key);
-	if (s->names_in_mount)
-		forget_slab_entries(fs, key, FORGET_LATER);
+	if (s->dir != NULL)
+		forget_slab_entries(fs, s->dir, key, FORGET_LATER);
 	return DROPPED;
 }
 
@@ -83,80 +90,110 @@ static void clear_the_way(struct kvcfs *fs, const struct evict_scope *s,
 	uint64_t kept = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		if (order[i].size > s->max_size && !index_is_pinned(s->index, &order[i].key)) {
-			evict_one(fs, s, &order[i].key);
+		if (order[i].size > s->max_size && !pinned(s, &order[i])) {
+			evict_one(fs, s, &order[i]);
 			skip[i] = true;
 		}
 	}
 	for (size_t i = n; i-- > 0 && kept < s->low_watermark;) {
-		if (skip[i] || index_is_pinned(s->index, &order[i].key))
+		if (skip[i] || pinned(s, &order[i]))
 			continue;
-		if (check_slab(fs, s, &order[i].key) == DROPPED)
+		if (check_slab(fs, &s->parts[order[i].part], &order[i].key) == DROPPED)
 			skip[i] = true;
 		else
 			kept += order[i].size;
 	}
 }
 
+static uint64_t scope_bytes(const struct evict_scope *s)
+{
+	uint64_t all = 0, bytes, count;
+
+	for (size_t i = 0; i < s->n_parts; i++) {
+		index_totals(s->parts[i].index, &bytes, &count);
+		all += bytes;
+	}
+	return all;
+}
+
+/* One order over every part: each part's, merged. */
+static struct eviction_candidate *scope_order(const struct evict_scope *s, size_t *n)
+{
+	GArray *all = g_array_new(FALSE, FALSE, sizeof(struct eviction_candidate));
+
+	for (size_t i = 0; i < s->n_parts; i++) {
+		size_t k;
+		struct eviction_candidate *one = index_eviction_order(s->parts[i].index, &k);
+		for (size_t j = 0; j < k; j++)
+			one[j].part = (unsigned)i;
+		g_array_append_vals(all, one, (guint)k);
+		g_free(one);
+	}
+	g_array_sort(all, index_candidate_cmp);
+	*n = all->len;
+	return (struct eviction_candidate *)(void *)g_array_free(all, FALSE);
+}
+
 void evict_scope_if_needed(struct kvcfs *fs, const struct evict_scope *s)
 {
 	struct eviction_candidate *order;
-	uint64_t bytes, count;
 	bool *skip;
 	size_t n;
 
 	fs_assert_unlocked();
 	if (s->max_size == 0)
 		return;
-	index_totals(s->index, &bytes, &count);
-	if (bytes <= s->max_size)
+	if (scope_bytes(s) <= s->max_size)
 		return;
 	/* One evictor at a time: two would both see the same excess and
 	 * evict twice as much as needed. */
 	pthread_mutex_lock(&evicting);
-	order = index_eviction_order(s->index, &n);
+	order = scope_order(s, &n);
 	skip = g_new0(bool, n + 1);
 	clear_the_way(fs, s, order, n, skip);
 	for (size_t i = 0; i < n; i++) {
-		index_totals(s->index, &bytes, &count);
-		if (bytes <= s->low_watermark)
+		if (scope_bytes(s) <= s->low_watermark)
 			break;
 		/* Opened since the order was taken: it stays. */
-		if (skip[i] || index_is_pinned(s->index, &order[i].key))
+		if (skip[i] || pinned(s, &order[i]))
 			continue;
-		evict_one(fs, s, &order[i].key);
+		evict_one(fs, s, &order[i]);
 	}
 	pthread_mutex_unlock(&evicting);
 	g_free(skip);
 	g_free(order);
 }
 
-/* The backing root, whose slabs are the mount's names. */
-static struct evict_scope root_scope(struct kvcfs *fs)
+void evict_verify_key(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key)
 {
+	struct evict_part p = { dir->store, &dir->index, dir };
+
+	fs_assert_unlocked();
+	(void)check_slab(fs, &p, key);
+}
+
+/* The mount's whole tree, one budget: every directory known now. */
+void evict_if_needed(struct kvcfs *fs)
+{
+	GPtrArray *dirs;
+	struct evict_part *parts;
 	struct evict_scope s = {
-		.store = fs->store,
-		.index = &fs->index,
 		.max_size = fs->opts.max_size,
 		.low_watermark = fs->opts.low_watermark,
 		.evictions = &fs->metrics.evictions,
-		.names_in_mount = true,
 	};
-	return s;
-}
 
-void evict_verify_key(struct kvcfs *fs, const struct kvc_key *key)
-{
-	struct evict_scope s = root_scope(fs);
-
-	fs_assert_unlocked();
-	(void)check_slab(fs, &s, key);
-}
-
-void evict_if_needed(struct kvcfs *fs)
-{
-	struct evict_scope s = root_scope(fs);
-
-	if (!fs->opts.read_only)
-		evict_scope_if_needed(fs, &s);
+	if (fs->opts.read_only || s.max_size == 0)
+		return;
+	dirs = dirs_snapshot(fs);
+	parts = g_new(struct evict_part, dirs->len + 1);
+	for (guint i = 0; i < dirs->len; i++) {
+		struct kdir *d = g_ptr_array_index(dirs, i);
+		parts[i] = (struct evict_part){ d->store, &d->index, d };
+	}
+	s.parts = parts;
+	s.n_parts = dirs->len;
+	evict_scope_if_needed(fs, &s);
+	g_free(parts);
+	dirs_snapshot_free(fs, dirs);
 }

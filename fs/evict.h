@@ -11,17 +11,25 @@
 struct kvcfs;
 struct kvcfs_index;
 struct kvc_store;
+struct kdir;
 
-/* One directory kept within a budget: the backing root, or the local tier
- * (local_tier.c). Set before use, never changed. */
-struct evict_scope {
+/* One directory under a budget: one of the mount's (dir set: its slabs
+ * are the mount's names, and the kernel's entries of an evicted one are
+ * forgotten), or the local tier (local_tier.c). */
+struct evict_part {
 	struct kvc_store *store;
 	struct kvcfs_index *index;
+	struct kdir *dir;         /* NULL: the local tier */
+};
+
+/* Directories kept within one budget together: the mount's whole tree,
+ * or the local tier. Set before use, never changed. */
+struct evict_scope {
+	const struct evict_part *parts;
+	size_t n_parts;
 	uint64_t max_size;        /* 0: no budget */
 	uint64_t low_watermark;
 	atomic_uint_fast64_t *evictions; /* counted here */
-	bool names_in_mount;      /* its slabs are the mount's names: the kernel's
-				   * entries of an evicted one are forgotten */
 };
 
 /*
@@ -35,7 +43,7 @@ struct evict_scope {
 void evict_if_needed(struct kvcfs *fs);
 /* Verify the backing root's slab of key once (the index remembers it); a
  * corrupt one is dropped after the store's recheck delay. */
-void evict_verify_key(struct kvcfs *fs, const struct kvc_key *key);
+void evict_verify_key(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key);
 /* The same for any scope. */
 void evict_scope_if_needed(struct kvcfs *fs, const struct evict_scope *s);
 

@@ -23,16 +23,21 @@ void fs_lock(struct kvcfs *fs)
 
 void fs_unlock(struct kvcfs *fs)
 {
-	gpointer *gone = NULL;
-	gsize n = 0;
+	gpointer *gone = NULL, *dirs = NULL;
+	gsize n = 0, n_dirs = 0;
 
 	if (fs->stages_gone->len > 0)
 		gone = g_ptr_array_steal(fs->stages_gone, &n);
+	if (fs->dirs_gone != NULL && fs->dirs_gone->len > 0)
+		dirs = g_ptr_array_steal(fs->dirs_gone, &n_dirs);
 	holding_fs_lock = false;
 	pthread_mutex_unlock(&fs->lock);
 	for (gsize i = 0; i < n; i++)
 		fs->free_stage(fs, gone[i]);
 	g_free(gone);
+	for (gsize i = 0; i < n_dirs; i++)
+		kdir_free(fs, dirs[i]);
+	g_free(dirs);
 }
 
 void fs_assert_unlocked(void)

@@ -27,8 +27,8 @@ void handle_release(struct kvcfs *fs, struct handle *h, fuse_req_t req)
 	if (h->fd_counted)
 		open_quota_give(fs, h->fd_uid);
 	if (h->pins)
-		index_closed(&fs->index, &h->key);
-	if (h->pins && h->tier_index != NULL && h->tier_index != &fs->index)
+		index_closed(&h->node->dir->index, &h->key);
+	if (h->pins && h->tier_index != NULL && h->tier_index != &h->node->dir->index)
 		index_closed(h->tier_index, &h->key);
 	verified_release(h);
 	if (h->stage != NULL)
@@ -72,7 +72,7 @@ void handles_release_lost(struct kvcfs *fs)
 	for (GList *l = files; l != NULL; l = l->next)
 		handle_release(fs, l->data, NULL);
 	for (GList *l = dirs; l != NULL; l = l->next)
-		g_ptr_array_unref(l->data);
+		listing_release(fs, l->data);
 	g_list_free(files);
 	g_list_free(dirs);
 }

@@ -108,10 +108,11 @@ void passthrough_closed(struct kvcfs *fs, struct handle *h);
 /* forget.c: forget the kernel's cached entries for a slab that is gone,
  * or (after a publish) negative entries for one that appeared. */
 enum forget_context {
-	FORGET_FROM_ROOT_REQUEST,  /* answering unlink in the root */
+	FORGET_FROM_DIR_REQUEST,   /* answering unlink in the directory */
 	FORGET_FROM_FILE_REQUEST,  /* answering open: no directory is locked */
 	FORGET_LATER,              /* anywhere else (eviction): queued */
 };
-void forget_slab_entries(struct kvcfs *fs, const struct kvc_key *key, enum forget_context from);
+void forget_slab_entries(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key,
+			 enum forget_context from);
 
 #endif

@@ -139,7 +139,8 @@ ssize_t hits_write_header(struct kvcfs *fs, struct handle *h, const void *buf, s
 			  off_t off)
 {
 	const struct kvc_key *key = &h->key;
-	struct kvcfs_index *index = h->tier_index != NULL ? h->tier_index : &fs->index;
+	struct kdir *dir = h->node->dir;
+	struct kvcfs_index *index = h->tier_index != NULL ? h->tier_index : &dir->index;
 	int fd = h->fd;
 	struct key_lock *kl;
 	uint8_t head[KVC_FIXED_SIZE];
@@ -164,8 +165,8 @@ ssize_t hits_write_header(struct kvcfs *fs, struct handle *h, const void *buf, s
 	kvc_fixed_decode(head, &f);
 	/* The backing root's slab is the truth; a local copy that h reads
 	 * gets the same fields, so the program reads back what it wrote. */
-	if (kvc_store_touch(fs->store, key, f.hit_count, f.last_used_time, &err) < 0 ||
-	    (index != &fs->index &&
+	if (kvc_store_touch(dir->store, key, f.hit_count, f.last_used_time, &err) < 0 ||
+	    (index != &dir->index &&
 	     kvc_store_touch(fs->local->store, key, f.hit_count, f.last_used_time, &err) < 0)) {
 		rc = -kvc_err_to_errno(&err);
 		goto out;

@@ -222,51 +222,45 @@ double index_score(const struct kvcfs_index *idx, uint32_t hits, uint64_t last_u
 	return (double)last_used + idx->hit_credit * log2(1.0 + (double)hits);
 }
 
-struct ordered {
-	struct eviction_candidate c;
-	uint64_t created;
-};
-
-static int by_score(const void *pa, const void *pb)
+int index_candidate_cmp(const void *pa, const void *pb)
 {
-	const struct ordered *a = pa, *b = pb;
+	const struct eviction_candidate *a = pa, *b = pb;
+	int c;
 
-	if (a->c.score != b->c.score)
-		return a->c.score < b->c.score ? -1 : 1;
+	if (a->score != b->score)
+		return a->score < b->score ? -1 : 1;
 	if (a->created != b->created)
 		return a->created < b->created ? -1 : 1;
-	return memcmp(a->c.key.bytes, b->c.key.bytes, KVC_KEY_BYTES);
+	c = memcmp(a->key.bytes, b->key.bytes, KVC_KEY_BYTES);
+	if (c != 0)
+		return c;
+	return a->part < b->part ? -1 : a->part > b->part;
 }
 
 struct eviction_candidate *index_eviction_order(struct kvcfs_index *idx, size_t *n)
 {
-	struct ordered *all;
-	struct eviction_candidate *out;
+	struct eviction_candidate *all;
 	GHashTableIter it;
 	gpointer value;
 	size_t count = 0;
 
 	pthread_mutex_lock(&idx->lock);
-	all = g_new(struct ordered, g_hash_table_size(idx->slabs) + 1);
+	all = g_new0(struct eviction_candidate, g_hash_table_size(idx->slabs) + 1);
 	g_hash_table_iter_init(&it, idx->slabs);
 	while (g_hash_table_iter_next(&it, NULL, &value)) {
 		struct index_entry *e = value;
 		if (pinned_locked(idx, e))
 			continue;
-		all[count].c.key = e->key;
-		all[count].c.size = e->size;
-		all[count].c.score = index_score(idx, e->hits, e->last_used);
+		all[count].key = e->key;
+		all[count].size = e->size;
+		all[count].score = index_score(idx, e->hits, e->last_used);
 		all[count].created = e->created;
 		count++;
 	}
 	pthread_mutex_unlock(&idx->lock);
-	qsort(all, count, sizeof(*all), by_score);
-	out = g_new(struct eviction_candidate, count + 1);
-	for (size_t i = 0; i < count; i++)
-		out[i] = all[i].c;
-	g_free(all);
+	qsort(all, count, sizeof(*all), index_candidate_cmp);
 	*n = count;
-	return out;
+	return all;
 }
 
 void index_replace(struct kvcfs_index *idx, GHashTable *fresh)

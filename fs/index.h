@@ -49,7 +49,14 @@ struct eviction_candidate {
 	struct kvc_key key;
 	uint64_t size;
 	double score;
+	uint64_t created;
+	unsigned part;        /* which index it is from, for a caller that
+			       * merges several (0 as given here) */
 };
+
+/* The eviction order of two candidates (qsort): score, then creation,
+ * then key bytes, then part. */
+int index_candidate_cmp(const void *a, const void *b);
 
 /* GHashTable callbacks for struct kvc_key keys. */
 guint index_key_hash(gconstpointer key);

@@ -22,6 +22,7 @@
 #include "options.h"
 
 struct node;
+struct kdir;
 struct staging;
 struct handle;
 
@@ -45,7 +46,8 @@ struct handle;
  *
  *   Leaves (nothing is taken under them, nothing blocks under them):
  *     kvcfs.lock (fs->lock: the node tables, struct node, the writer
- *        accounting of struct staging). What it drops is freed after
+ *        accounting of struct staging, the directories' names and
+ *        tables, struct kdir). What it drops is freed after
  *        it (fs_unlock). The one kernel call under it is passthrough's
  *        backing-file registration (an ioctl that does no I/O, which
  *        must be atomic with the decision it belongs to). Debug builds
@@ -54,8 +56,8 @@ struct handle;
  *     kvcfs.quota_lock (staging_quota.c), the one lock taken under
  *        fs->lock: a staging name's share is given back as the name
  *        goes. Nothing is taken under it.
- *     kvcfs_index.lock (the backing root's index, and the local
- *        tier's: index.c)
+ *     kvcfs_index.lock (each directory's index, and the local
+ *        tier's: index.c; never two at once)
  *     key_locks_lock (the table of key locks: hits.c)
  *     kvcfs_maintenance.lock (the worker's requests: maintenance.c)
  *     the notifier's queue (GLib's own lock: notify.c)
@@ -72,12 +74,11 @@ struct handle;
 #include "access.h"
 
 struct kvcfs {
-	struct kvc_store *store;
+	struct kvc_store *store;   /* the backing root's (root_dir's) */
 	struct kvcfs_options opts;
 	struct kvcfs_access access;
 	bool verbose;              /* foreground or debug: say what start-up found */
 	struct kvcfs_metrics metrics;
-	struct kvcfs_index index;
 	struct kvcfs_notifier notifier;
 	struct kvcfs_maintenance maintenance;
 	/* Set in op_init, before any other request, and only read after: */
@@ -86,13 +87,15 @@ struct kvcfs {
 	struct local_tier *local;  /* -o local; NULL without. Set before
 				    * serving, never changed (local_tier.h) */
 
-	/* Guards the tables below, struct node and the fs->lock fields of
-	 * struct staging; see the lock order above. */
+	/* Guards the tables below, struct node, the fs->lock fields of
+	 * struct staging and of struct kdir; see the lock order above. */
 	pthread_mutex_t lock;
 	GHashTable *nodes;         /* ino → node */
-	GHashTable *staging;       /* name → node, this mount's named staging files */
-	GHashTable *slab_nodes;    /* key → NODE_SLAB node, so a key keeps its inode */
-	GHashTable *payload_nodes; /* key → NODE_PAYLOAD node */
+	struct kdir *root_dir;     /* set before serving, never changed */
+	GHashTable *dirs;          /* backing (dev, ino) → struct kdir, every
+				    * directory known (dirs.c); holds a ref */
+	GPtrArray *dirs_gone;      /* struct kdir * whose last reference went
+				    * under lock, freed by fs_unlock */
 	GHashTable *creating;      /* key → count of this mount's writers of
 				    * <key>.kvc that will publish at close:
 				    * a miss of such a key is not cached */
@@ -184,6 +187,7 @@ void fs_unlock(struct kvcfs *fs);
 void fs_assert_unlocked(void);
 
 #include "nodes.h"
+#include "dirs.h"
 #include "stage.h"
 #include "handle.h"
 #include "ops.h"

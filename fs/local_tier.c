@@ -69,26 +69,17 @@ static bool same_identity(const struct identity *a, const struct identity *b)
 	       a->payload_length == b->payload_length && a->crc == b->crc;
 }
 
-static struct evict_scope scope_of(struct kvcfs *fs)
-{
-	struct evict_scope s = {
-		.store = fs->local->store,
-		.index = &fs->local->index,
-		.max_size = fs->opts.local_size,
-		.low_watermark = fs->opts.local_low_watermark,
-		.evictions = &fs->local->evictions,
-		.names_in_mount = false,
-	};
-	return s;
-}
-
 void local_tier_evict(struct kvcfs *fs)
 {
-	struct evict_scope s;
+	struct evict_part part;
+	struct evict_scope s = { .parts = &part, .n_parts = 1 };
 
 	if (fs->local == NULL)
 		return;
-	s = scope_of(fs);
+	part = (struct evict_part){ fs->local->store, &fs->local->index, NULL };
+	s.max_size = fs->opts.local_size;
+	s.low_watermark = fs->opts.local_low_watermark;
+	s.evictions = &fs->local->evictions;
 	evict_scope_if_needed(fs, &s);
 }
 
@@ -171,7 +162,7 @@ void local_tier_reconcile(struct kvcfs *fs)
 	 * here too (an open descriptor keeps reading what it has). */
 	all = index_all(&fs->local->index, &n);
 	for (size_t i = 0; i < n; i++)
-		if (!index_contains(&fs->index, &all[i].key))
+		if (!index_contains(&fs->root_dir->index, &all[i].key))
 			drop_copy(fs, &all[i].key);
 	g_free(all);
 }
@@ -256,10 +247,10 @@ out:
 	return rc;
 }
 
-static void pick_shared(struct kvcfs *fs, struct tier_pick *pick)
+static void pick_shared(struct kdir *dir, struct tier_pick *pick)
 {
-	pick->store = fs->store;
-	pick->index = &fs->index;
+	pick->store = dir->store;
+	pick->index = &dir->index;
 	pick->local = false;
 	pick->fetched = false;
 }
@@ -304,25 +295,27 @@ static void count_shared_hit(struct kvcfs *fs, const struct kvc_key *key, int sh
 		hits_count_one(fs, fs->store, key, shared_fd, (uint64_t)time(NULL), &hits);
 }
 
-int local_tier_open(struct kvcfs *fs, const struct kvc_key *key, bool refetch, int *fd,
-		    struct stat *st, struct tier_pick *pick, struct kvc_err *err)
+int local_tier_open(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key, bool refetch,
+		    int *fd, struct stat *st, struct tier_pick *pick, struct kvc_err *err)
 {
+	/* The tier keeps copies of the root's slabs only. */
+	bool tier = fs->local != NULL && dir == fs->root_dir;
 	struct identity id;
 	struct kvc_err why = { 0 };
 	struct stat shared_st;
 	bool verified = false;
 	int shared_fd, local_fd;
 
-	pick_shared(fs, pick);
-	if (kvc_store_open_slab(fs->store, key, &shared_fd, &shared_st, err) < 0) {
-		if (fs->local != NULL && err->tag == KVC_E_NOT_FOUND)
+	pick_shared(dir, pick);
+	if (kvc_store_open_slab(dir->store, key, &shared_fd, &shared_st, err) < 0) {
+		if (tier && err->tag == KVC_E_NOT_FOUND)
 			drop_copy(fs, key); /* gone from the truth: gone here */
 		return -1;
 	}
 	pick->source = shared_st;
 	/* Without a tier, or a header that does not even look like a slab's
 	 * (the caller's verification judges it, and drops it if corrupt). */
-	if (fs->local == NULL || !read_identity(shared_fd, (uint64_t)shared_st.st_size, &id)) {
+	if (!tier || !read_identity(shared_fd, (uint64_t)shared_st.st_size, &id)) {
 		*fd = shared_fd;
 		*st = shared_st;
 		return 0;
@@ -375,7 +368,8 @@ void local_tier_stage_begin(struct kvcfs *fs, struct staging *stage)
 	struct kvc_err err;
 
 	stage->local_tmp.fd = -1;
-	if (fs->local == NULL)
+	/* The tier keeps copies of the root's slabs only (docs/contract.md). */
+	if (fs->local == NULL || stage->dir != fs->root_dir)
 		return;
 	if (kvc_tmp_create(fs->local->store, "stage", &stage->local_tmp, &err) < 0) {
 		stage->local_tmp.fd = -1;

@@ -61,8 +61,8 @@ void local_tier_stop(struct kvcfs *fs);
  * failed verification). Falls back to the backing root's file when the
  * copy cannot be made (the caller's verification then judges that file).
  */
-int local_tier_open(struct kvcfs *fs, const struct kvc_key *key, bool refetch, int *fd,
-		    struct stat *st, struct tier_pick *pick, struct kvc_err *err);
+int local_tier_open(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key, bool refetch,
+		    int *fd, struct stat *st, struct tier_pick *pick, struct kvc_err *err);
 /* A local copy failed verification: drop that file (only if still st). */
 void local_tier_drop_corrupt(struct kvcfs *fs, const struct kvc_key *key,
 			     const struct stat *st);

@@ -182,8 +182,8 @@ static int run(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_op
 
 	fs->verbose = cmd->foreground || cmd->debug;
 	access_init(fs);
-	index_init(&fs->index, fs->opts.hit_credit);
 	nodes_init(fs);
+	dirs_init(fs);
 	fs->free_stage = staging_free;
 	hits_init(fs);
 	refusals_init(fs);
@@ -197,12 +197,12 @@ static int run(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_op
 	}
 	staging_free_all(fs);
 	nodes_destroy(fs);
+	dirs_destroy(fs);
 	if (fs->fd_users != NULL)
 		staging_quota_destroy(fs);
 	local_tier_stop(fs);
 	hits_destroy(fs);
 	refusals_destroy(fs);
-	index_destroy(&fs->index);
 	kvc_store_close(fs->store);
 	return rc;
 }

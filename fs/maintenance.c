@@ -18,15 +18,19 @@ void maintenance_want_evict(struct kvcfs *fs)
 	pthread_mutex_unlock(&m->lock);
 }
 
-void maintenance_want_verify(struct kvcfs *fs, const struct kvc_key *key)
+void maintenance_want_verify(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key)
 {
 	struct kvcfs_maintenance *m = &fs->maintenance;
+	struct verify_request *r;
 
 	if (!m->running)
 		return;
 	pthread_mutex_lock(&m->lock);
 	if (g_queue_get_length(m->verify_wanted) < MAINTENANCE_VERIFY_MAX) {
-		g_queue_push_tail(m->verify_wanted, g_memdup2(key, sizeof(*key)));
+		r = g_new(struct verify_request, 1);
+		r->dir = kdir_ref(dir);
+		r->key = *key;
+		g_queue_push_tail(m->verify_wanted, r);
 		pthread_cond_signal(&m->wake);
 	}
 	pthread_mutex_unlock(&m->lock);

@@ -34,7 +34,7 @@ struct kvcfs_maintenance {
 	bool stop;                 /* lock */
 	bool evict_wanted;         /* lock: a budget may be exceeded */
 	bool busy;                 /* lock: a pass is under way */
-	GQueue *verify_wanted;     /* lock: struct kvc_key *, slabs a publish
+	GQueue *verify_wanted;     /* lock: struct verify_request *, slabs a publish
 				    * adopted after a header check: verified
 				    * here, and dropped if corrupt */
 	GSList *rescan_waiters;    /* lock: struct rescan_waiter, opens of
@@ -57,7 +57,8 @@ int maintenance_rescan_and_reply(struct kvcfs *fs, fuse_req_t req, struct handle
  * head: verify all of it soon (bounded: beyond MAINTENANCE_VERIFY_MAX
  * waiting, the next open's verification is the one that counts). */
 #define MAINTENANCE_VERIFY_MAX 256
-void maintenance_want_verify(struct kvcfs *fs, const struct kvc_key *key);
+struct kdir;
+void maintenance_want_verify(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key);
 /* Work asked for and not yet done (kvcfs_maintenance_pending). */
 bool maintenance_pending(struct kvcfs *fs);
 /* One rescan now, on the caller's thread (the worker, or start-up before

@@ -9,4 +9,10 @@ struct rescan_waiter {
 	struct fuse_file_info fi;
 };
 
+/* A slab a publish kept after a look at its head: verify it soon. */
+struct verify_request {
+	struct kdir *dir;          /* referenced */
+	struct kvc_key key;
+};
+
 #endif

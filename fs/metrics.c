@@ -38,9 +38,12 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 	struct kvcfs_metrics *m = &fs->metrics;
 	GString *s = g_string_new(NULL);
 	uint64_t bytes, slabs;
-	unsigned staging;
+	unsigned staging, dirs;
 
-	index_totals(&fs->index, &bytes, &slabs);
+	dirs_totals(fs, &bytes, &slabs);
+	fs_lock(fs);
+	dirs = g_hash_table_size(fs->dirs);
+	fs_unlock(fs);
 	counter(s, "hits_total", "Opens of a slab or payload view that were served.", m->hits);
 	counter(s, "reopens_unverified_total", "Hits on a file verified before and unchanged since: only its header was read.",
 		m->reopens_unverified);
@@ -52,8 +55,9 @@ char *metrics_render(struct kvcfs *fs, size_t *len)
 	counter(s, "changed_under_readers_total", "Reads refused because the backing file changed after verification.",
 		m->changed_under_readers);
 	counter(s, "evictions_total", "Slabs evicted to stay within the byte budget.", m->evictions);
-	gauge(s, "bytes", "Bytes of slabs in the backing root, as indexed.", bytes);
-	gauge(s, "slabs", "Slabs in the backing root, as indexed.", slabs);
+	gauge(s, "bytes", "Bytes of slabs in the backing root, all directories, as indexed.", bytes);
+	gauge(s, "slabs", "Slabs in the backing root, all directories, as indexed.", slabs);
+	gauge(s, "directories", "Directories the mount knows, the root too (at most dirs_max).", dirs);
 	gauge(s, "budget_bytes", "The byte budget (0: none).", fs->opts.max_size);
 	gauge(s, "low_watermark_bytes", "Eviction stops at this many bytes.", fs->opts.low_watermark);
 	gauge(s, "passthrough", "1: the kernel reads verified slabs and writes staging files directly.",

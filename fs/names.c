@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* What a name in the mount's root means. */
+/* What a name in one of the mount's directories means. */
 #include <errno.h>
 #include <string.h>
 
 #include "kvcfs.h"
 
-enum name_class classify_name(const char *name, struct kvc_key *key, int *err)
+enum name_class classify_name(const char *name, bool in_root, struct kvc_key *key, int *err)
 {
 	size_t len = strlen(name);
 
@@ -22,9 +22,24 @@ enum name_class classify_name(const char *name, struct kvc_key *key, int *err)
 		*err = EINVAL;
 		return NAME_INVALID;
 	}
-	if (strcmp(name, PAYLOAD_DIR_NAME) == 0 || strcmp(name, META_DIR_NAME) == 0)
+	if (in_root && (strcmp(name, PAYLOAD_DIR_NAME) == 0 || strcmp(name, META_DIR_NAME) == 0))
 		return NAME_RESERVED;
 	if (kvc_key_from_slab_name(name, key))
 		return NAME_SLAB;
 	return NAME_STAGING;
+}
+
+bool dir_name_ok(const char *name, bool in_root)
+{
+	struct kvc_key key;
+	char host[65];
+	long pid;
+	size_t len = strlen(name);
+	int err;
+
+	/* A temp's name or a set-aside directory's would be swept or left
+	 * alone by the store as its own. */
+	return classify_name(name, in_root, &key, &err) == NAME_STAGING &&
+	       !kvc_tmp_name_parse(name, host, &pid) &&
+	       !(len > 8 && strcmp(name + len - 8, ".kvcgone") == 0);
 }

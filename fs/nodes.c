@@ -29,11 +29,8 @@ void nodes_init(struct kvcfs *fs)
 	pthread_mutex_init(&fs->lock, NULL);
 	fs->stages_gone = g_ptr_array_new();
 	fs->nodes = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, node_free);
-	fs->staging = g_hash_table_new(g_str_hash, g_str_equal);
 	fs->open_files = g_hash_table_new(NULL, NULL);
 	fs->open_dirs = g_hash_table_new(NULL, NULL);
-	fs->slab_nodes = g_hash_table_new(index_key_hash, index_key_equal);
-	fs->payload_nodes = g_hash_table_new(index_key_hash, index_key_equal);
 	fs->creating = g_hash_table_new_full(index_key_hash, index_key_equal, g_free, NULL);
 	fs->next_ino = INO_FIRST_DYNAMIC;
 	fs->orphan_backing_ids = g_array_new(FALSE, FALSE, sizeof(int));
@@ -49,10 +46,19 @@ void nodes_init(struct kvcfs *fs)
 
 void nodes_destroy(struct kvcfs *fs)
 {
-	g_hash_table_destroy(fs->staging);
+	GHashTableIter it;
+	gpointer value;
+
+	/* The directories' references held by the nodes (dirs_destroy frees
+	 * the rest). */
+	g_hash_table_iter_init(&it, fs->nodes);
+	while (g_hash_table_iter_next(&it, NULL, &value)) {
+		struct node *node = value;
+		if (node->ino >= INO_FIRST_DYNAMIC && node->dir != NULL)
+			kdir_unref_locked(fs, node->dir);
+		node->dir = NULL;
+	}
 	links_destroy(fs);
-	g_hash_table_destroy(fs->slab_nodes);
-	g_hash_table_destroy(fs->payload_nodes);
 	g_hash_table_destroy(fs->creating);
 	g_array_free(fs->orphan_backing_ids, TRUE);
 	g_hash_table_destroy(fs->open_files);
@@ -77,6 +83,7 @@ struct node *node_held(struct kvcfs *fs, fuse_ino_t ino, struct node_view *view)
 		view->kind = node->kind;
 		view->key = node->key;
 		view->stage = node->stage;
+		view->dir = node->dir;
 	}
 	fs_unlock(fs);
 	return node;
@@ -92,30 +99,39 @@ struct node *node_new(struct kvcfs *fs, enum node_kind kind)
 	return node;
 }
 
-static GHashTable *key_table(struct kvcfs *fs, enum node_kind kind)
+struct node *node_new_in(struct kvcfs *fs, enum node_kind kind, struct kdir *dir)
 {
-	return kind == NODE_SLAB ? fs->slab_nodes : fs->payload_nodes;
+	struct node *node = node_new(fs, kind);
+
+	node->dir = kdir_ref(dir);
+	return node;
+}
+
+static GHashTable *key_table(struct kdir *dir, enum node_kind kind)
+{
+	return kind == NODE_SLAB ? dir->slab_nodes : dir->payload_nodes;
 }
 
 void node_leave_key(struct kvcfs *fs, struct node *node)
 {
 	GHashTable *table;
 
+	(void)fs;
 	if (node->kind != NODE_SLAB && node->kind != NODE_PAYLOAD)
 		return;
-	table = key_table(fs, node->kind);
+	table = key_table(node->dir, node->kind);
 	if (g_hash_table_lookup(table, &node->key) == node)
 		g_hash_table_remove(table, &node->key);
 }
 
-struct node *node_for_key(struct kvcfs *fs, enum node_kind kind,
+struct node *node_for_key(struct kvcfs *fs, struct kdir *dir, enum node_kind kind,
 			  const struct kvc_key *key)
 {
-	GHashTable *table = key_table(fs, kind);
+	GHashTable *table = key_table(dir, kind);
 	struct node *node = g_hash_table_lookup(table, key);
 
 	if (node == NULL) {
-		node = node_new(fs, kind);
+		node = node_new_in(fs, kind, dir);
 		node->key = *key;
 		g_hash_table_insert(table, &node->key, node);
 	}
@@ -127,7 +143,7 @@ void node_drop_staging_name(struct kvcfs *fs, struct node *node)
 {
 	if (node->name == NULL)
 		return;
-	g_hash_table_remove(fs->staging, node->name);
+	g_hash_table_remove(node->dir->staging, node->name);
 	g_free(node->name);
 	node->name = NULL;
 	links_remove(fs, node->stage);
@@ -144,7 +160,7 @@ void node_became_slab(struct kvcfs *fs, struct node *node, const struct kvc_key 
 	node->key = *key;
 	/* The kernel now knows this inode under the key's name; make it the
 	 * key's inode for later lookups too. */
-	g_hash_table_replace(fs->slab_nodes, &node->key, node);
+	g_hash_table_replace(node->dir->slab_nodes, &node->key, node);
 }
 
 void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup, unsigned opens)
@@ -153,6 +169,14 @@ void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup, unsigned 
 	node->open_count -= opens < node->open_count ? opens : node->open_count;
 	if (node->nlookup > 0 || node->open_count > 0 || node->ino < INO_FIRST_DYNAMIC)
 		return;
+	/* A directory's node lives as long as the directory (dirs.c). */
+	if (node->kind == NODE_DIR && !node->dir->gone)
+		return;
+	if (node->kind == NODE_PAYLOAD_DIR) {
+		if (!node->dir->gone)
+			return;
+		node->dir->payload_ino = 0;
+	}
 	if (node->stage != NULL) {
 		/* Still named: the staging file lives on without a kernel
 		 * reference, and a later lookup finds it by name. */
@@ -165,5 +189,7 @@ void node_unref(struct kvcfs *fs, struct node *node, uint64_t nlookup, unsigned 
 	/* Its backing id is closed at the next chance (passthrough.c). */
 	if (node->backing_id > 0)
 		g_array_append_val(fs->orphan_backing_ids, node->backing_id);
+	if (node->dir != NULL)
+		kdir_unref_locked(fs, node->dir);
 	g_hash_table_remove(fs->nodes, &node->ino);
 }

@@ -27,7 +27,8 @@
 
 enum node_kind {
 	NODE_ROOT,
-	NODE_PAYLOAD_DIR,
+	NODE_DIR,      /* a directory below the root (dirs.h) */
+	NODE_PAYLOAD_DIR, /* payload/, or payload/<path> of a directory */
 	NODE_META_DIR,
 	NODE_METRICS,
 	NODE_RESCAN,   /* .kvcfs/rescan: reading it re-reads the backing root */
@@ -70,7 +71,12 @@ struct node {
 				    * may not be the slab's: a writer
 				    * truncated it, or it was a staging file */
 	struct kvc_key key;        /* NODE_SLAB, NODE_PAYLOAD */
-	char *name;                /* NODE_STAGING: name in the root; NULL when
+	struct kdir *dir;          /* the directory it is in (NODE_SLAB,
+				    * NODE_PAYLOAD, NODE_STAGING) or is
+				    * (NODE_ROOT, NODE_DIR, NODE_PAYLOAD_DIR);
+				    * set when made, never changed, and
+				    * referenced (dynamic nodes) until freed */
+	char *name;                /* NODE_STAGING: name in dir; NULL when
 				    * unnamed (unlinked, or created as
 				    * <key>.kvc: invisible until published) */
 	struct staging *stage;     /* NODE_STAGING, and a slab that was one;
@@ -82,32 +88,52 @@ struct node_view {
 	enum node_kind kind;
 	struct kvc_key key;
 	struct staging *stage;
+	struct kdir *dir;          /* lives as long as the node */
 };
+
+/* The mount's own directories, whose names are keys and staging files. */
+static inline bool node_kind_is_cache_dir(enum node_kind kind)
+{
+	return kind == NODE_ROOT || kind == NODE_DIR;
+}
+
+static inline bool node_kind_is_dir(enum node_kind kind)
+{
+	return kind == NODE_ROOT || kind == NODE_DIR || kind == NODE_PAYLOAD_DIR ||
+	       kind == NODE_META_DIR;
+}
 
 /* names.c */
 enum name_class {
 	NAME_INVALID,
-	NAME_RESERVED,   /* payload, .kvcfs */
+	NAME_RESERVED,   /* payload, .kvcfs (in the root only) */
 	NAME_SLAB,       /* <64 lowercase hex>.kvc */
 	NAME_STAGING,
 };
-enum name_class classify_name(const char *name, struct kvc_key *key, int *err);
+/* in_root: payload and .kvcfs are reserved there only. */
+enum name_class classify_name(const char *name, bool in_root, struct kvc_key *key, int *err);
+/* May a directory of the mount have this name (a staging-like name, not a
+ * temp's nor a set-aside one's)? */
+bool dir_name_ok(const char *name, bool in_root);
 
 /* nodes.c */
 void nodes_init(struct kvcfs *fs);
 void nodes_destroy(struct kvcfs *fs);
 struct node *node_get(struct kvcfs *fs, fuse_ino_t ino);     /* lock held */
 struct node *node_new(struct kvcfs *fs, enum node_kind kind); /* lock held */
+/* The same, in (or of) directory dir, which it references. */
+struct node *node_new_in(struct kvcfs *fs, enum node_kind kind, struct kdir *dir);
 /* The node of an inode the kernel is asking about: it holds a reference
  * while it asks, so the node lives for the request. Takes the lock and
  * fills view (if non-NULL) with what may change meanwhile. */
 struct node *node_held(struct kvcfs *fs, fuse_ino_t ino, struct node_view *view);
 /* The node of a slab or payload view, made if needed; nlookup++. */
-struct node *node_for_key(struct kvcfs *fs, enum node_kind kind,
+struct node *node_for_key(struct kvcfs *fs, struct kdir *dir, enum node_kind kind,
 			  const struct kvc_key *key);                /* lock held */
-/* Turn a staging node whose bytes were just published into a slab node. */
 /* A named staging node has its name no more (unlink, rename, publish). */
 void node_drop_staging_name(struct kvcfs *fs, struct node *node);
+/* Turn a staging node whose bytes were just published into a slab node
+ * (of its own directory). */
 void node_became_slab(struct kvcfs *fs, struct node *node,
 		      const struct kvc_key *key);                  /* lock held */
 /* A slab or payload node stops being its key's node (the next lookup of

@@ -205,7 +205,7 @@ static int load(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 again:
 	rc = -1;
 	/* The backing root's file, or the local tier's copy of it. */
-	if (local_tier_open(fs, key, refetch, &l->fd, &opened, &l->tier, err) < 0)
+	if (local_tier_open(fs, node->dir, key, refetch, &l->fd, &opened, &l->tier, err) < 0)
 		return -1;
 	l->reused = index_is_verified(l->tier.index, key, &opened);
 	count_hit(fs, key, l);
@@ -241,7 +241,7 @@ again:
 	/* A corrupt slab would fail every reader forever: drop it, but only
 	 * the file judged, and never one of a newer format. */
 	if (kvc_tag_is_format_error(err->tag) && err->tag != KVC_E_UNSUPPORTED_VERSION)
-		kvc_store_drop_corrupt(fs->store, key, &opened);
+		kvc_store_drop_corrupt(node->dir->store, key, &opened);
 	return -1;
 }
 
@@ -261,13 +261,13 @@ static int refuse(struct kvcfs *fs, struct node *node, const struct kvc_key *key
 	}
 	if (err->tag != KVC_E_UNSUPPORTED_VERSION) {
 		atomic_fetch_add(&fs->metrics.corrupt_dropped, 1);
-		index_remove(&fs->index, key);
+		index_remove(&node->dir->index, key);
 		/* stat must say it is gone now: drop the inode's cached
 		 * attributes (no lock is taken for that); the names go from
 		 * the notifier's thread. */
 		if (fs->notifier.running)
 			fuse_lowlevel_notify_inval_inode(fs->notifier.se, node->ino, -1, 0);
-		forget_slab_entries(fs, key, FORGET_LATER);
+		forget_slab_entries(fs, node->dir, key, FORGET_LATER);
 		log_limited("kvcfs: dropped corrupt slab %s: %s: %s\n", hex, kvc_tag_name(err->tag),
 			    err->detail);
 	}
@@ -368,8 +368,8 @@ int open_slab(struct kvcfs *fs, struct node *node, const struct kvc_key *key,
 	if (fi->keep_cache && !payload_view && fs->notifier.running && !fs->passthrough)
 		store_header(fs, node->ino, l.fd, l.meta.payload_offset);
 	index_set_verified(l.tier.index, key, &l.st);
-	index_opened(&fs->index, key);
-	if (l.tier.index != &fs->index)
+	index_opened(&node->dir->index, key);
+	if (l.tier.index != &node->dir->index)
 		index_opened(l.tier.index, key);
 	h->tier_index = l.tier.index;
 	h->pins = true;

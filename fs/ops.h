@@ -44,6 +44,17 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
 		 size_t size, int flags);
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
+/* ops_namespace.c: the directory of the mount a request names as parent
+ * (0 and *dir; -EPERM for payload/ and .kvcfs, -ENOTDIR, -ENOENT). */
+int parent_dir(struct kvcfs *fs, fuse_ino_t parent, struct kdir **dir);
+/* ops_mkdir.c: a directory renamed (in the backing root too), and a
+ * directory's chmod, chown and utimes, applied to its backing directory. */
+int dir_rename(struct kvcfs *fs, struct kdir *dir, const char *name, struct kdir *newdir,
+	       const char *newname, unsigned flags);
+int dir_setattr(struct kvcfs *fs, struct kdir *dir, const struct stat *attr, int to_set);
+/* ops_dir.c: give back an opendir's listing (and its opener's share). */
+struct listing;
+void listing_release(struct kvcfs *fs, struct listing *list);
 /* ops_entry.c: reply to lookup, link... with node (whose nlookup the
  * caller took for the kernel). */
 void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node);

@@ -12,6 +12,16 @@ struct dir_entry {
 	char *name;
 	fuse_ino_t ino;
 	mode_t type;
+	struct kdir *sub;          /* a subdirectory (kept by the listing) */
+};
+
+/* A listing is a copy of the directory made at opendir, held until
+ * releasedir. */
+struct listing {
+	GPtrArray *entries;        /* struct dir_entry */
+	enum node_kind kind;       /* of the directory listed */
+	struct kdir *dir;          /* its directory (not for .kvcfs) */
+	GPtrArray *subs;           /* struct kdir *, referenced */
 };
 
 static void entry_free(gpointer p)
@@ -22,14 +32,15 @@ static void entry_free(gpointer p)
 	g_free(e);
 }
 
-static void add(GPtrArray *list, const char *name, fuse_ino_t ino, mode_t type)
+static struct dir_entry *add(struct listing *list, const char *name, fuse_ino_t ino, mode_t type)
 {
-	struct dir_entry *e = g_new(struct dir_entry, 1);
+	struct dir_entry *e = g_new0(struct dir_entry, 1);
 
 	e->name = g_strdup(name);
 	e->ino = ino;
 	e->type = type;
-	g_ptr_array_add(list, e);
+	g_ptr_array_add(list->entries, e);
+	return e;
 }
 
 /* readdir shows an inode number but no lookup happens; a nonzero stand-in
@@ -42,38 +53,50 @@ static fuse_ino_t listing_ino(const struct kvc_key *key, bool payload)
 	return (v >> 2) | (1ull << 62) | (payload ? 1ull << 61 : 0);
 }
 
-/* Slabs from the backing root itself, so other writers' slabs appear. */
-static int add_backing_slabs(struct kvcfs *fs, GPtrArray *list, bool payload_view)
+/* The backing directory's slabs, so other writers' slabs appear, and its
+ * subdirectories (looked up: the mount knows them from now on). */
+static int add_backing_names(struct kvcfs *fs, struct listing *list, bool payload_view)
 {
+	bool in_root = list->dir == fs->root_dir;
 	struct kvc_store_dir *dir;
 	struct kvc_err err;
+	unsigned char type;
 	const char *name;
 
-	if (kvc_store_dir_open(fs->store, &dir, &err) < 0)
+	if (kvc_store_dir_open(list->dir->store, &dir, &err) < 0)
 		return -kvc_err_to_errno(&err);
-	while ((name = kvc_store_dir_next(dir, NULL)) != NULL) {
+	while ((name = kvc_store_dir_next(dir, &type)) != NULL) {
 		struct kvc_key key;
-		if (!kvc_key_from_slab_name(name, &key))
+		struct kdir *sub;
+		if (kvc_key_from_slab_name(name, &key)) {
+			if (payload_view) {
+				char hex[KVC_KEY_HEX_LEN + 1];
+				kvc_key_to_hex(&key, hex);
+				add(list, hex, listing_ino(&key, true), S_IFREG);
+			} else {
+				add(list, name, listing_ino(&key, false), S_IFREG);
+			}
 			continue;
-		if (payload_view) {
-			char hex[KVC_KEY_HEX_LEN + 1];
-			kvc_key_to_hex(&key, hex);
-			add(list, hex, listing_ino(&key, true), S_IFREG);
-		} else {
-			add(list, name, listing_ino(&key, false), S_IFREG);
 		}
+		if ((type != DT_DIR && type != DT_UNKNOWN) || !dir_name_ok(name, in_root) ||
+		    kdir_lookup(fs, list->dir, name, &sub) < 0)
+			continue;
+		g_ptr_array_add(list->subs, sub);
+		add(list, name, payload_view ? listing_ino(&(struct kvc_key){ { 0 } }, true) + 1 +
+							list->subs->len
+					     : sub->ino, S_IFDIR)->sub = sub;
 	}
 	kvc_store_dir_close(dir);
 	return 0;
 }
 
-static void add_staging(struct kvcfs *fs, GPtrArray *list)
+static void add_staging(struct kvcfs *fs, struct listing *list)
 {
 	GHashTableIter it;
 	gpointer name, value;
 
 	fs_lock(fs);
-	g_hash_table_iter_init(&it, fs->staging);
+	g_hash_table_iter_init(&it, list->dir->staging);
 	/* Staging names only: a <key>.kvc being written has no name until it
 	 * is published (staging), so nothing here is listed twice. */
 	while (g_hash_table_iter_next(&it, &name, &value))
@@ -81,9 +104,19 @@ static void add_staging(struct kvcfs *fs, GPtrArray *list)
 	fs_unlock(fs);
 }
 
-/* A listing is a copy of the directory, held until releasedir: charged to
- * its opener's share of handles (staging_quota.c). */
-static void dir_release(struct kvcfs *fs, GPtrArray *list)
+static void listing_free(struct kvcfs *fs, struct listing *list)
+{
+	for (guint i = 0; i < list->subs->len; i++)
+		kdir_unref(fs, g_ptr_array_index(list->subs, i));
+	g_ptr_array_unref(list->subs);
+	g_ptr_array_unref(list->entries);
+	if (list->dir != NULL)
+		kdir_unref(fs, list->dir);
+	g_free(list);
+}
+
+/* A listing is charged to its opener's share of handles (staging_quota.c). */
+void listing_release(struct kvcfs *fs, struct listing *list)
 {
 	gpointer opener;
 	bool counted;
@@ -94,36 +127,28 @@ static void dir_release(struct kvcfs *fs, GPtrArray *list)
 	fs_unlock(fs);
 	if (counted)
 		open_quota_give(fs, GPOINTER_TO_UINT(opener));
-	g_ptr_array_unref(list);
+	listing_free(fs, list);
 }
 
-void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static int fill_listing(struct kvcfs *fs, struct listing *list, fuse_ino_t ino)
 {
-	struct kvcfs *fs = kvcfs_of(req);
-	uid_t opener = fuse_req_ctx(req)->uid;
-	GPtrArray *list;
-	int rc = access_may_opendir(fs, req, ino);
+	int rc = 0;
 
-	if (rc == 0)
-		rc = open_quota_take(fs, opener);
-	if (rc < 0) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	list = g_ptr_array_new_with_free_func(entry_free);
 	add(list, ".", ino, S_IFDIR);
 	add(list, "..", INO_ROOT, S_IFDIR);
-	switch (ino) {
-	case INO_ROOT:
+	switch (list->kind) {
+	case NODE_ROOT:
 		add(list, PAYLOAD_DIR_NAME, INO_PAYLOAD_DIR, S_IFDIR);
 		add(list, META_DIR_NAME, INO_META_DIR, S_IFDIR);
-		rc = add_backing_slabs(fs, list, false);
+		/* fall through */
+	case NODE_DIR:
+		rc = add_backing_names(fs, list, false);
 		add_staging(fs, list);
 		break;
-	case INO_PAYLOAD_DIR:
-		rc = add_backing_slabs(fs, list, true);
+	case NODE_PAYLOAD_DIR:
+		rc = add_backing_names(fs, list, true);
 		break;
-	case INO_META_DIR:
+	case NODE_META_DIR:
 		add(list, METRICS_NAME, INO_METRICS, S_IFREG);
 		add(list, RESCAN_NAME, INO_RESCAN, S_IFREG);
 		add(list, REFUSALS_NAME, INO_REFUSALS, S_IFREG);
@@ -131,8 +156,38 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	default:
 		rc = -ENOTDIR;
 	}
+	return rc;
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct kvcfs *fs = kvcfs_of(req);
+	uid_t opener = fuse_req_ctx(req)->uid;
+	struct listing *list;
+	struct node_view v;
+	bool gone = false;
+	int rc = access_may_opendir(fs, req, ino);
+
+	if (rc == 0 && node_held(fs, ino, &v) == NULL)
+		rc = -ENOENT;
+	if (rc == 0) {
+		fs_lock(fs);
+		gone = v.dir != NULL && v.dir->gone;
+		fs_unlock(fs);
+		rc = gone ? -ENOENT : open_quota_take(fs, opener);
+	}
 	if (rc < 0) {
-		g_ptr_array_unref(list);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	list = g_new0(struct listing, 1);
+	list->entries = g_ptr_array_new_with_free_func(entry_free);
+	list->subs = g_ptr_array_new();
+	list->kind = v.kind;
+	list->dir = v.kind != NODE_META_DIR && v.dir != NULL ? kdir_ref(v.dir) : NULL;
+	rc = fill_listing(fs, list, ino);
+	if (rc < 0) {
+		listing_free(fs, list);
 		open_quota_give(fs, opener);
 		fuse_reply_err(req, -rc);
 		return;
@@ -144,13 +199,13 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* Not delivered (the opener was interrupted): no releasedir will come
 	 * for it. */
 	if (fuse_reply_open(req, fi) != 0)
-		dir_release(fs, list);
+		listing_release(fs, list);
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	dir_release(kvcfs_of(req), (GPtrArray *)(uintptr_t)fi->fh);
+	listing_release(kvcfs_of(req), (struct listing *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -159,7 +214,7 @@ void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * request per batch of entries instead of a lookup per entry. Every entry
  * returned with an inode counts as a lookup the kernel will forget.
  */
-static bool entry_param(struct kvcfs *fs, const struct dir_entry *d, fuse_ino_t dir,
+static bool entry_param(struct kvcfs *fs, const struct listing *list, const struct dir_entry *d,
 			struct fuse_entry_param *e)
 {
 	struct kvc_key key;
@@ -170,12 +225,16 @@ static bool entry_param(struct kvcfs *fs, const struct dir_entry *d, fuse_ino_t 
 	if (strcmp(d->name, ".") == 0 || strcmp(d->name, "..") == 0)
 		return false;
 	fs_lock(fs);
-	if (dir == INO_PAYLOAD_DIR) {
+	if (d->sub != NULL) {
+		node = list->kind == NODE_PAYLOAD_DIR ? kdir_payload_node(fs, d->sub)
+						      : kdir_node(fs, d->sub);
+	} else if (list->kind == NODE_PAYLOAD_DIR) {
 		if (kvc_key_from_hex(d->name, strlen(d->name), &key))
-			node = node_for_key(fs, NODE_PAYLOAD, &key);
-	} else if (dir == INO_ROOT && classify_name(d->name, &key, &err) == NAME_SLAB &&
-		   g_hash_table_lookup(fs->staging, d->name) == NULL) {
-		node = node_for_key(fs, NODE_SLAB, &key);
+			node = node_for_key(fs, list->dir, NODE_PAYLOAD, &key);
+	} else if (node_kind_is_cache_dir(list->kind) &&
+		   classify_name(d->name, list->kind == NODE_ROOT, &key, &err) == NAME_SLAB &&
+		   g_hash_table_lookup(list->dir->staging, d->name) == NULL) {
+		node = node_for_key(fs, list->dir, NODE_SLAB, &key);
 	} else {
 		node = node_get(fs, d->ino);
 		if (node != NULL)
@@ -196,7 +255,7 @@ static bool entry_param(struct kvcfs *fs, const struct dir_entry *d, fuse_ino_t 
 }
 
 /* Add one entry at offset i; false when the buffer is full. */
-static bool add_entry(fuse_req_t req, struct kvcfs *fs, fuse_ino_t dir, bool plus,
+static bool add_entry(fuse_req_t req, struct kvcfs *fs, const struct listing *list, bool plus,
 		      const struct dir_entry *d, guint i, char **p, size_t *left)
 {
 	struct fuse_entry_param e;
@@ -204,7 +263,7 @@ static bool add_entry(fuse_req_t req, struct kvcfs *fs, fuse_ino_t dir, bool plu
 	size_t need;
 
 	if (plus)
-		counted = entry_param(fs, d, dir, &e);
+		counted = entry_param(fs, list, d, &e);
 	if (!counted) {
 		memset(&e, 0, sizeof(e));
 		e.attr.st_ino = d->ino;
@@ -228,11 +287,12 @@ static bool add_entry(fuse_req_t req, struct kvcfs *fs, fuse_ino_t dir, bool plu
 	return true;
 }
 
-static void reply_listing(fuse_req_t req, fuse_ino_t dir, size_t size, off_t off,
-			  struct fuse_file_info *fi, bool plus)
+static void reply_listing(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+			  bool plus)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	GPtrArray *list = (GPtrArray *)(uintptr_t)fi->fh;
+	struct listing *listing = (struct listing *)(uintptr_t)fi->fh;
+	GPtrArray *list = listing->entries;
 	size_t left = size;
 	char *buf, *p;
 
@@ -243,7 +303,7 @@ static void reply_listing(fuse_req_t req, fuse_ino_t dir, size_t size, off_t off
 	buf = g_malloc(size ? size : 1);
 	p = buf;
 	for (guint i = (guint)off; off < (off_t)list->len && i < list->len; i++)
-		if (!add_entry(req, fs, dir, plus, g_ptr_array_index(list, i), i, &p, &left))
+		if (!add_entry(req, fs, listing, plus, g_ptr_array_index(list, i), i, &p, &left))
 			break;
 	fuse_reply_buf(req, buf, size - left);
 	g_free(buf);
@@ -252,11 +312,13 @@ static void reply_listing(fuse_req_t req, fuse_ino_t dir, size_t size, off_t off
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
-	reply_listing(req, ino, size, off, fi, false);
+	(void)ino;
+	reply_listing(req, size, off, fi, false);
 }
 
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	reply_listing(req, ino, size, off, fi, true);
+	(void)ino;
+	reply_listing(req, size, off, fi, true);
 }

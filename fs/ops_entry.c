@@ -33,8 +33,8 @@ void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node)
  * at once (rename and create go through the kernel's dentry); a slab that
  * another mount publishes shows within negative_timeout.
  */
-static void reply_miss(fuse_req_t req, struct kvcfs *fs, const struct kvc_err *err,
-		       const struct kvc_key *key)
+static void reply_miss(fuse_req_t req, struct kvcfs *fs, struct kdir *dir,
+		       const struct kvc_err *err, const struct kvc_key *key)
 {
 	struct fuse_entry_param e;
 	bool creating = false;
@@ -45,7 +45,8 @@ static void reply_miss(fuse_req_t req, struct kvcfs *fs, const struct kvc_err *e
 	}
 	if (key != NULL) {
 		atomic_fetch_add(&fs->metrics.misses, 1);
-		local_tier_key_gone(fs, key); /* the backing root has no such slab */
+		if (dir == fs->root_dir)
+			local_tier_key_gone(fs, key); /* the backing root has no such slab */
 		/* Being written in this mount: it appears at the writer's
 		 * close, and the miss must not outlive that. */
 		fs_lock(fs);
@@ -90,14 +91,39 @@ static void node_for_file(struct kvcfs *node_fs, GHashTable *table, const struct
 		node_leave_key(node_fs, node);
 }
 
-static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
+/* A subdirectory of dir named name, for its listing (payload_view: its
+ * payload view's directory): 0 when replied. */
+static int reply_subdir(fuse_req_t req, struct kvcfs *fs, struct kdir *dir, const char *name,
+			bool payload_view)
 {
+	struct kdir *sub;
+	struct node *node;
+	int rc;
+
+	if (!dir_name_ok(name, dir == fs->root_dir))
+		return -ENOENT;
+	rc = kdir_lookup(fs, dir, name, &sub);
+	if (rc < 0)
+		return rc;
+	fs_lock(fs);
+	node = payload_view ? kdir_payload_node(fs, sub) : kdir_node(fs, sub);
+	fs_unlock(fs);
+	kdir_unref(fs, sub);
+	if (node == NULL)
+		return -ENOENT; /* removed just now */
+	reply_node_entry(req, fs, node);
+	return 0;
+}
+
+static void lookup_in_dir(fuse_req_t req, struct kvcfs *fs, struct kdir *dir, const char *name)
+{
+	bool in_root = dir == fs->root_dir;
 	struct kvc_key key;
 	struct kvc_slab_info info;
 	struct kvc_err err;
 	struct node *node;
 	int e;
-	enum name_class cls = classify_name(name, &key, &e);
+	enum name_class cls = classify_name(name, in_root, &key, &e);
 
 	if (cls == NAME_INVALID) {
 		fuse_reply_err(req, e);
@@ -111,7 +137,7 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 	/* Only staging names are in the table: a <key>.kvc being written is
 	 * not found by name until it is published (stage_writers.c). */
 	fs_lock(fs);
-	node = cls == NAME_STAGING ? g_hash_table_lookup(fs->staging, name) : NULL;
+	node = cls == NAME_STAGING ? g_hash_table_lookup(dir->staging, name) : NULL;
 	if (node != NULL)
 		node->nlookup++;
 	fs_unlock(fs);
@@ -120,50 +146,59 @@ static void lookup_in_root(fuse_req_t req, struct kvcfs *fs, const char *name)
 		return;
 	}
 	if (cls != NAME_SLAB) {
-		/* Staging names exist only in this mount, and every change to
-		 * them goes through this kernel: a miss can be cached as long as
-		 * a slab's. */
+		/* A directory, or a miss, which can be cached as long as a
+		 * slab's: staging names exist only in this mount, and every
+		 * change to them goes through this kernel. */
 		struct kvc_err missing = { .tag = KVC_E_NOT_FOUND };
-		reply_miss(req, fs, &missing, NULL);
+		e = reply_subdir(req, fs, dir, name, false);
+		if (e == -ENOENT)
+			reply_miss(req, fs, dir, &missing, NULL);
+		else if (e < 0)
+			fuse_reply_err(req, -e);
 		return;
 	}
-	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
-		reply_miss(req, fs, &err, &key);
+	if (kvc_store_stat(dir->store, &key, &info, &err) < 0) {
+		reply_miss(req, fs, dir, &err, &key);
 		return;
 	}
 	if (info.header_ok)
 		/* A slab another mount published, or one the index missed. */
-		index_note(&fs->index, &key, (uint64_t)info.st.st_size, info.hit_count,
+		index_note(&dir->index, &key, (uint64_t)info.st.st_size, info.hit_count,
 			   info.last_used_time, info.creation_time);
 	fs_lock(fs);
-	node_for_file(fs, fs->slab_nodes, &key, &info.st);
-	node = node_for_key(fs, NODE_SLAB, &key);
+	node_for_file(fs, dir->slab_nodes, &key, &info.st);
+	node = node_for_key(fs, dir, NODE_SLAB, &key);
 	fs_unlock(fs);
 	reply_node_entry(req, fs, node);
 }
 
-static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *name)
+/* payload/<path>/<key>: a slab's payload, or a directory's payload view. */
+static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, struct kdir *dir,
+				  const char *name)
 {
 	struct kvc_key key;
 	struct kvc_slab_info info;
 	struct kvc_err err;
 	struct node *node;
+	int rc;
 
 	if (strlen(name) > 255) {
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
 	if (!kvc_key_from_hex(name, strlen(name), &key)) {
-		fuse_reply_err(req, ENOENT);
+		rc = reply_subdir(req, fs, dir, name, true);
+		if (rc < 0)
+			fuse_reply_err(req, -rc);
 		return;
 	}
-	if (kvc_store_stat(fs->store, &key, &info, &err) < 0) {
-		reply_miss(req, fs, &err, &key);
+	if (kvc_store_stat(dir->store, &key, &info, &err) < 0) {
+		reply_miss(req, fs, dir, &err, &key);
 		return;
 	}
 	fs_lock(fs);
-	node_for_file(fs, fs->payload_nodes, &key, &info.st);
-	node = node_for_key(fs, NODE_PAYLOAD, &key);
+	node_for_file(fs, dir->payload_nodes, &key, &info.st);
+	node = node_for_key(fs, dir, NODE_PAYLOAD, &key);
 	fs_unlock(fs);
 	reply_node_entry(req, fs, node);
 }
@@ -171,20 +206,24 @@ static void lookup_in_payload_dir(fuse_req_t req, struct kvcfs *fs, const char *
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct kvcfs *fs = kvcfs_of(req);
+	struct node_view v;
 	int rc = access_may_lookup(fs, req, parent);
 
+	if (rc == 0 && node_held(fs, parent, &v) == NULL)
+		rc = -ENOENT;
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	switch (parent) {
-	case INO_ROOT:
-		lookup_in_root(req, fs, name);
+	switch (v.kind) {
+	case NODE_ROOT:
+	case NODE_DIR:
+		lookup_in_dir(req, fs, v.dir, name);
 		return;
-	case INO_PAYLOAD_DIR:
-		lookup_in_payload_dir(req, fs, name);
+	case NODE_PAYLOAD_DIR:
+		lookup_in_payload_dir(req, fs, v.dir, name);
 		return;
-	case INO_META_DIR:
+	case NODE_META_DIR:
 		if (strcmp(name, METRICS_NAME) == 0)
 			reply_node_entry(req, fs, fixed_node(fs, INO_METRICS));
 		else if (strcmp(name, RESCAN_NAME) == 0)
@@ -267,8 +306,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (fi != NULL && v.kind != NODE_ROOT && v.kind != NODE_PAYLOAD_DIR &&
-	    v.kind != NODE_META_DIR)
+	if (fi != NULL && !node_kind_is_dir(v.kind))
 		h = (struct handle *)(uintptr_t)fi->fh;
 	if (h == NULL || !h->writable)
 		rc = access_may_setattr(fs, req, ino, attr, to_set);
@@ -291,8 +329,11 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		rc = staging_setattr(fs, v.stage, attr, to_set);
 	} else if (to_set & FUSE_SET_ATTR_SIZE) {
 		/* Published slabs are immutable; directories have no size. */
-		rc = v.kind == NODE_ROOT || v.kind == NODE_PAYLOAD_DIR ||
-			     v.kind == NODE_META_DIR ? -EISDIR : -EPERM;
+		rc = node_kind_is_dir(v.kind) ? -EISDIR : -EPERM;
+	} else if (v.kind == NODE_DIR) {
+		/* A directory's mode, owner and times are its backing
+		 * directory's (the permission checks were made above). */
+		rc = dir_setattr(fs, v.dir, attr, to_set);
 	}
 	/* chmod, chown and utimes on anything else succeed and change
 	 * nothing, so cp -a and rsync -a can copy into and out of a mount. */

@@ -16,35 +16,66 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
+/* The directory of the mount a request names as parent: 0 and *dir, or
+ * the errno (the payload view and .kvcfs hold no names to change). */
+int parent_dir(struct kvcfs *fs, fuse_ino_t parent, struct kdir **dir)
+{
+	struct node_view v;
+
+	if (node_held(fs, parent, &v) == NULL)
+		return -ENOENT;
+	if (!node_kind_is_cache_dir(v.kind))
+		return node_kind_is_dir(v.kind) ? -EPERM : -ENOTDIR;
+	*dir = v.dir;
+	return 0;
+}
+
+/* A rename of what is not a staging file: a directory, or a slab. */
+static int rename_other(struct kvcfs *fs, struct kdir *dir, const char *name,
+			struct kdir *newdir, const char *newname, unsigned flags)
+{
+	struct kvc_key key;
+	int e;
+	enum name_class cls = classify_name(name, dir == fs->root_dir, &key, &e);
+
+	if (cls == NAME_INVALID)
+		return -e;
+	if (cls == NAME_RESERVED)
+		return -EPERM;
+	if (cls == NAME_SLAB)
+		/* Published slabs are immutable; into another directory, a
+		 * slab must be published there (mv copies after EXDEV). */
+		return !kvc_store_name_taken(dir->store, name) ? -ENOENT
+		       : newdir != dir ? -EXDEV : -EPERM;
+	return dir_rename(fs, dir, name, newdir, newname, flags);
+}
+
 void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	       fuse_ino_t newparent, const char *newname, unsigned int flags)
 {
 	struct kvcfs *fs = kvcfs_of(req);
-	struct kvc_key src_key;
-	int rc, e;
-	enum name_class src_cls;
+	struct kdir *dir, *newdir;
+	int rc;
 
-	if (parent != INO_ROOT || newparent != INO_ROOT) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	if (flags & ~(unsigned)RENAME_NOREPLACE) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if ((rc = access_may_rename(fs, req, name, newname)) < 0) {
+	rc = parent_dir(fs, parent, &dir);
+	if (rc == 0)
+		rc = parent_dir(fs, newparent, &newdir);
+	if (rc == 0 && (flags & ~(unsigned)RENAME_NOREPLACE))
+		rc = -EINVAL;
+	if (rc == 0)
+		rc = access_may_rename(fs, req, dir, name, newdir, newname);
+	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	rc = staging_rename(fs, name, newname, flags, fuse_req_ctx(req)->uid);
-	if (rc == -ENOENT) {
-		src_cls = classify_name(name, &src_key, &e);
-		if (src_cls == NAME_INVALID)
-			rc = -e;
-		else if (src_cls == NAME_RESERVED ||
-			 (src_cls == NAME_SLAB && kvc_store_name_taken(fs->store, name)))
-			rc = -EPERM; /* published slabs are immutable */
-	}
+	/* A staging file stays in its directory: its bytes are a temp of
+	 * that directory's backing one (mv copies after EXDEV). */
+	if (newdir == dir)
+		rc = staging_rename(fs, dir, name, newname, flags, fuse_req_ctx(req)->uid);
+	else
+		rc = staging_is_named(fs, dir, name) ? -EXDEV : -ENOENT;
+	if (rc == -ENOENT)
+		rc = rename_other(fs, dir, name, newdir, newname, flags);
 	fuse_reply_err(req, -rc);
 }
 
@@ -53,22 +84,20 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct kvcfs *fs = kvcfs_of(req);
 	struct kvc_key key;
 	struct kvc_err err;
+	struct kdir *dir;
 	int e;
 	enum name_class cls;
 
-	if (parent != INO_ROOT) {
-		fuse_reply_err(req, parent == INO_PAYLOAD_DIR || parent == INO_META_DIR ? EPERM : ENOTDIR);
-		return;
-	}
-	if ((e = access_may_remove(fs, req, name)) < 0) {
+	if ((e = parent_dir(fs, parent, &dir)) < 0 ||
+	    (e = access_may_remove(fs, req, dir, name)) < 0) {
 		fuse_reply_err(req, -e);
 		return;
 	}
-	if (staging_unlink(fs, name) == 0) {
+	if (staging_unlink(fs, dir, name) == 0) {
 		fuse_reply_err(req, 0);
 		return;
 	}
-	cls = classify_name(name, &key, &e);
+	cls = classify_name(name, dir == fs->root_dir, &key, &e);
 	switch (cls) {
 	case NAME_INVALID:
 		fuse_reply_err(req, e);
@@ -77,12 +106,12 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EISDIR);
 		return;
 	case NAME_STAGING:
-		fuse_reply_err(req, ENOENT);
+		fuse_reply_err(req, names_a_dir(fs, dir, name) ? EISDIR : ENOENT);
 		return;
 	case NAME_SLAB:
 		break;
 	}
-	if (!kvc_store_name_taken(fs->store, name)) {
+	if (!kvc_store_name_taken(dir->store, name)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -90,28 +119,13 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (kvc_store_delete(fs->store, &key, &err) < 0) {
+	if (kvc_store_delete(dir->store, &key, &err) < 0) {
 		fuse_reply_err(req, kvc_err_to_errno(&err));
 		return;
 	}
-	index_remove(&fs->index, &key);
-	forget_slab_entries(fs, &key, FORGET_FROM_ROOT_REQUEST);
+	index_remove(&dir->index, &key);
+	forget_slab_entries(fs, dir, &key, FORGET_FROM_DIR_REQUEST);
 	fuse_reply_err(req, 0);
-}
-
-void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	(void)name;
-	fuse_reply_err(req, parent == INO_ROOT ? EPERM : ENOTDIR);
-}
-
-/* The namespace is flat and holds only slabs and staging files. */
-void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
-{
-	(void)parent;
-	(void)name;
-	(void)mode;
-	fuse_reply_err(req, EPERM);
 }
 
 void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -122,20 +136,19 @@ void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char 
 	fuse_reply_err(req, EPERM);
 }
 
-/* Only link(staging, "<key>.kvc") is allowed: it publishes (stage_publish.c). */
+/* Only link(staging, "<key>.kvc") is allowed, in the staging file's own
+ * directory: it publishes (stage_publish.c). */
 void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
 	struct kvcfs *fs = kvcfs_of(req);
 	struct node *slab;
-	int rc;
+	struct kdir *dir;
+	int rc = parent_dir(fs, newparent, &dir);
 
-	if (newparent != INO_ROOT) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	rc = access_may_add(fs, req);
 	if (rc == 0)
-		rc = staging_link(fs, ino, newname, &slab, fuse_req_ctx(req)->uid);
+		rc = access_may_add(fs, req, dir);
+	if (rc == 0)
+		rc = staging_link(fs, ino, dir, newname, &slab, fuse_req_ctx(req)->uid);
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else

@@ -28,7 +28,7 @@ static const char *const slab_xattrs[] = {
 	"user.kvc.save_reason_detail",
 };
 
-static int read_meta(struct kvcfs *fs, const struct kvc_key *key, struct kvc_meta *meta)
+static int read_meta(struct kdir *dir, const struct kvc_key *key, struct kvc_meta *meta)
 {
 	struct kvc_source src;
 	struct kvc_err err;
@@ -37,7 +37,7 @@ static int read_meta(struct kvcfs *fs, const struct kvc_key *key, struct kvc_met
 
 	/* Through the store: it never blocks on a FIFO under the name and
 	 * reads only a regular file. */
-	if (kvc_store_open_slab(fs->store, key, &fd, &st, &err) < 0)
+	if (kvc_store_open_slab(dir->store, key, &fd, &st, &err) < 0)
 		return -kvc_err_to_errno(&err);
 	kvc_source_from_fd(&src, &fd, (uint64_t)st.st_size);
 	rc = kvc_parse_meta(&src, 0, meta, &err);
@@ -155,7 +155,7 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	rc = read_meta(fs, &nv.key, &meta);
+	rc = read_meta(nv.dir, &nv.key, &meta);
 	if (rc < 0) {
 		fuse_reply_err(req, rc == -EBADMSG ? EIO : -rc);
 		return;
@@ -191,7 +191,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 			g_string_append_len(list, SEAL_XATTR, sizeof(SEAL_XATTR));
 		pthread_rwlock_unlock(&nv.stage->lock);
 	} else if ((nv.kind == NODE_SLAB || nv.kind == NODE_PAYLOAD) &&
-		   read_meta(fs, &nv.key, &meta) == 0) {
+		   read_meta(nv.dir, &nv.key, &meta) == 0) {
 		for (size_t i = 0; i < G_N_ELEMENTS(slab_xattrs); i++) {
 			GString *v = slab_xattr_value(&meta, &nv.key, slab_xattrs[i]);
 			if (v == NULL)

@@ -27,6 +27,7 @@ static const struct fuse_opt kvcfs_opts[] = {
 	KVCFS_OPT("threads=%s", number_text[NUM_THREADS], 0),
 	KVCFS_OPT("staging_per_user=%s", number_text[NUM_STAGING_PER_USER], 0),
 	KVCFS_OPT("opens_per_user=%s", number_text[NUM_OPENS_PER_USER], 0),
+	KVCFS_OPT("dirs_max=%s", number_text[NUM_DIRS_MAX], 0),
 	KVCFS_OPT("entry_timeout=%s", number_text[NUM_ENTRY_TIMEOUT], 0),
 	KVCFS_OPT("negative_timeout=%s", number_text[NUM_NEGATIVE_TIMEOUT], 0),
 	KVCFS_OPT("recheck_delay=%s", number_text[NUM_RECHECK_DELAY], 0),
@@ -168,6 +169,8 @@ static const struct {
 	[NUM_OPENS_PER_USER] = { "opens_per_user",
 				 offsetof(struct kvcfs_options, opens_per_user), true, false,
 				 1, 1e9, "opens" },
+	[NUM_DIRS_MAX] = { "dirs_max", offsetof(struct kvcfs_options, dirs_max), true, false,
+			   1, 1e9, "directories" },
 	[NUM_RECHECK_DELAY] = { "recheck_delay", offsetof(struct kvcfs_options, recheck_delay_ms),
 				true, true, -1, 600000, "ms" },
 };
@@ -228,6 +231,7 @@ int options_parse(struct fuse_args *args, struct kvcfs_options *opts)
 	opts->max_threads = 16;
 	opts->staging_per_user = 1000;
 	opts->opens_per_user = 1024;
+	opts->dirs_max = 1000;
 	opts->hit_credit = 300;
 	opts->entry_timeout = 10.0;
 	opts->negative_timeout = 1.0;
@@ -272,6 +276,9 @@ void options_help(const char *progname)
 	       "                           EDQUOT (1000, at most half the descriptors)\n"
 	       "    -o opens_per_user=N    slabs one user may have open at once; more:\n"
 	       "                           EMFILE (1024, at most half the descriptors)\n"
+	       "    -o dirs_max=N          directories (the root too) the mount knows at once,\n"
+	       "                           each holding a descriptor; more: mkdir gives ENOSPC\n"
+	       "                           (1000, at most an eighth of the descriptor limit)\n"
 	       "    -o ro                  read-only: no publishing, sweeping, deleting\n"
 	       "                           or hit persistence\n"
 	       "    -o no_default_permissions  kvcfs checks file modes itself instead of\n"

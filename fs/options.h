@@ -23,6 +23,7 @@ enum number_option {
 	NUM_RECHECK_DELAY,
 	NUM_STAGING_PER_USER,
 	NUM_OPENS_PER_USER,
+	NUM_DIRS_MAX,
 	NUM_OPTIONS
 };
 
@@ -40,6 +41,7 @@ struct kvcfs_options {
 	unsigned max_threads;
 	unsigned staging_per_user; /* staging files one user may have at once */
 	unsigned opens_per_user;   /* slabs one user may have open at once */
+	unsigned dirs_max;         /* directories the mount knows at once */
 	double entry_timeout;     /* seconds the kernel may cache a slab's entry and stat */
 	double negative_timeout;  /* seconds it may remember that a key has no slab */
 	int recheck_delay_ms;     /* before removing an invalid file; -1: by filesystem */

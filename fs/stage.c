@@ -41,9 +41,10 @@ void stage_set_owner(struct kvcfs *fs, fuse_req_t req, struct staging *stage)
 	struct stat root;
 
 	stage->uid = ctx->uid;
-	/* A set-group-ID root gives new files its group, as on any local
-	 * filesystem (and as the backing filesystem does to the temp). */
-	stage->gid = fstat(kvc_store_dirfd(fs->store), &root) == 0 && (root.st_mode & S_ISGID)
+	/* A set-group-ID directory gives new files its group, as on any
+	 * local filesystem (and as the backing filesystem does to the temp). */
+	stage->gid = fstat(kvc_store_dirfd(stage->dir->store), &root) == 0 &&
+				     (root.st_mode & S_ISGID)
 			     ? root.st_gid : ctx->gid;
 	/* A daemon that hands slabs to their publishers is root, whose hit
 	 * writes need no write bit: the publisher gets a slab they cannot
@@ -65,10 +66,11 @@ void stage_follow_chown(struct kvcfs *fs, struct staging *stage)
 	chown_temp(fs, stage->tmp.fd, uid, gid);
 }
 
-struct staging *staging_new(void)
+struct staging *staging_new(struct kdir *dir)
 {
 	struct staging *stage = g_new0(struct staging, 1);
 
+	stage->dir = kdir_ref(dir);
 	pthread_rwlock_init(&stage->lock, NULL);
 	stage->tmp.fd = -1;
 	stage->published_fd = -1;
@@ -85,7 +87,7 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 		return;
 	staging_quota_release(fs, stage);
 	if (!stage->published)
-		kvc_store_abort_tmp(fs->store, &stage->tmp);
+		kvc_store_abort_tmp(stage->dir->store, &stage->tmp);
 	else if (stage->tmp.fd >= 0)
 		close(stage->tmp.fd);
 	if (stage->published_fd >= 0)
@@ -93,6 +95,7 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 	local_tier_stage_end(fs, stage);
 	pthread_rwlock_destroy(&stage->lock);
 	g_free(stage->error);
+	kdir_unref(fs, stage->dir);
 	g_free(stage);
 }
 
@@ -102,7 +105,7 @@ void staging_discard(struct kvcfs *fs, struct staging *stage)
 {
 	pthread_rwlock_wrlock(&stage->lock);
 	if (!stage->published)
-		kvc_store_abort_tmp(fs->store, &stage->tmp);
+		kvc_store_abort_tmp(stage->dir->store, &stage->tmp);
 	if (stage->published_fd >= 0) { /* kept for readers, and none is left */
 		close(stage->published_fd);
 		stage->published_fd = -1;
@@ -112,7 +115,8 @@ void staging_discard(struct kvcfs *fs, struct staging *stage)
 	staging_quota_release(fs, stage);
 }
 
-struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t mode, int *rc)
+struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, mode_t mode,
+				 int *rc)
 {
 	uid_t uid = fuse_req_ctx(req)->uid;
 	struct staging *stage;
@@ -123,10 +127,10 @@ struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t mode, 
 	*rc = staging_quota_take(fs, uid);
 	if (*rc < 0)
 		return NULL;
-	stage = staging_new();
+	stage = staging_new(dir);
 	atomic_store(&stage->quota_counted, true);
 	stage->quota_uid = uid;
-	if (kvc_tmp_create(fs->store, "stage", &stage->tmp, &err) < 0) {
+	if (kvc_tmp_create(dir->store, "stage", &stage->tmp, &err) < 0) {
 		*rc = -kvc_err_to_errno(&err);
 		staging_free(fs, stage);
 		return NULL;

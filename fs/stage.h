@@ -42,6 +42,8 @@ struct staging {
 					* -1 otherwise */
 
 	/* Set before the stage is visible, never changed: */
+	struct kdir *dir;              /* the directory its temp and name are
+					* in (referenced) */
 	struct kvc_key target;         /* the key to publish to on close */
 	uid_t quota_uid;               /* whose share of staging files it is */
 
@@ -90,7 +92,7 @@ struct staging {
  * bytes are stage.c; create, open, close and release of its handles
  * stage_writers.c; publishing, and rename, link and unlink of a staging
  * name, stage_publish.c. */
-struct staging *staging_new(void);
+struct staging *staging_new(struct kdir *dir);
 void staging_free(struct kvcfs *fs, struct staging *stage);
 /* At exit, after the session: every stage still held by a node (open or
  * unpublished at unmount) is dropped; a half-written slab is never
@@ -99,8 +101,9 @@ void staging_free_all(struct kvcfs *fs);
 /* A new staging file (or <key>.kvc written directly) and its open: e and
  * *h for the reply to create (the node has the lookup and the open the
  * reply gives the kernel); -errno and nothing to undo. */
-int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mode,
-		   struct fuse_file_info *fi, struct fuse_entry_param *e, struct handle **h);
+int staging_create(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name,
+		   mode_t mode, struct fuse_file_info *fi, struct fuse_entry_param *e,
+		   struct handle **h);
 /* Open of a staging node (v->kind == NODE_STAGING) for any access. */
 int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 		 const struct node_view *v, struct handle *h, struct fuse_file_info *fi);
@@ -123,14 +126,16 @@ int staging_attr(struct kvcfs *fs, struct staging *stage, struct stat *st);
 int staging_arm_writers(struct kvcfs *fs, struct node *node, const struct stat *attr,
 			int to_set);
 /* rename/unlink of name when it is a staging file: -ENOENT when it is not. */
-int staging_rename(struct kvcfs *fs, const char *name, const char *newname,
+int staging_rename(struct kvcfs *fs, struct kdir *dir, const char *name, const char *newname,
 		   unsigned flags, uid_t who);
-int staging_unlink(struct kvcfs *fs, const char *name);
+int staging_unlink(struct kvcfs *fs, struct kdir *dir, const char *name);
+/* Is name a staging file of dir? Takes fs->lock. */
+bool staging_is_named(struct kvcfs *fs, struct kdir *dir, const char *name);
 /* link(2) of the staging node ino to newname: publishes it as rename does,
  * but the staging name stays. *slab: the slab's node (nlookup++) for the
  * reply. -EEXIST: a valid slab of the key is there, nothing changed. */
-int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab,
-		 uid_t who);
+int staging_link(struct kvcfs *fs, fuse_ino_t ino, struct kdir *newdir, const char *newname,
+		 struct node **slab, uid_t who);
 /* user.kvcfs.seal on a stage: set (on) or clear it; flags as setxattr's. */
 int staging_request_seal(struct staging *stage, bool on, int flags);
 bool staging_seal_requested(struct staging *stage);

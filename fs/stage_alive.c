@@ -42,17 +42,20 @@ static void mark_alive(struct kvcfs *fs, struct staging *stage)
 void staging_keep_alive(struct kvcfs *fs)
 {
 	GPtrArray *held = g_ptr_array_new();
-	GHashTableIter it;
-	gpointer value;
+	GHashTableIter it, dirs;
+	gpointer value, dir;
 
 	fs_assert_unlocked();
 	fs_lock(fs);
-	g_hash_table_iter_init(&it, fs->staging);
-	while (g_hash_table_iter_next(&it, NULL, &value)) {
-		struct node *node = value;
+	g_hash_table_iter_init(&dirs, fs->dirs);
+	while (g_hash_table_iter_next(&dirs, NULL, &dir)) {
+		g_hash_table_iter_init(&it, ((struct kdir *)dir)->staging);
+		while (g_hash_table_iter_next(&it, NULL, &value)) {
+			struct node *node = value;
 
-		node->nlookup++; /* node and stage live until we let go */
-		g_ptr_array_add(held, node);
+			node->nlookup++; /* node and stage live until we let go */
+			g_ptr_array_add(held, node);
+		}
 	}
 	fs_unlock(fs);
 	for (guint i = 0; i < held->len; i++)

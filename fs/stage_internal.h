@@ -15,7 +15,8 @@
 /* A new stage with a temp of its own for a writer: replacing, with the
  * caller's owner and mode, counted in the caller's share of staging files;
  * NULL (and *rc, an errno < 0) when over that share or no temp can be made. */
-struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, mode_t mode, int *rc);
+struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, mode_t mode,
+				 int *rc);
 /* No name and no handle: give the temp's space back now. */
 void staging_discard(struct kvcfs *fs, struct staging *stage);
 /* open(O_TRUNC) of a named staging file: its temp to 0 bytes. */

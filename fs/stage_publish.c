@@ -184,10 +184,12 @@ static int store_publish(struct kvcfs *fs, struct staging *stage, const struct k
 		rc = kvc_err_sys(err, errno, "dup of temp %s", stage->tmp.name);
 	if (rc == 0)
 		rc = (flags & PUBLISH_EXCLUSIVE)
-			     ? kvc_store_publish_exclusive(fs->store, &stage->tmp, key, meta, outcome, err)
-			     : as_link ? kvc_store_publish_no_adopt(fs->store, &stage->tmp, key, meta,
-								  outcome, err)
-				       : kvc_store_publish(fs->store, &stage->tmp, key, meta, outcome, err);
+			     ? kvc_store_publish_exclusive(stage->dir->store, &stage->tmp, key, meta,
+							   outcome, err)
+			     : as_link ? kvc_store_publish_no_adopt(stage->dir->store, &stage->tmp, key,
+								  meta, outcome, err)
+				       : kvc_store_publish(stage->dir->store, &stage->tmp, key, meta,
+							   outcome, err);
 	g_free(stage->error);
 	stage->error = NULL;
 	stage->refused = rc < 0 && kvc_tag_is_format_error(err->tag);
@@ -212,10 +214,10 @@ static int store_publish(struct kvcfs *fs, struct staging *stage, const struct k
 /* A failed publish, after the stage's lock: the key may be evicted again;
  * a final refusal of the content is counted, any other failure but a slab
  * already there is logged. Returns the errno for the caller. */
-static int publish_failed(struct kvcfs *fs, const struct kvc_key *key, bool final,
-			  const struct kvc_err *err)
+static int publish_failed(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key,
+			  bool final, const struct kvc_err *err)
 {
-	index_publishing(&fs->index, key, false);
+	index_publishing(&dir->index, key, false);
 	if (kvc_tag_is_format_error(err->tag)) {
 		if (final)
 			atomic_fetch_add(&fs->metrics.rejected, 1);
@@ -227,21 +229,22 @@ static int publish_failed(struct kvcfs *fs, const struct kvc_key *key, bool fina
 
 /* A publish that stored the slab (or adopted one), after the stage's lock:
  * its metrics and its place in the index. */
-static void publish_succeeded(struct kvcfs *fs, const struct kvc_key *key,
+static void publish_succeeded(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key,
 			      enum kvc_publish_outcome outcome, struct kvc_meta *meta)
 {
 	atomic_fetch_add(outcome == KVC_PUBLISH_ADOPTED ? &fs->metrics.adopted
 							: &fs->metrics.publishes, 1);
 	if (meta->file_size > 0) /* 0: deleted by someone right after */
-		index_put(&fs->index, key, meta->file_size, meta->hit_count,
+		index_put(&dir->index, key, meta->file_size, meta->hit_count,
 			  meta->last_used_time, meta->creation_time);
 	/* Never evict what was just stored (whatever its header says of its
-	 * last use): it stays pinned until this mount publishes another. */
-	index_set_recent(&fs->index, key);
-	index_publishing(&fs->index, key, false);
+	 * last use): it stays pinned until this mount publishes another in
+	 * its directory. */
+	index_set_recent(&dir->index, key);
+	index_publishing(&dir->index, key, false);
 	kvc_meta_clear(meta);
 	if (outcome == KVC_PUBLISH_ADOPTED)
-		maintenance_want_verify(fs, key); /* kept after a header check */
+		maintenance_want_verify(fs, dir, key); /* kept after a header check */
 	maintenance_want_evict(fs); /* the worker keeps the budget */
 }
 
@@ -268,15 +271,15 @@ int publish_stage(struct kvcfs *fs, struct staging *stage, const struct kvc_key 
 	}
 	clear_stale_checks(stage);
 	/* No eviction may pick this key while its publish is under way. */
-	index_publishing(&fs->index, key, true);
+	index_publishing(&stage->dir->index, key, true);
 	rc = store_publish(fs, stage, key, flags, &meta, &outcome, &err);
 	pthread_rwlock_unlock(&stage->lock);
 
 	atomic_fetch_add(&fs->metrics.publish_ns, metrics_now_ns() - started);
 	atomic_fetch_add(&fs->metrics.publish_count, 1);
 	if (rc < 0)
-		return publish_failed(fs, key, final, &err);
-	publish_succeeded(fs, key, outcome, &meta);
+		return publish_failed(fs, stage->dir, key, final, &err);
+	publish_succeeded(fs, stage->dir, key, outcome, &meta);
 	return 0;
 }
 
@@ -362,7 +365,7 @@ static int open_file_allowed(struct kvcfs *fs, struct staging *stage, char **why
 }
 
 /* The temp's bytes, as they are now, into a temp of their own. */
-static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to)
+static int copy_temp(struct staging *from, struct staging *to)
 {
 	struct kvc_err err;
 	struct stat st;
@@ -370,7 +373,7 @@ static int copy_temp(struct kvcfs *fs, struct staging *from, struct staging *to)
 
 	pthread_rwlock_rdlock(&from->lock);
 	rc = stage_file_fd(from) < 0 || fstat(stage_file_fd(from), &st) < 0 ? -EIO : 0;
-	if (rc == 0 && kvc_tmp_create(fs->store, "stage", &to->tmp, &err) < 0)
+	if (rc == 0 && kvc_tmp_create(to->dir->store, "stage", &to->tmp, &err) < 0)
 		rc = -kvc_err_to_errno(&err);
 	to->tmp.read_only_slab = from->tmp.read_only_slab;
 	if (rc == 0)
@@ -399,21 +402,21 @@ static int adopt_in_place(struct kvcfs *fs, struct staging *stage, const struct 
 	struct kvc_err err;
 	int rc;
 
-	index_publishing(&fs->index, key, true);
+	index_publishing(&stage->dir->index, key, true);
 	pthread_rwlock_wrlock(&stage->lock);
 	clear_stale_checks(stage);
-	rc = kvc_store_would_adopt(fs->store, &stage->tmp, key, &meta, &err);
+	rc = kvc_store_would_adopt(stage->dir->store, &stage->tmp, key, &meta, &err);
 	pthread_rwlock_unlock(&stage->lock);
 	if (rc < 0) {
 		set_stage_error(stage, g_strdup_printf("%s: %s", kvc_tag_name(err.tag), err.detail),
 				kvc_tag_is_format_error(err.tag));
-		return publish_failed(fs, key, true, &err);
+		return publish_failed(fs, stage->dir, key, true, &err);
 	}
 	if (rc == 0) {
-		index_publishing(&fs->index, key, false);
+		index_publishing(&stage->dir->index, key, false);
 		return 0;
 	}
-	publish_succeeded(fs, key, KVC_PUBLISH_ADOPTED, &meta);
+	publish_succeeded(fs, stage->dir, key, KVC_PUBLISH_ADOPTED, &meta);
 	return 1;
 }
 
@@ -433,8 +436,8 @@ static int publish_copy(struct kvcfs *fs, struct staging *stage, const struct kv
 		rc = adopt_in_place(fs, stage, key);
 	if (rc != 0)
 		return rc < 0 ? rc : 0;
-	copy = staging_new();
-	rc = copy_temp(fs, stage, copy);
+	copy = staging_new(stage->dir);
+	rc = copy_temp(stage, copy);
 	if (rc == 0) {
 		copy->seal = staging_seal_requested(stage);
 		/* The slab is its publisher's, as the file itself would have
@@ -470,14 +473,25 @@ static int publish_named(struct kvcfs *fs, struct staging *stage, const struct k
 void stage_report_refusal(struct kvcfs *fs, struct staging *stage, uid_t who, const char *name,
 			  const struct kvc_key *key, int rc)
 {
-	char *why;
+	char slab_name[KVC_SLAB_NAME_LEN + 1];
+	char *why, *path, *shown = NULL;
 
 	if (rc >= 0 || rc == -EEXIST) /* EEXIST: link(2)'s answer, not a refusal */
 		return;
 	pthread_rwlock_rdlock(&stage->lock);
 	why = g_strdup(stage->error);
 	pthread_rwlock_unlock(&stage->lock);
-	refusals_record(fs, who, name, key, -rc, why != NULL ? why : strerror(-rc));
+	/* Below the root, the name is shown with its directory's path. */
+	path = kdir_path(fs, stage->dir);
+	if (path[0] != '\0') {
+		if (name == NULL)
+			kvc_key_slab_name(key, slab_name);
+		shown = g_strdup_printf("%s/%s", path, name != NULL ? name : slab_name);
+	}
+	refusals_record(fs, who, shown != NULL ? shown : name, key, -rc,
+			why != NULL ? why : strerror(-rc));
+	g_free(shown);
+	g_free(path);
 	g_free(why);
 }
 
@@ -494,6 +508,7 @@ static void drop_name(struct kvcfs *fs, struct node *node)
  * that slab was removed)? */
 bool staging_names_the_slab(struct kvcfs *fs, struct staging *stage, const struct kvc_key *key)
 {
+	(void)fs;
 	char name[KVC_SLAB_NAME_LEN + 1];
 	struct stat mine, slab;
 	bool adopted;
@@ -509,7 +524,7 @@ bool staging_names_the_slab(struct kvcfs *fs, struct staging *stage, const struc
 	if (rc > 0) /* its file was closed at the publish: it is the slab's */
 		return true;
 	kvc_key_slab_name(key, name);
-	return fstatat(kvc_store_dirfd(fs->store), name, &slab, AT_SYMLINK_NOFOLLOW) == 0 &&
+	return fstatat(kvc_store_dirfd(stage->dir->store), name, &slab, AT_SYMLINK_NOFOLLOW) == 0 &&
 	       slab.st_dev == mine.st_dev && slab.st_ino == mine.st_ino;
 }
 
@@ -580,7 +595,8 @@ static int rename_to_slab(struct kvcfs *fs, struct node *src, const struct kvc_k
 		 * slab published a moment ago included) is EEXIST, decided by
 		 * link(2). */
 		kvc_key_slab_name(key, newname);
-		if ((flags & RENAME_NOREPLACE) && kvc_store_name_taken(fs->store, newname)) {
+		if ((flags & RENAME_NOREPLACE) &&
+		    kvc_store_name_taken(src->stage->dir->store, newname)) {
 			g_free(shown);
 			return -EEXIST;
 		}
@@ -620,7 +636,7 @@ static int rename_to_staging(struct kvcfs *fs, struct node *src, const char *new
 	int rc = 0;
 
 	fs_lock(fs);
-	dst = g_hash_table_lookup(fs->staging, newname);
+	dst = g_hash_table_lookup(src->dir->staging, newname);
 	if (dst == src || src->name == NULL)
 		goto out; /* renamed onto itself, or unlinked meanwhile */
 	if (dst != NULL && (flags & RENAME_NOREPLACE)) {
@@ -629,27 +645,27 @@ static int rename_to_staging(struct kvcfs *fs, struct node *src, const char *new
 	}
 	if (dst != NULL)
 		drop_name(fs, dst);
-	g_hash_table_remove(fs->staging, src->name);
+	g_hash_table_remove(src->dir->staging, src->name);
 	g_free(src->name);
 	src->name = g_strdup(newname);
-	g_hash_table_insert(fs->staging, src->name, src);
+	g_hash_table_insert(src->dir->staging, src->name, src);
 out:
 	fs_unlock(fs);
 	return rc;
 }
 
-int staging_rename(struct kvcfs *fs, const char *name, const char *newname, unsigned flags,
-		   uid_t who)
+int staging_rename(struct kvcfs *fs, struct kdir *dir, const char *name, const char *newname,
+		   unsigned flags, uid_t who)
 {
 	struct kvc_key key;
 	struct node *src;
 	int rc, e;
-	enum name_class cls = classify_name(newname, &key, &e);
+	enum name_class cls = classify_name(newname, dir == fs->root_dir, &key, &e);
 
 	if (cls == NAME_INVALID || cls == NAME_RESERVED)
 		return cls == NAME_RESERVED ? -EPERM : -e;
 	fs_lock(fs);
-	src = g_hash_table_lookup(fs->staging, name);
+	src = g_hash_table_lookup(dir->staging, name);
 	if (src != NULL)
 		src->nlookup++; /* hold it across the unlocked publish */
 	fs_unlock(fs);
@@ -659,6 +675,8 @@ int staging_rename(struct kvcfs *fs, const char *name, const char *newname, unsi
 		rc = -EROFS;
 	else if (cls == NAME_SLAB)
 		rc = rename_to_slab(fs, src, &key, flags, who);
+	else if (names_a_dir(fs, dir, newname))
+		rc = (flags & RENAME_NOREPLACE) ? -EEXIST : -EISDIR;
 	else
 		rc = rename_to_staging(fs, src, newname, flags);
 	fs_lock(fs);
@@ -667,14 +685,24 @@ int staging_rename(struct kvcfs *fs, const char *name, const char *newname, unsi
 	return rc;
 }
 
-int staging_unlink(struct kvcfs *fs, const char *name)
+bool staging_is_named(struct kvcfs *fs, struct kdir *dir, const char *name)
+{
+	bool named;
+
+	fs_lock(fs);
+	named = g_hash_table_contains(dir->staging, name);
+	fs_unlock(fs);
+	return named;
+}
+
+int staging_unlink(struct kvcfs *fs, struct kdir *dir, const char *name)
 {
 	struct node *node;
 	bool orphaned = false;
 	struct staging *stage = NULL;
 
 	fs_lock(fs);
-	node = g_hash_table_lookup(fs->staging, name);
+	node = g_hash_table_lookup(dir->staging, name);
 	if (node != NULL) {
 		stage = node->stage;
 		/* Nobody has it open: its bytes can go now, even though
@@ -695,7 +723,7 @@ int staging_unlink(struct kvcfs *fs, const char *name)
 }
 
 /* The staging node of a link(2), held (nlookup++) when it can publish. */
-static int link_source(struct kvcfs *fs, fuse_ino_t ino, struct node **out)
+static int link_source(struct kvcfs *fs, fuse_ino_t ino, struct kdir *newdir, struct node **out)
 {
 	struct node *node;
 	int rc = 0;
@@ -708,6 +736,8 @@ static int link_source(struct kvcfs *fs, fuse_ino_t ino, struct node **out)
 		rc = -EPERM; /* a slab, a directory, or a <key>.kvc in flight */
 	else if (node->name == NULL)
 		rc = -ENOENT; /* unlinked: link(2) of a deleted file */
+	else if (node->dir != newdir)
+		rc = -EXDEV; /* its bytes are in another directory's backing one */
 	else
 		node->nlookup++;
 	fs_unlock(fs);
@@ -733,21 +763,21 @@ static bool linked_file(struct staging *stage, struct stat *st)
  * key already there is the EEXIST of link(2), after which such a program
  * checks and adopts the existing file itself; the staging file stays.
  */
-int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct node **slab,
-		 uid_t who)
+int staging_link(struct kvcfs *fs, fuse_ino_t ino, struct kdir *newdir, const char *newname,
+		 struct node **slab, uid_t who)
 {
 	struct kvc_key key, published_key;
 	struct node *src;
 	struct stat file;
 	bool published, copied = false, linked;
 	int rc, e;
-	enum name_class cls = classify_name(newname, &key, &e);
+	enum name_class cls = classify_name(newname, newdir == fs->root_dir, &key, &e);
 
 	if (cls == NAME_INVALID)
 		return -e;
 	if (cls != NAME_SLAB)
 		return -EPERM; /* hard links are a way to publish, nothing else */
-	rc = link_source(fs, ino, &src);
+	rc = link_source(fs, ino, newdir, &src);
 	if (rc < 0)
 		return rc;
 	pthread_rwlock_rdlock(&src->stage->lock);
@@ -778,7 +808,7 @@ int staging_link(struct kvcfs *fs, fuse_ino_t ino, const char *newname, struct n
 	linked = rc == 0 && !published && !copied && linked_file(src->stage, &file);
 	fs_lock(fs);
 	if (rc == 0) {
-		*slab = node_for_key(fs, NODE_SLAB, &key);
+		*slab = node_for_key(fs, newdir, NODE_SLAB, &key);
 		/* Whatever the kernel cached of an older file of the key. */
 		(*slab)->cache_suspect = true;
 	}

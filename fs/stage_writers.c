@@ -110,7 +110,7 @@ int staging_open_private(struct kvcfs *fs, fuse_req_t req, const struct kvc_key 
 	rc = passthrough_open_mode(fs, req, over, -1, h, fi);
 	if (rc < 0)
 		return rc; /* open in passthrough: the kernel takes no writer */
-	stage = stage_for_writer(fs, req, 0444, &rc);
+	stage = stage_for_writer(fs, req, over->dir, 0444, &rc);
 	if (stage == NULL)
 		return rc;
 	kvc_tmp_track(&stage->tmp); /* the daemon sees every write */
@@ -272,17 +272,24 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 
 /* Why a create of name is refused at once (an errno to reply), or 0;
  * *cls and *key say what the name is. */
-static int create_refused(struct kvcfs *fs, const char *name, int flags, struct kvc_key *key,
-			  enum name_class *cls)
+static int create_refused(struct kvcfs *fs, struct kdir *dir, const char *name, int flags,
+			  struct kvc_key *key, enum name_class *cls)
 {
+	struct stat st;
 	int rc;
 
-	*cls = classify_name(name, key, &rc);
+	*cls = classify_name(name, dir == fs->root_dir, key, &rc);
 	if (*cls == NAME_INVALID || *cls == NAME_RESERVED)
 		return *cls == NAME_RESERVED ? EEXIST : rc;
 	if (*cls == NAME_SLAB && (flags & O_EXCL) &&
-	    kvc_store_name_taken(fs->store, name))
+	    kvc_store_name_taken(dir->store, name))
 		return EEXIST;
+	/* A directory of the mount has that name (made on another host, or
+	 * before a cached miss expired). */
+	if (*cls == NAME_STAGING &&
+	    fstatat(kvc_store_dirfd(dir->store), name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(st.st_mode) && dir_name_ok(name, dir == fs->root_dir))
+		return (flags & O_EXCL) ? EEXIST : EISDIR;
 	return 0;
 }
 
@@ -299,13 +306,13 @@ static struct node *create_node(struct kvcfs *fs, const char *name, enum name_cl
 	struct node *node;
 
 	fs_lock(fs);
-	if (cls == NAME_STAGING && g_hash_table_lookup(fs->staging, name) != NULL) {
+	if (cls == NAME_STAGING && g_hash_table_lookup(stage->dir->staging, name) != NULL) {
 		/* Created meanwhile by someone else: O_EXCL says no, else the
 		 * kernel would have opened it; either way it is not ours. */
 		fs_unlock(fs);
 		return NULL;
 	}
-	node = node_new(fs, NODE_STAGING);
+	node = node_new_in(fs, NODE_STAGING, stage->dir);
 	node->stage = stage;
 	node->nlookup = 1;
 	node->open_count = 1;
@@ -314,7 +321,7 @@ static struct node *create_node(struct kvcfs *fs, const char *name, enum name_cl
 		count_creating(fs, &stage->target, +1);
 	if (cls == NAME_STAGING) {
 		node->name = g_strdup(name);
-		g_hash_table_insert(fs->staging, node->name, node);
+		g_hash_table_insert(stage->dir->staging, node->name, node);
 	}
 	/* A <key>.kvc being created stays unnamed: no lookup, readdir or open
 	 * by name finds it before its publish; readers get the published slab
@@ -340,8 +347,9 @@ static void open_created(struct kvcfs *fs, fuse_req_t req, enum name_class cls,
 	fi->fh = (uint64_t)(uintptr_t)h;
 }
 
-int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mode,
-		   struct fuse_file_info *fi, struct fuse_entry_param *e, struct handle **out)
+int staging_create(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name,
+		   mode_t mode, struct fuse_file_info *fi, struct fuse_entry_param *e,
+		   struct handle **out)
 {
 	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	uid_t stage_quota_uid;
@@ -349,11 +357,11 @@ int staging_create(struct kvcfs *fs, fuse_req_t req, const char *name, mode_t mo
 	struct staging *stage;
 	struct handle *h;
 	struct kvc_key key;
-	int rc = create_refused(fs, name, fi->flags, &key, &cls);
+	int rc = create_refused(fs, dir, name, fi->flags, &key, &cls);
 
 	if (rc != 0)
 		return -rc;
-	stage = stage_for_writer(fs, req, mode, &rc);
+	stage = stage_for_writer(fs, req, dir, mode, &rc);
 	if (stage == NULL)
 		return rc;
 	/* The creator's handle, like every handle, in its opener's share. */

@@ -132,26 +132,68 @@ bool local_tier_placed_apart(const char *local, const char *root, const char *mo
 	return true;
 }
 
-int startup_scan(struct kvcfs *fs)
+/* Sweep and index one directory; the counts add up in sweep and scan. */
+static int startup_dir(struct kvcfs *fs, struct kdir *d, struct kvc_sweep_stats *sweep,
+		       struct kvc_scan_stats *scan)
 {
-	struct kvc_sweep_stats sweep = { 0 };
-	struct kvc_scan_stats scan;
+	struct kvc_sweep_stats one_sweep = { 0 };
+	struct kvc_scan_stats one = { 0 };
 	struct kvc_err err;
 
 	if (!fs->opts.read_only &&
-	    kvc_store_sweep(fs->store, fs->opts.sweep_grace, &sweep, &err) < 0) {
-		fprintf(stderr, "kvcfs: sweeping %s: %s\n", fs->opts.backing_root, err.detail);
+	    kvc_store_sweep(d->store, fs->opts.sweep_grace, &one_sweep, &err) < 0) {
+		fprintf(stderr, "kvcfs: sweeping %s: %s\n", kvc_store_root(d->store), err.detail);
 		return -1;
 	}
+	if (kvc_store_scan(d->store, index_put_scanned, &d->index, &one, &err) < 0) {
+		fprintf(stderr, "kvcfs: indexing %s: %s\n", kvc_store_root(d->store), err.detail);
+		return -1;
+	}
+	sweep->removed += one_sweep.removed;
+	sweep->kept += one_sweep.kept;
+	sweep->set_aside += one_sweep.set_aside;
+	scan->slabs += one.slabs;
+	scan->bytes += one.bytes;
+	scan->removed_corrupt += one.removed_corrupt;
+	scan->skipped_newer += one.skipped_newer;
+	scan->republished += one.republished;
+	scan->not_regular += one.not_regular;
+	scan->removed_not_regular += one.removed_not_regular;
+	return 0;
+}
+
+/* Every directory of the tree: the root's failure stops the start, a
+ * subdirectory's is reported and that directory left as it is. */
+static int startup_tree(struct kvcfs *fs, struct kvc_sweep_stats *sweep,
+			struct kvc_scan_stats *scan)
+{
+	GHashTable *reached;
+	GHashTableIter it;
+	gpointer d;
+
+	if (startup_dir(fs, fs->root_dir, sweep, scan) < 0)
+		return -1;
+	reached = dirs_discover(fs);
+	g_hash_table_iter_init(&it, reached);
+	while (g_hash_table_iter_next(&it, &d, NULL))
+		if (d != fs->root_dir)
+			(void)startup_dir(fs, d, sweep, scan);
+	dirs_reached_free(fs, reached);
+	return 0;
+}
+
+int startup_scan(struct kvcfs *fs)
+{
+	struct kvc_sweep_stats sweep = { 0 };
+	struct kvc_scan_stats scan = { 0 };
+
+	if (startup_tree(fs, &sweep, &scan) < 0)
+		return -1;
 	if (sweep.set_aside > 0)
 		fuse_log(FUSE_LOG_WARNING,
 			 "kvcfs: %s: %" G_GUINT64_FORMAT " directories that were under slab names "
 			 "are set aside as *.kvcgone, with all they hold: their owners may "
 			 "remove them\n", fs->opts.backing_root, sweep.set_aside);
-	if (kvc_store_scan(fs->store, index_put_scanned, &fs->index, &scan, &err) < 0) {
-		fprintf(stderr, "kvcfs: indexing %s: %s\n", fs->opts.backing_root, err.detail);
-		return -1;
-	}
 	if (!fs->verbose)
 		return 0;
 	fuse_log(FUSE_LOG_INFO,

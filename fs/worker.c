@@ -15,20 +15,55 @@ static void collect(void *ctx, const struct kvc_key *key, const struct kvc_meta 
 			meta->creation_time);
 }
 
-int rescan_now(struct kvcfs *fs)
+/* One directory's slabs, read again into its index. */
+static int rescan_dir(struct kdir *d)
 {
 	GHashTable *fresh = index_new_table();
 	struct kvc_scan_stats st;
 	struct kvc_err err;
 
-	if (kvc_store_scan(fs->store, collect, fresh, &st, &err) < 0) {
+	if (kvc_store_scan(d->store, collect, fresh, &st, &err) < 0) {
 		g_hash_table_destroy(fresh);
 		return -kvc_err_to_errno(&err);
 	}
-	index_replace(&fs->index, fresh);
+	index_replace(&d->index, fresh);
+	return 0;
+}
+
+/* Directories the walk did not reach are gone (removed, or moved out of
+ * the backing root, here or on another host): the mount forgets them. */
+static void forget_unreached(struct kvcfs *fs, GHashTable *reached)
+{
+	GPtrArray *all = dirs_snapshot(fs);
+
+	fs_lock(fs);
+	for (guint i = 0; i < all->len; i++) {
+		struct kdir *d = g_ptr_array_index(all, i);
+		if (!g_hash_table_contains(reached, d))
+			kdir_forget(fs, d);
+	}
+	fs_unlock(fs);
+	dirs_snapshot_free(fs, all);
+}
+
+int rescan_now(struct kvcfs *fs)
+{
+	GHashTable *reached = dirs_discover(fs);
+	GHashTableIter it;
+	gpointer d;
+	int rc = 0;
+
+	g_hash_table_iter_init(&it, reached);
+	while (g_hash_table_iter_next(&it, &d, NULL)) {
+		int one = rescan_dir(d);
+		if (d == fs->root_dir && one < 0)
+			rc = one;
+	}
+	forget_unreached(fs, reached);
+	dirs_reached_free(fs, reached);
 	atomic_fetch_add(&fs->metrics.rescans, 1);
 	local_tier_reconcile(fs); /* copies of keys gone from the root go */
-	return 0;
+	return rc;
 }
 
 static void evict_all(struct kvcfs *fs)
@@ -42,7 +77,7 @@ static void answer_waiters(struct kvcfs *fs, GSList *waiters, int rc)
 {
 	uint64_t bytes, count;
 
-	index_totals(&fs->index, &bytes, &count);
+	dirs_totals(fs, &bytes, &count);
 	for (GSList *l = waiters; l != NULL; l = l->next) {
 		struct rescan_waiter *w = l->data;
 
@@ -144,11 +179,12 @@ static bool next_pass(struct kvcfs *fs, struct kvcfs_maintenance *m, struct time
 static void run_pass(struct kvcfs *fs, struct pass *p, struct timers *t)
 {
 	int rc = 0;
-	gpointer key;
+	struct verify_request *r;
 
-	while ((key = g_queue_pop_head(p->verify)) != NULL) {
-		evict_verify_key(fs, key);
-		g_free(key);
+	while ((r = g_queue_pop_head(p->verify)) != NULL) {
+		evict_verify_key(fs, r->dir, &r->key);
+		kdir_unref(fs, r->dir);
+		g_free(r);
 	}
 	g_queue_free(p->verify);
 	if (p->rescan) {
@@ -217,7 +253,11 @@ void maintenance_stop(struct kvcfs *fs)
 	pthread_mutex_unlock(&m->lock);
 	pthread_join(m->thread, NULL);
 	answer_waiters(fs, waiters, -ESHUTDOWN);
-	g_queue_free_full(m->verify_wanted, g_free);
+	for (struct verify_request *r; (r = g_queue_pop_head(m->verify_wanted)) != NULL;) {
+		kdir_unref(fs, r->dir);
+		g_free(r);
+	}
+	g_queue_free(m->verify_wanted);
 	pthread_cond_destroy(&m->wake);
 	pthread_mutex_destroy(&m->lock);
 	m->running = false;

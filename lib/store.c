@@ -105,6 +105,31 @@ int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
 	return 0;
 }
 
+int kvc_store_open_sub(const struct kvc_store *parent, int dirfd, const char *path,
+		       struct kvc_store **out, struct kvc_err *err)
+{
+	struct kvc_store *store = calloc(1, sizeof(*store));
+
+	if (store == NULL || (store->root = strdup(path)) == NULL) {
+		free(store);
+		return kvc_err_set(err, KVC_E_NO_MEMORY, "store");
+	}
+	memcpy(store->host_id, parent->host_id, sizeof(store->host_id));
+	/* Its own instance number: its temps are its own, whatever the
+	 * parent's sweep sees. */
+	store_writer_id(store->host_id, store->writer_id);
+	store->dirfd = dirfd;
+	store->read_only = parent->read_only;
+	store->adopt_after_header_check = parent->adopt_after_header_check;
+	store->recheck_delay_ms = parent->recheck_delay_ms;
+	store->opened_at = parent->opened_at;
+	atomic_init(&store->tmp_counter, 0);
+	store_dir_sync_init(&store->dir_sync);
+	store_dropper_init(store);
+	*out = store;
+	return 0;
+}
+
 void kvc_store_close(struct kvc_store *store)
 {
 	if (store == NULL)

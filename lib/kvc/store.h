@@ -48,6 +48,11 @@ struct kvc_store_config {
 
 int kvc_store_open(const struct kvc_store_config *cfg, struct kvc_store **out,
 		   struct kvc_err *err);
+/* A store for a directory inside parent's: dirfd, opened by the caller,
+ * becomes the store's on success (the caller keeps it on failure). It
+ * takes the parent's settings; path names it in messages only. */
+int kvc_store_open_sub(const struct kvc_store *parent, int dirfd, const char *path,
+		       struct kvc_store **out, struct kvc_err *err);
 void kvc_store_close(struct kvc_store *store);
 int kvc_store_dirfd(const struct kvc_store *store);
 /* Does anything (of any type, a dangling symlink too) have this name in

@@ -107,7 +107,10 @@ def test_open_slab_outlives_its_name(ws):
 
 def test_namespace_refusals(ws):
     m = ws.mount()
-    expect_errno(errno.EPERM, os.mkdir, m.path("dir"))
+    # Directories are namespaces (test_directories.py), but never under a
+    # key's name, nor in the payload view.
+    expect_errno(errno.EPERM, os.mkdir, m.path("0" * 64 + ".kvc"))
+    expect_errno(errno.EPERM, os.mkdir, m.path("payload", "dir"))
     expect_errno(errno.EPERM, os.symlink, "target", m.path("link"))
     expect_errno(errno.EPERM, os.mkfifo, m.path("fifo"))
     expect_errno(errno.ENAMETOOLONG, open, m.path("x" * 256), "wb")

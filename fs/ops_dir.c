@@ -219,6 +219,7 @@ static bool entry_param(struct kvcfs *fs, const struct listing *list, const stru
 {
 	struct kvc_key key;
 	struct node *node = NULL;
+	bool staging = false;
 	int err;
 
 	memset(e, 0, sizeof(*e));
@@ -232,9 +233,17 @@ static bool entry_param(struct kvcfs *fs, const struct listing *list, const stru
 		if (kvc_key_from_hex(d->name, strlen(d->name), &key))
 			node = node_for_key(fs, list->dir, NODE_PAYLOAD, &key);
 	} else if (node_kind_is_cache_dir(list->kind) &&
-		   classify_name(d->name, list->kind == NODE_ROOT, &key, &err) == NAME_SLAB &&
-		   g_hash_table_lookup(list->dir->staging, d->name) == NULL) {
+		   classify_name(d->name, list->kind == NODE_ROOT, &key, &err) == NAME_SLAB) {
 		node = node_for_key(fs, list->dir, NODE_SLAB, &key);
+	} else if (node_kind_is_cache_dir(list->kind)) {
+		/* A staging name as listed: only if it still names that file
+		 * (renamed since, its node may be a slab's now). */
+		staging = true;
+		node = g_hash_table_lookup(list->dir->staging, d->name);
+		if (node != NULL && node->ino != d->ino)
+			node = NULL;
+		if (node != NULL)
+			node->nlookup++;
 	} else {
 		node = node_get(fs, d->ino);
 		if (node != NULL)
@@ -251,6 +260,8 @@ static bool entry_param(struct kvcfs *fs, const struct listing *list, const stru
 	}
 	e->ino = node->ino;
 	e->entry_timeout = entry_timeout_of(fs, node, e->attr_timeout);
+	if (staging) /* as in a lookup of one (ops_entry.c) */
+		e->entry_timeout = e->attr_timeout = 0;
 	return true;
 }
 

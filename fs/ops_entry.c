@@ -7,7 +7,7 @@
 
 #include "kvcfs.h"
 
-void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node)
+static void reply_entry(fuse_req_t req, struct kvcfs *fs, struct node *node, bool staging_name)
 {
 	struct fuse_entry_param e;
 	int rc;
@@ -23,7 +23,17 @@ void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node)
 	}
 	e.ino = node->ino;
 	e.entry_timeout = entry_timeout_of(fs, node, e.attr_timeout);
+	/* Found under a staging name: a rename may make the node a slab
+	 * before this reply is read, and the name must then not stay cached
+	 * pointing at it (an open of the name would open the slab). */
+	if (staging_name)
+		e.entry_timeout = e.attr_timeout = 0;
 	fuse_reply_entry(req, &e);
+}
+
+void reply_node_entry(fuse_req_t req, struct kvcfs *fs, struct node *node)
+{
+	reply_entry(req, fs, node, false);
 }
 
 /*
@@ -142,7 +152,7 @@ static void lookup_in_dir(fuse_req_t req, struct kvcfs *fs, struct kdir *dir, co
 		node->nlookup++;
 	fs_unlock(fs);
 	if (node != NULL) {
-		reply_node_entry(req, fs, node);
+		reply_entry(req, fs, node, true);
 		return;
 	}
 	if (cls != NAME_SLAB) {

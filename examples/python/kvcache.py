@@ -5,6 +5,10 @@ computes cache keys, saves by write + os.rename (or, without computing the
 CRC, asks kvcfs to seal the slab: save_sealed), restores through
 payload/<key>, and finds the longest cached prefix of a token list by
 probing names with os.stat.
+
+Every function takes the mount and, as directory=, the cache directory in
+it ("" for the root; "llama-8b/node-1" for MOUNT/llama-8b/node-1): each
+directory of a mount is a cache of its own, under the mount's one budget.
 """
 import hashlib
 import os
@@ -91,47 +95,52 @@ def build_slab(fingerprint, quant, ctx_params_hash, tokens, payload, *, compute_
                        **fields) + payload
 
 
-def save(mount, key, slab):
-    """Publish a slab: write a staging file, then rename it to its key name.
-    Raises OSError(EBADMSG) if kvcfs refuses the content."""
-    staging = os.path.join(mount, ".save-%d-%s" % (os.getpid(), key[:16]))
+def save(mount, key, slab, directory=""):
+    """Publish a slab: write a staging file, then rename it to its key name
+    (in the same directory: a rename across directories is EXDEV). Raises
+    OSError(EBADMSG) if kvcfs refuses the content."""
+    where = os.path.join(mount, directory)
+    staging = os.path.join(where, ".save-%d-%s" % (os.getpid(), key[:16]))
     with open(staging, "wb") as f:
         f.write(slab)
     try:
-        os.rename(staging, os.path.join(mount, key + ".kvc"))
+        os.rename(staging, os.path.join(where, key + ".kvc"))
     except OSError:
         os.unlink(staging)
         raise
 
 
-def save_sealed(mount, key, *parts):
+def save_sealed(mount, key, *parts, directory=""):
     """Publish a slab whose payload_crc32c the writer left 0: write the
     parts (e.g. slab_prefix(...) and the payload) to a staging file, ask
     kvcfs to seal it (setxattr user.kvcfs.seal), then rename it. kvcfs
     fills in the CRC from the bytes it received and validates the rest;
     see "Sealed slabs" in docs/format.md for what that does not protect."""
-    staging = os.path.join(mount, ".save-%d-%s" % (os.getpid(), key[:16]))
+    where = os.path.join(mount, directory)
+    staging = os.path.join(where, ".save-%d-%s" % (os.getpid(), key[:16]))
     with open(staging, "wb") as f:
         for part in parts:
             f.write(part)
     try:
         os.setxattr(staging, "user.kvcfs.seal", b"1")
-        os.rename(staging, os.path.join(mount, key + ".kvc"))
+        os.rename(staging, os.path.join(where, key + ".kvc"))
     except OSError:
         os.unlink(staging)
         raise
 
 
-def restore(mount, key):
-    """The validated payload of a slab, or None on a miss."""
+def restore(mount, key, directory=""):
+    """The validated payload of a slab, or None on a miss: through
+    payload/<directory>/<key>, the payload view of the mount's root."""
     try:
-        with open(os.path.join(mount, "payload", key), "rb") as f:
+        with open(os.path.join(mount, "payload", directory, key), "rb") as f:
             return f.read()
     except FileNotFoundError:
         return None
 
 
-def longest_prefix(mount, fingerprint, quant, ctx_params_hash, tokens, stride=1, min_len=1):
+def longest_prefix(mount, fingerprint, quant, ctx_params_hash, tokens, stride=1, min_len=1,
+                   directory=""):
     """(length, key) of the longest cached prefix of tokens, or None.
     The hash state is copied at each stride boundary: one pass over the
     tokens for every candidate length, then a stat per probe."""
@@ -148,6 +157,6 @@ def longest_prefix(mount, fingerprint, quant, ctx_params_hash, tokens, stride=1,
         if done >= min_len and (done % stride == 0 or done == len(tokens)):
             candidates.append((done, h.copy().hexdigest()))
     for length, key in reversed(candidates):
-        if os.path.exists(os.path.join(mount, key + ".kvc")):
+        if os.path.exists(os.path.join(mount, directory, key + ".kvc")):
             return length, key
     return None

@@ -165,6 +165,52 @@ def throughput(m, report, prefix, size=32 << 20):
     os.unlink(src)
 
 
+def wait_for(what, cond, seconds=10):
+    deadline = time.time() + seconds
+    while not cond():
+        assert time.time() < deadline, what
+        time.sleep(0.05)
+
+
+def directories(a, b):
+    """Two hosts making, filling and removing directories in one shared
+    root: each sees the other's, and neither's churn disturbs the other."""
+    os.makedirs(os.path.join(a.mnt, "model", "node-a"))
+    key, data, payload = slab(2000)
+    kvcache.save(os.path.join(a.mnt, "model", "node-a"), key, data)
+    # B finds A's directory and slab by lookup at once, payload view too.
+    with open(os.path.join(b.mnt, "payload", "model", "node-a", key), "rb") as f:
+        assert f.read() == payload, "B reads the payload of A's nested slab"
+    assert not os.path.exists(os.path.join(b.mnt, "model", key + ".kvc"))
+    errors = []
+
+    def churn(m, tag):
+        try:
+            for r in range(8):
+                d = os.path.join(m.mnt, "model", "%s-%d" % (tag, r))
+                os.mkdir(d)
+                names = set()
+                for i in range(3):
+                    k, dd, _ = slab(3000 + 10 * r + i)  # the same keys on both hosts
+                    kvcache.save(d, k, dd)
+                    names.add(k + ".kvc")
+                assert set(os.listdir(d)) == names, (d, os.listdir(d))
+                shutil.rmtree(d)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+    ts = [threading.Thread(target=churn, args=(a, "a")), threading.Thread(target=churn, args=(b, "b"))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    # B removes the tree A made; A sees it go.
+    shutil.rmtree(os.path.join(b.mnt, "model"))
+    wait_for("A still sees the removed directory",
+             lambda: not os.path.exists(os.path.join(a.mnt, "model")))
+    assert not os.path.exists(os.path.join(a.root, "model"))
+
+
 def scenario(ws, name, replica):
     lab = Lab(os.path.join(ws.dir, "lab"))
     report = {}
@@ -174,6 +220,7 @@ def scenario(ws, name, replica):
         bricks, a, b = hosts(ws, lab, name, replica, Lab.RECOMMENDED,
                              a_opts=["max_size=3M", "low_watermark=2M"])
         cross_host(a, b, report)
+        directories(a, b)
         races(a, b, int(os.environ.get("KVC_GLUSTER_RACES", "20")), report)
         corruption(a, b, bricks)
         eviction_under_reader(a, b)

@@ -7,7 +7,9 @@ import errno
 import os
 import shutil
 import struct
+import threading
 import time
+import traceback
 
 from harness import KVC, expect_errno, kvcache, main, metric, run, settle
 
@@ -267,6 +269,112 @@ def test_one_budget_over_all_directories(ws):
     assert names[-1] in present and names[0] not in present, present
     assert present == names[len(names) - len(present):], present
     assert metric(m, "evictions_total") == len(names) - len(present)
+
+
+def test_concurrent_directory_churn(ws):
+    """Writers each make, fill, rename and remove their own directories,
+    while others list the tree and rename one shared directory back and
+    forth: every publish lands where it was made, nothing is left, and
+    the daemon's counts come back to the root alone."""
+    root = ws.root()
+    m = ws.mount(root, options=["rescan=1"])
+    os.mkdir(m.path("shared"))
+    errors = []
+    stop = threading.Event()
+
+    def writer(w):
+        try:
+            for r in range(6):
+                d = m.path("w%d-%d" % (w, r))
+                os.makedirs(os.path.join(d, "sub"))
+                keys = []
+                for i in range(4):
+                    key, data = slab(1000 * w + 10 * r + i)
+                    where = d if i % 2 else os.path.join(d, "sub")
+                    with open(os.path.join(where, "in.part"), "wb") as f:
+                        f.write(data)
+                    os.rename(os.path.join(where, "in.part"), os.path.join(where, key + ".kvc"))
+                    keys.append(os.path.relpath(os.path.join(where, key + ".kvc"), d))
+                moved = d + "-moved"
+                os.rename(d, moved)
+                for k in keys:
+                    with open(os.path.join(moved, k), "rb") as f:
+                        assert f.read(4) == b"KVC\x01", k
+                shutil.rmtree(moved)
+        except Exception:  # noqa: BLE001 (reported below)
+            errors.append(traceback.format_exc())
+
+    def lister():
+        try:
+            while not stop.is_set():
+                for top, dirs, files in os.walk(m.mnt):
+                    if top == m.mnt:
+                        dirs[:] = [d for d in dirs if d not in ("payload", ".kvcfs")]
+        except FileNotFoundError:
+            pass
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    def flipper():
+        try:
+            names = [m.path("shared"), m.path("shared2")]
+            i = 0
+            while not stop.is_set():
+                os.rename(names[i % 2], names[(i + 1) % 2])
+                i += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    others = [threading.Thread(target=lister), threading.Thread(target=flipper)]
+    for t in ts + others:
+        t.start()
+    for t in ts:
+        t.join()
+    stop.set()
+    for t in others:
+        t.join()
+    assert not errors, errors
+    assert len(os.listdir(root)) == 1, os.listdir(root)
+    shutil.rmtree(os.path.join(m.mnt, os.listdir(root)[0]))
+    assert os.listdir(root) == []
+    deadline = time.time() + 10
+    while (metric(m, "directories"), metric(m, "slabs")) != (1, 0):
+        assert time.time() < deadline, (metric(m, "directories"), metric(m, "slabs"))
+        time.sleep(0.2)
+
+
+def test_listing_while_publishing_keeps_staging_names_apart(ws):
+    """ls -l (readdirplus) racing publishes by rename of one staging name:
+    a listed staging name must never be left cached pointing at the slab
+    it was renamed to, or the writer's next create of that name opens the
+    slab (and its close fails EBADMSG). In the root and in a directory."""
+    m = ws.mount()
+    os.mkdir(m.path("d"))
+    for where in (m.mnt, m.path("d")):
+        errors, stop = [], threading.Event()
+
+        def lister():
+            while not stop.is_set():
+                for name in os.listdir(where):
+                    try:
+                        os.stat(os.path.join(where, name))
+                    except FileNotFoundError:
+                        pass
+        t = threading.Thread(target=lister)
+        t.start()
+        try:
+            for i in range(300):
+                key, data = slab(5000 + i)
+                with open(os.path.join(where, "in.part"), "wb") as f:
+                    f.write(data)
+                os.rename(os.path.join(where, "in.part"), os.path.join(where, key + ".kvc"))
+        except OSError:
+            errors.append(traceback.format_exc())
+        finally:
+            stop.set()
+            t.join()
+        assert not errors, errors
 
 
 def test_kvc_tools_know_directories(ws):

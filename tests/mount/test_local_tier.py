@@ -151,6 +151,21 @@ def test_publish_keeps_a_local_copy(ws):
     assert read(a, "payload", key2) == payload2
 
 
+def test_slabs_in_directories_are_served_from_the_backing_root(ws):
+    """The tier keeps copies of the root's slabs only: a slab in a
+    directory is published, read and hit-counted in the backing root, and
+    leaves the tier alone."""
+    root, local, a, b = two_mounts(ws)
+    os.mkdir(b.path("model"))
+    key, data, payload = slab(4)
+    kvcache.save(b.mnt, key, data, directory="model")
+    assert os.path.exists(os.path.join(root, "model", key + ".kvc"))
+    assert read(b, "payload", "model", key) == payload
+    assert read(a, "model", key + ".kvc")[72:] == data[72:]
+    assert copies(local) == [] and os.listdir(local) == [], os.listdir(local)
+    assert metric(b, "local_fetches_total") == 0 and metric(b, "local_hits_total") == 0
+
+
 def test_corrupt_local_copy_is_refetched(ws):
     root, local, a, b = two_mounts(ws)
     key, data, payload = slab(4)

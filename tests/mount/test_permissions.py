@@ -120,6 +120,12 @@ ACTIONS = textwrap.dedent("""
             os.setxattr(args[0], "user.test", b"x")
         elif op == "chmod":
             os.chmod(args[0], 0o666)
+        elif op == "chmod_to":
+            os.chmod(args[0], args[1])
+        elif op == "mkdir":
+            os.mkdir(args[0], 0o755)
+        elif op == "rmdir":
+            os.rmdir(args[0])
         elif op == "truncate":
             os.truncate(args[0], 0)
         elif op == "hold":       # open a file args[1] times, report, close all
@@ -248,6 +254,59 @@ def test_outsider_cannot_publish_rename_or_remove(ws):
 def test_outsider_refused_by_kvcfs_itself(ws):
     """The same, with kvcfs's own checks instead of the kernel's."""
     outsider_changes_nothing(ws, ["no_default_permissions"])
+
+
+def directories_have_their_own_permissions(ws, options):
+    """Under a sticky shared root (like /tmp), each user's directory is
+    theirs: its mode, owner and sticky bit decide who changes its names,
+    as on a local filesystem."""
+    root = shared_workspace(ws, 0o1777)
+    m = ws.mount(root, options=["allow_other"] + options)
+    k1, d1 = slab(11)
+    k2, d2 = slab(12)
+    with users("alice", "bob") as (u, _):
+        alice, bob = u["alice"], u["bob"]
+        a = m.path("alice")
+        expect(alice, "OK", "mkdir", a)
+        st = os.stat(a)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (alice[0], alice[1], 0o755), st
+        bst = os.stat(os.path.join(root, "alice"))
+        assert (bst.st_uid, stat.S_IMODE(bst.st_mode)) == (alice[0], 0o755), bst
+        expect(alice, "OK", "publish", os.path.join(a, "x.part"), os.path.join(a, k1 + ".kvc"),
+               data=d1)
+        assert os.stat(os.path.join(root, "alice", k1 + ".kvc")).st_uid == alice[0]
+        # Another user may read there, but change nothing.
+        assert same_slab(as_user(bob, "read", os.path.join(a, k1 + ".kvc"))[0], d1)
+        expect(bob, "EACCES", "publish", os.path.join(a, "y.part"), os.path.join(a, k2 + ".kvc"),
+               data=d2)
+        expect(bob, "EACCES", "mkdir", os.path.join(a, "sub"))
+        expect(bob, "EACCES", "rm", os.path.join(a, k1 + ".kvc"))
+        expect(bob, "EPERM", "chmod_to", a, 0o777)
+        # The sticky root: bob may not remove or rename alice's directory.
+        expect(bob, "OK", "mkdir", m.path("bob"))
+        expect(bob, "EPERM", "rename", a, m.path("bob", "taken"))
+        expect(alice, "EPERM", "rmdir", m.path("bob"))
+        # Alice opens her directory to everyone, sticky: bob publishes
+        # there, alice (its owner) may remove his slab, he may not hers.
+        expect(alice, "OK", "chmod_to", a, 0o1777)
+        assert stat.S_IMODE(os.stat(os.path.join(root, "alice")).st_mode) == 0o1777
+        expect(bob, "OK", "publish", os.path.join(a, "y.part"), os.path.join(a, k2 + ".kvc"),
+               data=d2)
+        expect(bob, "EPERM", "rm", os.path.join(a, k1 + ".kvc"))
+        expect(alice, "OK", "rm", os.path.join(a, k2 + ".kvc"))
+        expect(alice, "OK", "rm", os.path.join(a, k1 + ".kvc"))
+        expect(bob, "EPERM", "rmdir", a)
+        expect(alice, "OK", "rmdir", a)
+        expect(bob, "OK", "rmdir", m.path("bob"))
+    assert os.listdir(root) == []
+
+
+def test_directories_have_their_own_permissions(ws):
+    directories_have_their_own_permissions(ws, [])
+
+
+def test_directories_checked_by_kvcfs_itself(ws):
+    directories_have_their_own_permissions(ws, ["no_default_permissions"])
 
 
 def test_group_member_publishes(ws):

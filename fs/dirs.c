@@ -97,6 +97,13 @@ void dirs_destroy(struct kvcfs *fs)
 	GHashTableIter it;
 	gpointer value;
 
+	/* First those nothing refers to any more (a parent they free on the
+	 * way is one of the table's, or another removed one); then the
+	 * table's, each let go of its parent before any is freed. */
+	for (guint i = 0; i < fs->dirs_gone->len; i++)
+		kdir_free(fs, g_ptr_array_index(fs->dirs_gone, i));
+	g_ptr_array_free(fs->dirs_gone, TRUE);
+	fs->dirs_gone = NULL;
 	g_hash_table_iter_init(&it, fs->dirs);
 	while (g_hash_table_iter_next(&it, NULL, &value)) {
 		struct kdir *d = value;
@@ -108,9 +115,6 @@ void dirs_destroy(struct kvcfs *fs)
 	while (g_hash_table_iter_next(&it, NULL, &value))
 		kdir_free(fs, value);
 	g_hash_table_destroy(fs->dirs);
-	for (guint i = 0; i < fs->dirs_gone->len; i++)
-		kdir_free(fs, g_ptr_array_index(fs->dirs_gone, i));
-	g_ptr_array_free(fs->dirs_gone, TRUE);
 }
 
 struct kdir *kdir_ref(struct kdir *d)

@@ -118,16 +118,13 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 {
 	struct kvcfs *fs = kvcfs_of(req);
 	struct fuse_entry_param e;
-	struct node_view v;
+	struct kdir *dir;
 	struct handle *h;
-	int rc;
+	int rc = parent_dir(fs, parent, &dir);
 
-	if (node_held(fs, parent, &v) == NULL || !node_kind_is_cache_dir(v.kind)) {
-		fuse_reply_err(req, node_held(fs, parent, NULL) == NULL ? ENOENT
-					: node_kind_is_dir(v.kind) ? EPERM : ENOTDIR);
-		return;
-	}
-	if ((rc = access_may_add(fs, req, v.dir)) < 0) {
+	if (rc == 0)
+		rc = access_may_add(fs, req, dir);
+	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
@@ -135,7 +132,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	rc = staging_create(fs, req, v.dir, name, mode, fi, &e, &h);
+	rc = staging_create(fs, req, dir, name, mode, fi, &e, &h);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;

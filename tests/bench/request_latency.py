@@ -13,6 +13,12 @@ fresh backing root under WORKDIR:
 
   open_rename_512M  write a valid 512 MiB slab to big.part and rename it to
                     <key>.kvc while the writer still holds it open
+  same_directory    write it to a/big.part, close, rename (the publish runs
+                    inside the rename, under the kernel's lock of a/), the
+                    probe in a/ too: the baseline of the next
+  two_directories   the same with the probe in b/: the kernel locks one
+                    directory per rename, and nothing in the daemon is
+                    shared between the two, so the probe should not wait
   evict_at_budget   -o max_size= that 16 slabs of 32 MiB just fit; publish
                     16 of them, sync + drop caches, publish one 1 MiB slab
   sparse_8G         a slab header claiming an 8 GiB payload (CRC-32C of 8 GiB
@@ -379,6 +385,22 @@ def crc32c_zeros(n):
 # ------------------------------------------------------------------- cases
 
 def case_open_rename_512M(base):
+    open_rename(base, "open_rename_512M", "", "", True)
+
+
+def case_same_directory(base):
+    open_rename(base, "same_directory", "a", "a", False)
+
+
+def case_two_directories(base):
+    open_rename(base, "two_directories", "a", "b", False)
+
+
+def open_rename(base, case, here, probe_in, keep_open):
+    """The 512 MiB publish in directory here while the probe works in
+    probe_in (both "": the root); keep_open: rename while the writer
+    holds the file open, else after its close (the publish then runs
+    inside the rename, under the kernel's lock of the directory)."""
     size = 512 * MiB
     src_dir = os.path.join(base, "src")
     os.makedirs(src_dir)
@@ -388,13 +410,19 @@ def case_open_rename_512M(base):
     m = probe = f = None
     try:
         m = mount(base)
-        probe = Probe(m.mnt)
+        for d in (here, probe_in):
+            os.makedirs(m.path(d), exist_ok=True)
+        probe = Probe(m.path(probe_in))
         time.sleep(WARMUP)
         marks = [(time.monotonic(), "write big.part")]
-        f = open(m.path("big.part"), "wb", buffering=0)
+        f = open(m.path(here, "big.part"), "wb", buffering=0)
         copy_into(src, f)
-        marks.append((time.monotonic(), "rename (big.part still open)"))
-        r, dt = attempt(os.rename, m.path("big.part"), m.path(key + ".kvc"))
+        if not keep_open:
+            f.close()
+            f = open(os.devnull, "rb")
+        marks.append((time.monotonic(), "rename (big.part %s)"
+                      % ("still open" if keep_open else "closed")))
+        r, dt = attempt(os.rename, m.path(here, "big.part"), m.path(here, key + ".kvc"))
         marks.append((time.monotonic(), "rename returned; close"))
         t_rename = (marks[1][0], marks[2][0])
         r_close, dt_close = attempt(f.close)
@@ -405,11 +433,11 @@ def case_open_rename_512M(base):
         probe.finish()
         print("  rename while open: %s in %.3f s; close: %s in %.3f s; published copies %d; %s"
               % (r, dt, r_close, dt_close, metric(m, "publish_copies_total"),
-                 "slab present" if os.path.exists(m.path(key + ".kvc")) else "no slab"))
-        show_slow("open_rename_512M", probe, marks)
-        report("open_rename_512M", probe, marks, t_rename[0], t_rename[1] + TAIL,
+                 "slab present" if os.path.exists(m.path(here, key + ".kvc")) else "no slab"))
+        show_slow(case, probe, marks)
+        report(case, probe, marks, t_rename[0], t_rename[1] + TAIL,
                "rename window, rename %s" % r)
-        report("open_rename_512M", probe, marks, marks[0][0], end, "overall")
+        report(case, probe, marks, marks[0][0], end, "overall")
     finally:
         if f is not None:
             try:
@@ -604,6 +632,8 @@ def close_all(fds, lock):
 
 
 CASES = (("open_rename_512M", case_open_rename_512M),
+         ("same_directory", case_same_directory),
+         ("two_directories", case_two_directories),
          ("evict_at_budget", case_evict_at_budget),
          ("sparse_8G", case_sparse_8G),
          ("rename_storm", case_rename_storm))

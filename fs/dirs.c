@@ -182,6 +182,7 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 	d = dirs_find(fs, &st);
 	if (d != NULL && d != fs->root_dir) {
 		kdir_place(fs, d, parent, name);
+		d->seen = fs->walks;
 		kdir_ref(d);
 	}
 	fs_unlock(fs);
@@ -226,6 +227,7 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 		g_hash_table_insert(fs->dirs, id, d); /* the table's reference */
 	}
 	kdir_place(fs, d, parent, name);
+	d->seen = fs->walks;
 	kdir_ref(d);
 	fs_unlock(fs);
 	if (made != NULL)
@@ -340,12 +342,15 @@ static void add_subdirs(struct kvcfs *fs, struct kdir *d, GQueue *found)
 	kvc_store_dir_close(it);
 }
 
-GHashTable *dirs_discover(struct kvcfs *fs)
+GHashTable *dirs_discover(struct kvcfs *fs, uint64_t *walk)
 {
 	GHashTable *reached = g_hash_table_new(NULL, NULL);
 	GQueue queue = G_QUEUE_INIT;
 	struct kdir *d;
 
+	fs_lock(fs);
+	*walk = ++fs->walks;
+	fs_unlock(fs);
 	g_hash_table_add(reached, kdir_ref(fs->root_dir));
 	add_subdirs(fs, fs->root_dir, &queue);
 	while ((d = g_queue_pop_head(&queue)) != NULL) {
@@ -359,6 +364,20 @@ GHashTable *dirs_discover(struct kvcfs *fs)
 		add_subdirs(fs, d, &queue);
 	}
 	return reached;
+}
+
+void dirs_forget_unseen(struct kvcfs *fs, uint64_t walk)
+{
+	GPtrArray *all = dirs_snapshot(fs);
+
+	fs_lock(fs);
+	for (guint i = 0; i < all->len; i++) {
+		struct kdir *d = g_ptr_array_index(all, i);
+		if (d != fs->root_dir && d->seen < walk)
+			kdir_forget(fs, d);
+	}
+	fs_unlock(fs);
+	dirs_snapshot_free(fs, all);
 }
 
 void dirs_reached_free(struct kvcfs *fs, GHashTable *reached)

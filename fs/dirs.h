@@ -37,6 +37,7 @@ struct kdir {
 	struct kdir *parent;       /* NULL for the root; holds a reference */
 	char *name;                /* its name in parent ("" for the root) */
 	bool gone;                 /* out of the dirs table: removed */
+	uint64_t seen;             /* kvcfs.walks when it was last looked up */
 	fuse_ino_t payload_ino;    /* payload/<path>: its node, 0 until looked up */
 	GHashTable *staging;       /* name → node, this mount's named staging files */
 	GHashTable *slab_nodes;    /* key → NODE_SLAB node, so a key keeps its inode */
@@ -77,7 +78,11 @@ void dirs_snapshot_free(struct kvcfs *fs, GPtrArray *all);
  * looked up, so start-up and rescans know it (at most dirs_max). The set
  * of directories reached, the root too, each referenced: give it back
  * with dirs_reached_free. */
-GHashTable *dirs_discover(struct kvcfs *fs);
+GHashTable *dirs_discover(struct kvcfs *fs, uint64_t *walk);
+/* After a walk: forget the directories no lookup found since it began
+ * (removed, or moved out of the backing root; a directory made during the
+ * walk was looked up by its mkdir). */
+void dirs_forget_unseen(struct kvcfs *fs, uint64_t walk);
 void dirs_reached_free(struct kvcfs *fs, GHashTable *reached);
 /* Slabs and bytes over every directory. */
 void dirs_totals(struct kvcfs *fs, uint64_t *bytes, uint64_t *count);

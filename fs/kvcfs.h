@@ -96,6 +96,7 @@ struct kvcfs {
 				    * directory known (dirs.c); holds a ref */
 	GPtrArray *dirs_gone;      /* struct kdir * whose last reference went
 				    * under lock, freed by fs_unlock */
+	uint64_t walks;            /* walks of the tree begun (dirs.c) */
 	GHashTable *creating;      /* key → count of this mount's writers of
 				    * <key>.kvc that will publish at close:
 				    * a miss of such a key is not cached */

@@ -30,25 +30,10 @@ static int rescan_dir(struct kdir *d)
 	return 0;
 }
 
-/* Directories the walk did not reach are gone (removed, or moved out of
- * the backing root, here or on another host): the mount forgets them. */
-static void forget_unreached(struct kvcfs *fs, GHashTable *reached)
-{
-	GPtrArray *all = dirs_snapshot(fs);
-
-	fs_lock(fs);
-	for (guint i = 0; i < all->len; i++) {
-		struct kdir *d = g_ptr_array_index(all, i);
-		if (!g_hash_table_contains(reached, d))
-			kdir_forget(fs, d);
-	}
-	fs_unlock(fs);
-	dirs_snapshot_free(fs, all);
-}
-
 int rescan_now(struct kvcfs *fs)
 {
-	GHashTable *reached = dirs_discover(fs);
+	uint64_t walk;
+	GHashTable *reached = dirs_discover(fs, &walk);
 	GHashTableIter it;
 	gpointer d;
 	int rc = 0;
@@ -59,7 +44,10 @@ int rescan_now(struct kvcfs *fs)
 		if (d == fs->root_dir && one < 0)
 			rc = one;
 	}
-	forget_unreached(fs, reached);
+	/* Directories no lookup found since the walk began are gone
+	 * (removed, or moved out of the backing root, here or on another
+	 * host): the mount forgets them. */
+	dirs_forget_unseen(fs, walk);
 	dirs_reached_free(fs, reached);
 	atomic_fetch_add(&fs->metrics.rescans, 1);
 	local_tier_reconcile(fs); /* copies of keys gone from the root go */

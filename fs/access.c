@@ -204,7 +204,7 @@ static int may_reach(struct kvcfs *fs, struct caller *c, fuse_ino_t ino)
 		rc = may(c, &st, MAY_EXEC);
 	if (rc < 0 || node_held(fs, ino, &v) == NULL)
 		return rc;
-	if (v.kind == NODE_SLAB || v.kind == NODE_STAGING)
+	if (v.kind == NODE_SLAB || v.kind == NODE_STAGING || v.kind == NODE_PAYLOAD)
 		in = v.dir;
 	else if (v.kind == NODE_DIR || v.kind == NODE_PAYLOAD_DIR)
 		in = NULL; /* its parent was searched by the lookup that found it */

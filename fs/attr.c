@@ -292,7 +292,15 @@ int attr_of_node(struct kvcfs *fs, struct node *node, struct stat *st, double *t
 			attr_of_dir(fs, v.dir, 0, st);
 		break;
 	case NODE_PAYLOAD_DIR:
-		attr_of_dir(fs, v.dir, 0555, st);
+		if (v.dir == fs->root_dir) {
+			attr_of_dir(fs, v.dir, 0555, st);
+		} else {
+			/* payload/<path> is searched and read as <path> is (its
+			 * slabs must not be reachable around a closed mode),
+			 * and written never. */
+			attr_of_dir(fs, v.dir, 0, st);
+			st->st_mode = S_IFDIR | (st->st_mode & 0555);
+		}
 		break;
 	case NODE_META_DIR:
 		attr_of_dir(fs, fs->root_dir, 0555, st);

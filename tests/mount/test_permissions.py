@@ -293,6 +293,13 @@ def directories_have_their_own_permissions(ws, options):
         expect(bob, "OK", "publish", os.path.join(a, "y.part"), os.path.join(a, k2 + ".kvc"),
                data=d2)
         expect(bob, "EPERM", "rm", os.path.join(a, k1 + ".kvc"))
+        # Closed to others: its slabs too, by their name or payload view.
+        expect(alice, "OK", "chmod_to", a, 0o700)
+        expect(bob, "EACCES", "read", os.path.join(a, k1 + ".kvc"))
+        expect(bob, "EACCES", "read", m.path("payload", "alice", k1))
+        expect(bob, "EACCES", "ls", m.path("payload", "alice"))
+        assert as_user(alice, "read", m.path("payload", "alice", k1))[-1] == "OK"
+        expect(alice, "OK", "chmod_to", a, 0o1777)
         expect(alice, "OK", "rm", os.path.join(a, k2 + ".kvc"))
         expect(alice, "OK", "rm", os.path.join(a, k1 + ".kvc"))
         expect(bob, "EPERM", "rmdir", a)

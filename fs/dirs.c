@@ -135,10 +135,25 @@ void kdir_unref_locked(struct kvcfs *fs, struct kdir *d)
 		g_ptr_array_add(fs->dirs_gone, d); /* freed by fs_unlock */
 }
 
-/* Where d is now: under parent, as name (a rename, here or on another
- * host, moved it). fs->lock held. */
-static void kdir_place(struct kvcfs *fs, struct kdir *d, struct kdir *parent, const char *name)
+/* Is d parent itself, or above it? fs->lock held. The chain ends at the
+ * root: placing never makes a cycle (kdir_place). */
+static bool kdir_above(const struct kdir *d, const struct kdir *parent)
 {
+	for (const struct kdir *p = parent; p != NULL; p = p->parent)
+		if (p == d)
+			return true;
+	return false;
+}
+
+/* Where d is now: under parent, as name (a rename, here or on another
+ * host, moved it). false, and nothing changed, when parent is d or below
+ * it as far as the mount knows: what is known of the tree is older than
+ * this lookup (another host moved both), and the next lookups from the
+ * root set it right. fs->lock held. */
+static bool kdir_place(struct kvcfs *fs, struct kdir *d, struct kdir *parent, const char *name)
+{
+	if (kdir_above(d, parent))
+		return false;
 	if (d->parent != parent) {
 		if (d->parent != NULL)
 			kdir_unref_locked(fs, d->parent);
@@ -148,6 +163,7 @@ static void kdir_place(struct kvcfs *fs, struct kdir *d, struct kdir *parent, co
 		g_free(d->name);
 		d->name = g_strdup(name);
 	}
+	return true;
 }
 
 static struct kdir *dirs_find(struct kvcfs *fs, const struct stat *st)
@@ -180,15 +196,17 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 	}
 	fs_lock(fs);
 	d = dirs_find(fs, &st);
+	/* The root below itself (moved there), or a cycle: not shown. */
+	if (d != NULL && !kdir_place(fs, d, parent, name))
+		d = fs->root_dir;
 	if (d != NULL && d != fs->root_dir) {
-		kdir_place(fs, d, parent, name);
 		d->seen = fs->walks;
 		kdir_ref(d);
 	}
 	fs_unlock(fs);
 	if (d == fs->root_dir) {
 		close(fd);
-		return -ENOENT; /* the root moved below itself: not shown */
+		return -ENOENT;
 	}
 	if (d != NULL) {
 		close(fd);
@@ -226,7 +244,12 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 		id->ino = st.st_ino;
 		g_hash_table_insert(fs->dirs, id, d); /* the table's reference */
 	}
-	kdir_place(fs, d, parent, name);
+	if (d == fs->root_dir || !kdir_place(fs, d, parent, name)) {
+		fs_unlock(fs); /* made meanwhile, where it cannot be */
+		if (made != NULL)
+			kdir_free(fs, made);
+		return -ENOENT;
+	}
 	d->seen = fs->walks;
 	kdir_ref(d);
 	fs_unlock(fs);

@@ -246,6 +246,38 @@ def test_startup_and_rescan_see_the_tree(ws):
     expect_errno(errno.ENOENT, os.stat, m.path("x", "y", key + ".kvc"))
 
 
+def test_tree_moved_behind_the_mount(ws):
+    """Another host swaps a directory and its parent (a/b becomes b/a)
+    while this mount's kernel still has a/b cached: a lookup through the
+    stale path must not make the tree a cycle (the daemon then spun
+    forever on the next mkdir below it), and the new shape shows once the
+    cached entries expire."""
+    root = ws.root()
+    m = ws.mount(root)
+    os.makedirs(m.path("a", "b"))
+    os.stat(m.path("a", "b"))
+    os.rename(os.path.join(root, "a", "b"), os.path.join(root, "b"))
+    os.rename(os.path.join(root, "a"), os.path.join(root, "b", "a"))
+    try:
+        os.stat(m.path("a", "b", "a"))
+    except OSError as e:
+        assert e.errno in (errno.ENOENT, errno.ELOOP), e
+    p = run(["timeout", "10", "mkdir", m.path("a", "b", "x")], check=False)
+    assert p.returncode != 124, "mkdir below a moved tree hung"
+    deadline = time.time() + 10
+    while True:
+        try:
+            if sorted(os.listdir(m.mnt)) == [".kvcfs", "b", "payload"] and \
+                    "a" in os.listdir(m.path("b")):
+                break
+        except OSError:
+            pass
+        assert time.time() < deadline, os.listdir(m.mnt)
+        time.sleep(0.2)
+    os.mkdir(m.path("b", "a", "y"))
+    assert os.path.isdir(os.path.join(root, "b", "a", "y"))
+
+
 def test_one_budget_over_all_directories(ws):
     """The budget counts every directory, and eviction takes the oldest
     slab wherever it is."""

@@ -79,6 +79,7 @@ void dirs_init(struct kvcfs *fs)
 	root->ino = INO_ROOT;
 	root->payload_ino = INO_PAYLOAD_DIR;
 	fs->root_dir = root;
+	pthread_mutex_init(&fs->recent_lock, NULL);
 	/* The fixed nodes of the root and payload/ (nodes_init made them)
 	 * are the root's; they are never freed, and hold no reference. */
 	node_get(fs, INO_ROOT)->dir = root;
@@ -100,6 +101,10 @@ void dirs_destroy(struct kvcfs *fs)
 	/* First those nothing refers to any more (a parent they free on the
 	 * way is one of the table's, or another removed one); then the
 	 * table's, each let go of its parent before any is freed. */
+	if (fs->recent_dir != NULL)
+		kdir_unref_locked(fs, fs->recent_dir);
+	fs->recent_dir = NULL;
+	pthread_mutex_destroy(&fs->recent_lock);
 	for (guint i = 0; i < fs->dirs_gone->len; i++)
 		kdir_free(fs, g_ptr_array_index(fs->dirs_gone, i));
 	g_ptr_array_free(fs->dirs_gone, TRUE);
@@ -166,6 +171,41 @@ static bool kdir_place(struct kvcfs *fs, struct kdir *d, struct kdir *parent, co
 	return true;
 }
 
+static bool dirs_full(struct kvcfs *fs)
+{
+	bool full;
+
+	fs_lock(fs);
+	full = g_hash_table_size(fs->dirs) >= fs->opts.dirs_max;
+	fs_unlock(fs);
+	return full;
+}
+
+/* Directories removed from the backing root (by another host, or behind
+ * the mount) that no rescan has seen go yet: their descriptors' link
+ * counts say so. Forgotten, so they hold no place under dirs_max. */
+static void dirs_forget_removed(struct kvcfs *fs)
+{
+	GPtrArray *all = dirs_snapshot(fs);
+	GPtrArray *removed = g_ptr_array_new();
+	struct stat st;
+
+	for (guint i = 0; i < all->len; i++) {
+		struct kdir *d = g_ptr_array_index(all, i);
+		int rc = fstat(kvc_store_dirfd(d->store), &st);
+		if (d != fs->root_dir &&
+		    ((rc == 0 && st.st_nlink == 0) ||
+		     (rc < 0 && (errno == ENOENT || errno == ESTALE))))
+			g_ptr_array_add(removed, d);
+	}
+	fs_lock(fs);
+	for (guint i = 0; i < removed->len; i++)
+		kdir_forget(fs, g_ptr_array_index(removed, i));
+	fs_unlock(fs);
+	g_ptr_array_free(removed, TRUE);
+	dirs_snapshot_free(fs, all);
+}
+
 static struct kdir *dirs_find(struct kvcfs *fs, const struct stat *st)
 {
 	struct dir_id id = { st->st_dev, st->st_ino };
@@ -226,6 +266,8 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 		}
 	}
 	made = kdir_alloc(fs, store, &st);
+	if (dirs_full(fs))
+		dirs_forget_removed(fs);
 	fs_lock(fs);
 	d = dirs_find(fs, &st);
 	if (d == NULL && g_hash_table_size(fs->dirs) >= fs->opts.dirs_max) {
@@ -257,6 +299,14 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 		kdir_free(fs, made); /* another request made it first */
 	*out = d;
 	return 0;
+}
+
+bool kdir_named(const struct kdir *d, struct kdir *parent, const char *name)
+{
+	struct stat st;
+
+	return fstatat(kvc_store_dirfd(parent->store), name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISDIR(st.st_mode) && st.st_dev == d->backing_dev && st.st_ino == d->backing_ino;
 }
 
 bool names_a_dir(struct kvcfs *fs, struct kdir *dir, const char *name)
@@ -412,6 +462,21 @@ void dirs_reached_free(struct kvcfs *fs, GHashTable *reached)
 	while (g_hash_table_iter_next(&it, &d, NULL))
 		kdir_unref(fs, d);
 	g_hash_table_destroy(reached);
+}
+
+void dirs_set_recent(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key)
+{
+	struct kdir *before;
+
+	pthread_mutex_lock(&fs->recent_lock);
+	before = fs->recent_dir;
+	if (before != NULL && before != dir)
+		index_clear_recent(&before->index);
+	index_set_recent(&dir->index, key);
+	fs->recent_dir = kdir_ref(dir);
+	pthread_mutex_unlock(&fs->recent_lock);
+	if (before != NULL)
+		kdir_unref(fs, before);
 }
 
 void dirs_totals(struct kvcfs *fs, uint64_t *bytes, uint64_t *count)

@@ -59,6 +59,8 @@ void kdir_free(struct kvcfs *fs, struct kdir *d);
  * reference), -ENOENT (nothing, or not a directory), -ENOSPC (more than
  * dirs_max known), or another -errno. Takes fs->lock. */
 int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct kdir **out);
+/* Does name in parent hold directory d now (one fstatat)? */
+bool kdir_named(const struct kdir *d, struct kdir *parent, const char *name);
 /* Does name in dir name a directory of the mount (one fstatat)? */
 bool names_a_dir(struct kvcfs *fs, struct kdir *dir, const char *name);
 /* Its node, referenced once more for the kernel (nlookup++). fs->lock held. */
@@ -84,6 +86,10 @@ GHashTable *dirs_discover(struct kvcfs *fs, uint64_t *walk);
  * walk was looked up by its mkdir). */
 void dirs_forget_unseen(struct kvcfs *fs, uint64_t walk);
 void dirs_reached_free(struct kvcfs *fs, GHashTable *reached);
+/* The slab this mount published last, pinned against eviction: one over
+ * the whole tree (a pin per directory would let slabs spread over
+ * directories escape the budget). The one before loses its pin. */
+void dirs_set_recent(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key);
 /* Slabs and bytes over every directory. */
 void dirs_totals(struct kvcfs *fs, uint64_t *bytes, uint64_t *count);
 

@@ -177,6 +177,13 @@ void index_set_recent(struct kvcfs_index *idx, const struct kvc_key *key)
 	pthread_mutex_unlock(&idx->lock);
 }
 
+void index_clear_recent(struct kvcfs_index *idx)
+{
+	pthread_mutex_lock(&idx->lock);
+	idx->has_recent = false;
+	pthread_mutex_unlock(&idx->lock);
+}
+
 static bool pinned_locked(struct kvcfs_index *idx, const struct index_entry *e)
 {
 	return e->opens > 0 || (idx->has_recent && kvc_key_equal(&idx->recent, &e->key)) ||

@@ -79,6 +79,7 @@ struct eviction_candidate *index_all(struct kvcfs_index *idx, size_t *n);
 void index_opened(struct kvcfs_index *idx, const struct kvc_key *key);
 void index_closed(struct kvcfs_index *idx, const struct kvc_key *key);
 void index_set_recent(struct kvcfs_index *idx, const struct kvc_key *key);
+void index_clear_recent(struct kvcfs_index *idx);
 /* A publish of key starts (true) or ends (false): pinned meanwhile. */
 void index_publishing(struct kvcfs_index *idx, const struct kvc_key *key, bool starts);
 bool index_is_pinned(struct kvcfs_index *idx, const struct kvc_key *key);

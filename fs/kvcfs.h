@@ -56,6 +56,8 @@ struct handle;
  *     kvcfs.quota_lock (staging_quota.c), the one lock taken under
  *        fs->lock: a staging name's share is given back as the name
  *        goes. Nothing is taken under it.
+ *     kvcfs.recent_lock (dirs.c: which directory pins the last
+ *        publish), the one lock an index lock is taken under
  *     kvcfs_index.lock (each directory's index, and the local
  *        tier's: index.c; never two at once)
  *     key_locks_lock (the table of key locks: hits.c)
@@ -97,6 +99,10 @@ struct kvcfs {
 	GPtrArray *dirs_gone;      /* struct kdir * whose last reference went
 				    * under lock, freed by fs_unlock */
 	uint64_t walks;            /* walks of the tree begun (dirs.c) */
+	/* The directory whose index pins this mount's last publish, and its
+	 * lock (dirs_set_recent): taken alone, then that index's lock. */
+	pthread_mutex_t recent_lock;
+	struct kdir *recent_dir;   /* guarded by recent_lock; referenced */
 	GHashTable *creating;      /* key → count of this mount's writers of
 				    * <key>.kvc that will publish at close:
 				    * a miss of such a key is not cached */

@@ -41,5 +41,6 @@ bool dir_name_ok(const char *name, bool in_root)
 	 * alone by the store as its own. */
 	return classify_name(name, in_root, &key, &err) == NAME_STAGING &&
 	       !kvc_tmp_name_parse(name, host, &pid) &&
-	       !(len > 8 && strcmp(name + len - 8, ".kvcgone") == 0);
+	       !(len >= 8 && strcmp(name + len - 8, ".kvcgone") == 0) &&
+	       !(len >= 8 && strcmp(name + len - 8, ".kvcpart") == 0);
 }

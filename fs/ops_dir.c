@@ -225,6 +225,12 @@ static bool entry_param(struct kvcfs *fs, const struct listing *list, const stru
 	memset(e, 0, sizeof(*e));
 	if (strcmp(d->name, ".") == 0 || strcmp(d->name, "..") == 0)
 		return false;
+	/* A directory listed at opendir may have moved since: its inode goes
+	 * out under the name only if the name still holds it (else the
+	 * kernel would move its entry back to the old name, and paths
+	 * through that name would lead into it where it is now). */
+	if (d->sub != NULL && !kdir_named(d->sub, list->dir, d->name))
+		return false;
 	fs_lock(fs);
 	if (d->sub != NULL) {
 		node = list->kind == NODE_PAYLOAD_DIR ? kdir_payload_node(fs, d->sub)

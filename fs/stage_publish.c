@@ -238,9 +238,8 @@ static void publish_succeeded(struct kvcfs *fs, struct kdir *dir, const struct k
 		index_put(&dir->index, key, meta->file_size, meta->hit_count,
 			  meta->last_used_time, meta->creation_time);
 	/* Never evict what was just stored (whatever its header says of its
-	 * last use): it stays pinned until this mount publishes another in
-	 * its directory. */
-	index_set_recent(&dir->index, key);
+	 * last use): it stays pinned until this mount publishes another. */
+	dirs_set_recent(fs, dir, key);
 	index_publishing(&dir->index, key, false);
 	kvc_meta_clear(meta);
 	if (outcome == KVC_PUBLISH_ADOPTED)

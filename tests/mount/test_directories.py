@@ -148,6 +148,8 @@ def test_each_directory_is_a_namespace(ws):
     expect_errno(errno.EISDIR, os.unlink, m.path("a", "deep"))
     expect_errno(errno.EEXIST, os.mkdir, m.path("a", "deep"))
     expect_errno(errno.EPERM, os.mkdir, m.path("a", "0" * 64 + ".kvc"))
+    expect_errno(errno.EPERM, os.mkdir, m.path("a", "x.kvcpart"))
+    expect_errno(errno.EPERM, os.mkdir, m.path("a", "x.kvcgone"))
     expect_errno(errno.EEXIST, os.mkdir, m.path("payload"))
     # payload and .kvcfs are ordinary names below the root.
     os.mkdir(m.path("b", "payload"))
@@ -407,6 +409,59 @@ def test_listing_while_publishing_keeps_staging_names_apart(ws):
             stop.set()
             t.join()
         assert not errors, errors
+
+
+def test_budget_holds_with_one_slab_per_directory(ws):
+    """Only the mount's last publish is pinned, over the whole tree: one
+    slab in each of many directories cannot hold more than the budget."""
+    root = ws.root()
+    m = ws.mount(root, options=["max_size=200000", "low_watermark=150000"])
+    for i in range(12):
+        d = "d%d" % i
+        os.mkdir(m.path(d))
+        key, data = slab(60 + i, payload_len=40_000, last_used=1_700_000_000 + i)
+        with open(m.path(d, "in.part"), "wb") as f:
+            f.write(data)
+        os.rename(m.path(d, "in.part"), m.path(d, key + ".kvc"))
+    settle(m)
+    sizes = [os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(root) for f in fs]
+    assert sum(sizes) <= 200000, (len(sizes), sum(sizes))
+    assert metric(m, "bytes") <= 200000
+    # The newest (the last publish) is the one kept for sure.
+    assert os.listdir(m.path("d11")) != []
+
+
+def test_directories_removed_behind_the_mount_free_their_places(ws):
+    """dirs_max counts directories that exist: ones removed in the backing
+    root (another host) give their place back before a rescan does."""
+    root = ws.root()
+    m = ws.mount(root, options=["rescan=0", "dirs_max=10"])
+    for n in range(25):
+        d = "d%d" % n
+        os.mkdir(os.path.join(root, d))
+        assert os.path.isdir(m.path(d)), d
+        os.rmdir(os.path.join(root, d))
+    os.mkdir(m.path("mine"))
+    assert metric(m, "directories") <= 10
+
+
+def test_listing_never_puts_a_moved_directory_back(ws):
+    """A listing is a snapshot made at opendir; a directory moved since
+    must not be handed to the kernel under its old name (paths through it
+    would lead into the moved directory, and files land there)."""
+    root = ws.root()
+    m = ws.mount(root)
+    os.makedirs(m.path("A", "x"))
+    os.mkdir(m.path("B"))
+    fd = os.open(m.path("A"), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.rename(m.path("A", "x"), m.path("B", "x"))
+        assert os.listdir(fd) == ["x"]  # the snapshot
+    finally:
+        os.close(fd)
+    assert not os.path.exists(m.path("A", "x"))
+    expect_errno(errno.ENOENT, open, m.path("A", "x", "f"), "wb")
+    assert os.listdir(os.path.join(root, "B", "x")) == []
 
 
 def test_kvc_tools_know_directories(ws):

@@ -338,26 +338,32 @@ def test_concurrent_directory_churn(ws):
         except Exception:  # noqa: BLE001 (reported below)
             errors.append(traceback.format_exc())
 
+    # The lister and the flipper race the renames on purpose: a name gone
+    # (ENOENT) or a directory the kernel could not move to where a lookup
+    # found it (ESTALE, contract.md) is theirs to expect, never a writer's.
+    expected = (errno.ENOENT, errno.ESTALE)
+
     def lister():
         try:
             while not stop.is_set():
                 for top, dirs, files in os.walk(m.mnt):
                     if top == m.mnt:
                         dirs[:] = [d for d in dirs if d not in ("payload", ".kvcfs")]
-        except FileNotFoundError:
-            pass
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
+        except OSError as e:
+            if e.errno not in expected:
+                errors.append(traceback.format_exc())
 
     def flipper():
-        try:
-            names = [m.path("shared"), m.path("shared2")]
-            i = 0
-            while not stop.is_set():
+        names = [m.path("shared"), m.path("shared2")]
+        i = 0
+        while not stop.is_set():
+            try:
                 os.rename(names[i % 2], names[(i + 1) % 2])
                 i += 1
-        except Exception as e:  # noqa: BLE001
-            errors.append(e)
+            except OSError as e:
+                if e.errno not in expected:
+                    errors.append(traceback.format_exc())
+                    return
 
     ts = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
     others = [threading.Thread(target=lister), threading.Thread(target=flipper)]

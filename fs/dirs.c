@@ -50,6 +50,7 @@ static struct kdir *kdir_alloc(struct kvcfs *fs, struct kvc_store *store, const 
 void kdir_free(struct kvcfs *fs, struct kdir *d)
 {
 	fs_assert_unlocked();
+	local_part_free(fs, d);
 	if (d->parent != NULL)
 		kdir_unref(fs, d->parent);
 	index_destroy(&d->index);

@@ -39,6 +39,8 @@ struct kdir {
 	bool gone;                 /* out of the dirs table: removed */
 	uint64_t seen;             /* kvcfs.walks when it was last looked up */
 	fuse_ino_t payload_ino;    /* payload/<path>: its node, 0 until looked up */
+	struct tier_part *local;   /* its part of the local tier (-o local),
+				    * NULL until made; set once (local_parts.c) */
 	GHashTable *staging;       /* name → node, this mount's named staging files */
 	GHashTable *slab_nodes;    /* key → NODE_SLAB node, so a key keeps its inode */
 	GHashTable *payload_nodes; /* key → NODE_PAYLOAD node */

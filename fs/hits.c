@@ -167,7 +167,8 @@ ssize_t hits_write_header(struct kvcfs *fs, struct handle *h, const void *buf, s
 	 * gets the same fields, so the program reads back what it wrote. */
 	if (kvc_store_touch(dir->store, key, f.hit_count, f.last_used_time, &err) < 0 ||
 	    (index != &dir->index &&
-	     kvc_store_touch(fs->local->store, key, f.hit_count, f.last_used_time, &err) < 0)) {
+	     kvc_store_touch(local_tier_store_of(fs, dir), key, f.hit_count, f.last_used_time,
+			     &err) < 0)) {
 		rc = -kvc_err_to_errno(&err);
 		goto out;
 	}

@@ -21,10 +21,12 @@
  * (open_slab.c verifies a local copy like any slab) is dropped and fetched
  * again, never served.
  *
- * The tier has its own index, budget and eviction (evict.c, same order as
- * the backing root's); copies that are open, being made, or this mount's
- * last publish are never evicted. The directory must belong to this mount
- * alone: the index is the truth of what it holds.
+ * The tier has its own indexes (one per directory of the mount, each a
+ * part: local_parts.c), one budget and one eviction order over them
+ * (evict.c, the same order as the backing root's); copies that are open,
+ * being made, or this mount's last kept publish are never evicted. The
+ * directory must belong to this mount alone: the indexes are the truth of
+ * what it holds.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,28 +73,38 @@ static bool same_identity(const struct identity *a, const struct identity *b)
 
 void local_tier_evict(struct kvcfs *fs)
 {
-	struct evict_part part;
-	struct evict_scope s = { .parts = &part, .n_parts = 1 };
+	struct evict_scope s = { 0 };
+	struct evict_part *parts;
+	GArray *all;
 
 	if (fs->local == NULL)
 		return;
-	part = (struct evict_part){ fs->local->store, &fs->local->index, NULL };
+	all = local_parts_all(fs);
+	parts = g_new(struct evict_part, all->len + 1);
+	for (guint i = 0; i < all->len; i++) {
+		struct tier_part *p = g_array_index(all, struct local_part_ref, i).part;
+		parts[i] = (struct evict_part){ p->store, &p->index, NULL };
+	}
+	s.parts = parts;
+	s.n_parts = all->len;
 	s.max_size = fs->opts.local_size;
 	s.low_watermark = fs->opts.local_low_watermark;
 	s.evictions = &fs->local->evictions;
 	evict_scope_if_needed(fs, &s);
+	g_free(parts);
+	local_parts_free(fs, all);
 }
 
 /* Remove the copy of key, whatever it is (stale, or its key is gone). */
-static void drop_copy(struct kvcfs *fs, const struct kvc_key *key)
+static void drop_copy(struct kvcfs *fs, struct tier_part *part, const struct kvc_key *key)
 {
 	struct kvc_err err;
 
-	if (kvc_store_delete(fs->local->store, key, &err) < 0) {
+	if (kvc_store_delete(part->store, key, &err) < 0) {
 		fuse_log(FUSE_LOG_WARNING, "kvcfs: local tier: %s\n", err.detail);
 		return;
 	}
-	index_remove(&fs->local->index, key);
+	index_remove(&part->index, key);
 	atomic_fetch_add(&fs->local->dropped, 1);
 }
 
@@ -110,21 +122,23 @@ int local_tier_start(struct kvcfs *fs)
 	cfg.root = fs->opts.local_dir;
 	cfg.host_id = fs->opts.host_id;
 	cfg.recheck_delay_ms = -1;
-	if (kvc_store_open(&cfg, &t->store, &err) < 0) {
+	if (kvc_store_open(&cfg, &t->root.store, &err) < 0) {
 		fprintf(stderr, "kvcfs: local tier: %s\n", err.detail);
 		g_free(t);
 		return -1;
 	}
-	index_init(&t->index, fs->opts.hit_credit);
+	index_init(&t->root.index, fs->opts.hit_credit);
+	pthread_mutex_init(&t->recent_lock, NULL);
 	fs->local = t;
 	/* Temps of a fetch or publish that a crash interrupted: never under a
 	 * slab name, so they only cost space until this sweep. */
-	if (kvc_store_sweep(t->store, 0, &sweep, &err) < 0 ||
-	    kvc_store_scan(t->store, index_put_scanned, &t->index, &scan, &err) < 0) {
+	if (kvc_store_sweep(t->root.store, 0, &sweep, &err) < 0 ||
+	    kvc_store_scan(t->root.store, index_put_scanned, &t->root.index, &scan, &err) < 0) {
 		fprintf(stderr, "kvcfs: local tier %s: %s\n", fs->opts.local_dir, err.detail);
 		local_tier_stop(fs);
 		return -1;
 	}
+	local_parts_start(fs);
 	local_tier_reconcile(fs);
 	local_tier_evict(fs);
 	if (fs->verbose)
@@ -139,32 +153,50 @@ void local_tier_stop(struct kvcfs *fs)
 {
 	if (fs->local == NULL)
 		return;
-	index_destroy(&fs->local->index);
-	kvc_store_close(fs->local->store);
+	index_destroy(&fs->local->root.index);
+	kvc_store_close(fs->local->root.store);
+	pthread_mutex_destroy(&fs->local->recent_lock);
 	g_free(fs->local);
 	fs->local = NULL;
 }
 
-void local_tier_key_gone(struct kvcfs *fs, const struct kvc_key *key)
+void local_tier_key_gone(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key)
 {
-	if (fs->local != NULL && index_contains(&fs->local->index, key))
-		drop_copy(fs, key);
+	struct tier_part *part = local_part_of(fs, dir, false);
+
+	if (part != NULL && index_contains(&part->index, key))
+		drop_copy(fs, part, key);
+}
+
+struct kvc_store *local_tier_store_of(struct kvcfs *fs, struct kdir *dir)
+{
+	struct tier_part *part = local_part_of(fs, dir, false);
+
+	return part != NULL ? part->store : NULL;
 }
 
 void local_tier_reconcile(struct kvcfs *fs)
 {
-	struct eviction_candidate *all;
+	struct eviction_candidate *copies;
+	GArray *parts;
 	size_t n;
 
 	if (fs->local == NULL)
 		return;
-	/* Every copy, pinned or not: a key gone from the backing root goes
-	 * here too (an open descriptor keeps reading what it has). */
-	all = index_all(&fs->local->index, &n);
-	for (size_t i = 0; i < n; i++)
-		if (!index_contains(&fs->root_dir->index, &all[i].key))
-			drop_copy(fs, &all[i].key);
-	g_free(all);
+	/* Every copy, pinned or not: a key gone from its directory in the
+	 * backing root goes here too (an open descriptor keeps reading what
+	 * it has). */
+	parts = local_parts_all(fs);
+	for (guint i = 0; i < parts->len; i++) {
+		struct local_part_ref *r = &g_array_index(parts, struct local_part_ref, i);
+		struct kdir *dir = r->dir != NULL ? r->dir : fs->root_dir;
+		copies = index_all(&r->part->index, &n);
+		for (size_t j = 0; j < n; j++)
+			if (!index_contains(&dir->index, &copies[j].key))
+				drop_copy(fs, r->part, &copies[j].key);
+		g_free(copies);
+	}
+	local_parts_free(fs, parts);
 }
 
 /* Copy size bytes of src into tmp, recording their CRCs. */
@@ -202,10 +234,9 @@ static int copy_into(int src, uint64_t size, struct kvc_tmp *tmp, struct kvc_err
  * no eviction takes it away in between. 0 with *fd, *st; -1 when no copy
  * could be made (err says why).
  */
-static int fetch(struct kvcfs *fs, const struct kvc_key *key, int src, uint64_t size,
-		 int *fd, struct stat *st, bool *verified, struct kvc_err *err)
+static int fetch(struct kvcfs *fs, struct tier_part *t, const struct kvc_key *key, int src,
+		 uint64_t size, int *fd, struct stat *st, bool *verified, struct kvc_err *err)
 {
-	struct local_tier *t = fs->local;
 	char label[KVC_SLAB_NAME_LEN + 1];
 	enum kvc_publish_outcome outcome;
 	struct kvc_tmp tmp = KVC_TMP_INIT;
@@ -238,8 +269,8 @@ static int fetch(struct kvcfs *fs, const struct kvc_key *key, int src, uint64_t 
 		    st->st_ino == ours.st_ino;
 	if (*verified)
 		index_set_verified(&t->index, key, st);
-	atomic_fetch_add(&t->fetches, 1);
-	atomic_fetch_add(&t->fetched_bytes, size);
+	atomic_fetch_add(&fs->local->fetches, 1);
+	atomic_fetch_add(&fs->local->fetched_bytes, size);
 	rc = 0;
 out:
 	maintenance_want_evict(fs);
@@ -255,51 +286,51 @@ static void pick_shared(struct kdir *dir, struct tier_pick *pick)
 	pick->fetched = false;
 }
 
-static void pick_local(struct kvcfs *fs, struct tier_pick *pick, bool fetched)
+static void pick_local(struct tier_part *part, struct tier_pick *pick, bool fetched)
 {
-	pick->store = fs->local->store;
-	pick->index = &fs->local->index;
+	pick->store = part->store;
+	pick->index = &part->index;
 	pick->local = true;
 	pick->fetched = fetched;
 }
 
 /* The local copy of key if it is the backing root's slab (id); -1 if none. */
-static int open_matching_copy(struct kvcfs *fs, const struct kvc_key *key,
+static int open_matching_copy(struct kvcfs *fs, struct tier_part *part, const struct kvc_key *key,
 			      const struct identity *id, struct stat *st)
 {
 	struct identity mine;
 	struct kvc_err err;
 	int fd;
 
-	if (kvc_store_open_slab(fs->local->store, key, &fd, st, &err) < 0) {
+	if (kvc_store_open_slab(part->store, key, &fd, st, &err) < 0) {
 		if (err.tag != KVC_E_NOT_FOUND)
-			drop_copy(fs, key); /* not a regular file: never ours */
+			drop_copy(fs, part, key); /* not a regular file: never ours */
 		else
-			index_remove(&fs->local->index, key);
+			index_remove(&part->index, key);
 		return -1;
 	}
 	if (read_identity(fd, (uint64_t)st->st_size, &mine) && same_identity(&mine, id))
 		return fd;
 	close(fd);
-	drop_copy(fs, key); /* another slab of the key, or a torn header */
+	drop_copy(fs, part, key); /* another slab of the key, or a torn header */
 	return -1;
 }
 
 /* A hit served locally still counts in the backing root's header, which
  * orders the shared eviction for every host. Best effort. */
-static void count_shared_hit(struct kvcfs *fs, const struct kvc_key *key, int shared_fd)
+static void count_shared_hit(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key,
+			     int shared_fd)
 {
 	uint32_t hits;
 
 	if (!fs->opts.read_only)
-		hits_count_one(fs, fs->store, key, shared_fd, (uint64_t)time(NULL), &hits);
+		hits_count_one(fs, dir->store, key, shared_fd, (uint64_t)time(NULL), &hits);
 }
 
 int local_tier_open(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key, bool refetch,
 		    int *fd, struct stat *st, struct tier_pick *pick, struct kvc_err *err)
 {
-	/* The tier keeps copies of the root's slabs only. */
-	bool tier = fs->local != NULL && dir == fs->root_dir;
+	struct tier_part *part = local_part_of(fs, dir, true);
 	struct identity id;
 	struct kvc_err why = { 0 };
 	struct stat shared_st;
@@ -308,30 +339,30 @@ int local_tier_open(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *ke
 
 	pick_shared(dir, pick);
 	if (kvc_store_open_slab(dir->store, key, &shared_fd, &shared_st, err) < 0) {
-		if (tier && err->tag == KVC_E_NOT_FOUND)
-			drop_copy(fs, key); /* gone from the truth: gone here */
+		if (part != NULL && err->tag == KVC_E_NOT_FOUND)
+			drop_copy(fs, part, key); /* gone from the truth: gone here */
 		return -1;
 	}
 	pick->source = shared_st;
 	/* Without a tier, or a header that does not even look like a slab's
 	 * (the caller's verification judges it, and drops it if corrupt). */
-	if (!tier || !read_identity(shared_fd, (uint64_t)shared_st.st_size, &id)) {
+	if (part == NULL || !read_identity(shared_fd, (uint64_t)shared_st.st_size, &id)) {
 		*fd = shared_fd;
 		*st = shared_st;
 		return 0;
 	}
 	if (refetch) /* dropped (and counted) by the caller; make sure */
-		kvc_store_delete(fs->local->store, key, &why);
-	local_fd = refetch ? -1 : open_matching_copy(fs, key, &id, st);
+		kvc_store_delete(part->store, key, &why);
+	local_fd = refetch ? -1 : open_matching_copy(fs, part, key, &id, st);
 	if (local_fd >= 0) {
 		/* Its first open in this process reads it all (verification):
 		 * from local disk, readahead pays. */
 		posix_fadvise(local_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 		atomic_fetch_add(&fs->local->hits, 1);
-		pick_local(fs, pick, false);
+		pick_local(part, pick, false);
 	} else if ((fs->opts.local_size == 0 || id.size <= fs->opts.local_size) &&
-		   fetch(fs, key, shared_fd, id.size, &local_fd, st, &verified, &why) == 0) {
-		pick_local(fs, pick, verified);
+		   fetch(fs, part, key, shared_fd, id.size, &local_fd, st, &verified, &why) == 0) {
+		pick_local(part, pick, verified);
 	} else {
 		/* No copy (too big for the budget, local disk full, or the
 		 * backing root's file is invalid): serve the backing root's. */
@@ -342,20 +373,24 @@ int local_tier_open(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *ke
 		*st = shared_st;
 		return 0;
 	}
-	count_shared_hit(fs, key, shared_fd);
+	count_shared_hit(fs, dir, key, shared_fd);
 	close(shared_fd);
 	*fd = local_fd;
 	return 0;
 }
 
-void local_tier_drop_corrupt(struct kvcfs *fs, const struct kvc_key *key, const struct stat *st)
+void local_tier_drop_corrupt(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key,
+			     const struct stat *st)
 {
+	struct tier_part *part = local_part_of(fs, dir, false);
 	char hex[KVC_KEY_HEX_LEN + 1];
 
 	kvc_key_to_hex(key, hex);
 	fuse_log(FUSE_LOG_WARNING, "kvcfs: local copy of %s failed verification: dropped\n", hex);
-	kvc_store_drop_corrupt(fs->local->store, key, st);
-	index_remove(&fs->local->index, key);
+	if (part == NULL)
+		return;
+	kvc_store_drop_corrupt(part->store, key, st);
+	index_remove(&part->index, key);
 	atomic_fetch_add(&fs->local->dropped, 1);
 }
 
@@ -367,22 +402,23 @@ void local_tier_stage_begin(struct kvcfs *fs, struct staging *stage)
 {
 	struct kvc_err err;
 
+	struct tier_part *part = local_part_of(fs, stage->dir, true);
+
 	stage->local_tmp.fd = -1;
-	/* The tier keeps copies of the root's slabs only (docs/contract.md). */
-	if (fs->local == NULL || stage->dir != fs->root_dir)
+	if (part == NULL)
 		return;
-	if (kvc_tmp_create(fs->local->store, "stage", &stage->local_tmp, &err) < 0) {
+	if (kvc_tmp_create(part->store, "stage", &stage->local_tmp, &err) < 0) {
 		stage->local_tmp.fd = -1;
 		return;
 	}
 	kvc_tmp_track(&stage->local_tmp);
-	stage->local_store = fs->local->store;
+	stage->local_part = part;
 }
 
 static void give_up_copy(struct staging *stage)
 {
-	if (stage->local_store != NULL)
-		kvc_store_abort_tmp(stage->local_store, &stage->local_tmp);
+	if (stage->local_part != NULL)
+		kvc_store_abort_tmp(stage->local_part->store, &stage->local_tmp);
 }
 
 void local_tier_stage_write(struct staging *stage, uint64_t off, const void *buf, size_t len)
@@ -412,7 +448,9 @@ void local_tier_stage_published(struct kvcfs *fs, struct staging *stage,
 	struct kvc_meta meta;
 	struct kvc_err err;
 
-	if (fs->local == NULL || stage->local_tmp.fd < 0)
+	struct tier_part *part = stage->local_part;
+
+	if (part == NULL || stage->local_tmp.fd < 0)
 		return;
 	if (!ours || atomic_load(&stage->local_failed)) {
 		/* Another writer's slab is the published one: ours is not its
@@ -420,20 +458,20 @@ void local_tier_stage_published(struct kvcfs *fs, struct staging *stage,
 		give_up_copy(stage);
 		return;
 	}
-	index_publishing(&fs->local->index, key, true);
-	if (kvc_store_publish(fs->local->store, &stage->local_tmp, key, &meta, &outcome, &err) == 0) {
+	index_publishing(&part->index, key, true);
+	if (kvc_store_publish(part->store, &stage->local_tmp, key, &meta, &outcome, &err) == 0) {
 		if (meta.file_size > 0)
-			index_put(&fs->local->index, key, meta.file_size, meta.hit_count,
+			index_put(&part->index, key, meta.file_size, meta.hit_count,
 				  meta.last_used_time, meta.creation_time);
 		kvc_meta_clear(&meta);
-		index_set_recent(&fs->local->index, key);
+		local_parts_set_recent(fs, part, key);
 		atomic_fetch_add(&fs->local->kept_published, 1);
 	} else {
 		fuse_log(FUSE_LOG_WARNING, "kvcfs: local tier: copy of a publish not kept: %s\n",
 			 err.detail);
 		give_up_copy(stage);
 	}
-	index_publishing(&fs->local->index, key, false);
+	index_publishing(&part->index, key, false);
 	maintenance_want_evict(fs);
 }
 
@@ -446,11 +484,19 @@ void local_tier_stage_end(struct kvcfs *fs, struct staging *stage)
 void local_tier_metrics(struct kvcfs *fs, GString *s)
 {
 	struct local_tier *t = fs->local;
-	uint64_t bytes, copies;
+	uint64_t bytes = 0, copies = 0;
+	GArray *parts;
 
 	if (t == NULL)
 		return;
-	index_totals(&t->index, &bytes, &copies);
+	parts = local_parts_all(fs);
+	for (guint i = 0; i < parts->len; i++) {
+		uint64_t b, c;
+		index_totals(&g_array_index(parts, struct local_part_ref, i).part->index, &b, &c);
+		bytes += b;
+		copies += c;
+	}
+	local_parts_free(fs, parts);
 	g_string_append_printf(s,
 		"# HELP kvcfs_local_hits_total Opens served from a local copy that was already there.\n"
 		"# TYPE kvcfs_local_hits_total counter\nkvcfs_local_hits_total %" G_GUINT64_FORMAT "\n"

@@ -2,6 +2,7 @@
 #ifndef KVCFS_LOCAL_TIER_H
 #define KVCFS_LOCAL_TIER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -12,7 +13,17 @@
 #include "index.h"
 
 struct kvcfs;
+struct kdir;
 struct staging;
+
+/* The tier's copies of one directory's slabs: the root's in the tier's
+ * directory itself, a subdirectory's in d-<dev>-<ino> there (named by the
+ * backing directory's identity, which renames keep). Made when first
+ * needed; lives as long as its directory (local_parts.c). */
+struct tier_part {
+	struct kvc_store *store;
+	struct kvcfs_index index;  /* its own lock, a leaf (kvcfs.h) */
+};
 
 /*
  * The host-local tier (-o local=DIR): a second store of copies of slabs in
@@ -22,10 +33,12 @@ struct staging;
  * docs/shared-roots.md ("Local tier").
  */
 struct local_tier {
-	/* Set at start-up, never changed: */
-	struct kvc_store *store;
-	/* Its own lock; a leaf like the backing root's index (kvcfs.h): */
-	struct kvcfs_index index;
+	/* Set at start-up, never changed: the root's copies. */
+	struct tier_part root;
+	/* Which part pins this mount's last kept publish: one over the tier
+	 * (local_parts.c). Taken alone, then that part's index lock. */
+	pthread_mutex_t recent_lock;
+	struct tier_part *recent;  /* guarded by recent_lock */
 	/* Lock-free counters (.kvcfs/metrics): */
 	atomic_uint_fast64_t hits;          /* opens served from a local copy */
 	atomic_uint_fast64_t fetches;       /* opens that copied from the backing root */
@@ -64,10 +77,35 @@ void local_tier_stop(struct kvcfs *fs);
 int local_tier_open(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key, bool refetch,
 		    int *fd, struct stat *st, struct tier_pick *pick, struct kvc_err *err);
 /* A local copy failed verification: drop that file (only if still st). */
-void local_tier_drop_corrupt(struct kvcfs *fs, const struct kvc_key *key,
+void local_tier_drop_corrupt(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key,
 			     const struct stat *st);
-/* The backing root has no slab of key (a lookup missed): drop its copy. */
-void local_tier_key_gone(struct kvcfs *fs, const struct kvc_key *key);
+/* The directory has no slab of key (a lookup missed): drop its copy. */
+void local_tier_key_gone(struct kvcfs *fs, struct kdir *dir, const struct kvc_key *key);
+/* The store of dir's copies, if it has any (NULL: none). */
+struct kvc_store *local_tier_store_of(struct kvcfs *fs, struct kdir *dir);
+
+/* local_parts.c: each directory's part of the tier. */
+/* dir's part, made if make and there is none yet; NULL without a tier (or
+ * when it cannot be made: then no copy is kept). */
+struct tier_part *local_part_of(struct kvcfs *fs, struct kdir *dir, bool make);
+/* At start-up, after the tree is known: each d-<dev>-<ino> of a known
+ * directory is indexed as its part; the others (directories gone since)
+ * are emptied and removed. */
+void local_parts_start(struct kvcfs *fs);
+/* A directory's last reference went: its part is closed, and, when the
+ * directory was removed, its copies and their directory go too. */
+void local_part_free(struct kvcfs *fs, struct kdir *dir);
+/* Every part now (the root's first), for eviction, reconcile, metrics;
+ * each with its directory (NULL for the root's) referenced: free with
+ * local_parts_free. */
+struct local_part_ref {
+	struct tier_part *part;
+	struct kdir *dir;
+};
+GArray *local_parts_all(struct kvcfs *fs);
+void local_parts_free(struct kvcfs *fs, GArray *parts);
+/* The part's copy of key is this mount's last kept publish. */
+void local_parts_set_recent(struct kvcfs *fs, struct tier_part *part, const struct kvc_key *key);
 /* Keep the tier within local_size (the maintenance worker; nothing
  * without a tier). */
 void local_tier_evict(struct kvcfs *fs);

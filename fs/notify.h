@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 struct fuse_session;
+struct inval;
 
 /*
  * Kernel cache invalidations, sent from a thread of their own: libfuse
@@ -16,7 +17,11 @@ struct kvcfs_notifier {
 	/* Set by notifier_start before any request is served, cleared by
 	 * notifier_stop after the last one: read without a lock. */
 	struct fuse_session *se;
-	GAsyncQueue *queue;   /* GLib's own lock; a leaf */
+	/* The queue, oldest first: a leaf lock (pthread's, which the
+	 * sanitizers see, unlike GLib 2.74's futex-based ones). */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;       /* something was queued */
+	struct inval *head, *tail; /* guarded by lock */
 	pthread_t thread;
 	bool running;
 };

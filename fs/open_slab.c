@@ -230,7 +230,7 @@ again:
 	}
 	/* A corrupt local copy is never served: drop it and copy again. */
 	if (l->tier.local && kvc_tag_is_format_error(err->tag)) {
-		local_tier_drop_corrupt(fs, key, &opened);
+		local_tier_drop_corrupt(fs, node->dir, key, &opened);
 		if (!refetch) {
 			refetch = true;
 			goto again;

@@ -55,8 +55,7 @@ static void reply_miss(fuse_req_t req, struct kvcfs *fs, struct kdir *dir,
 	}
 	if (key != NULL) {
 		atomic_fetch_add(&fs->metrics.misses, 1);
-		if (dir == fs->root_dir)
-			local_tier_key_gone(fs, key); /* the backing root has no such slab */
+		local_tier_key_gone(fs, dir, key); /* the backing root has no such slab */
 		/* Being written in this mount: it appears at the writer's
 		 * close, and the miss must not outlive that. */
 		fs_lock(fs);

@@ -72,7 +72,8 @@ struct staging {
 	 * fd -1: none (no tier, or a write there failed). Guarded by lock
 	 * like tmp; local_tier.c. */
 	struct kvc_tmp local_tmp;
-	struct kvc_store *local_store; /* the tier's store; set at creation */
+	struct tier_part *local_part;  /* the tier's part of dir; set at
+					* creation (lives as long as dir) */
 
 	/* Lock-free: */
 	atomic_bool bypass;            /* written by the kernel directly

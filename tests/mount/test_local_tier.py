@@ -151,19 +151,75 @@ def test_publish_keeps_a_local_copy(ws):
     assert read(a, "payload", key2) == payload2
 
 
-def test_slabs_in_directories_are_served_from_the_backing_root(ws):
-    """The tier keeps copies of the root's slabs only: a slab in a
-    directory is published, read and hit-counted in the backing root, and
-    leaves the tier alone."""
+def local_parts(local):
+    """The tier's parts of directories: {part name: copies}."""
+    return {n: copies(os.path.join(local, n)) for n in os.listdir(local)
+            if os.path.isdir(os.path.join(local, n))}
+
+
+def test_slabs_in_directories_have_local_copies(ws):
+    """Each directory has its part of the tier (local/d-<dev>-<ino>): its
+    publishes are kept there, its opens served from there; a directory
+    renamed keeps its copies, one removed loses them, and a restart keeps
+    the parts of directories that still exist."""
     root, local, a, b = two_mounts(ws)
     os.mkdir(b.path("model"))
     key, data, payload = slab(4)
     kvcache.save(b.mnt, key, data, directory="model")
-    assert os.path.exists(os.path.join(root, "model", key + ".kvc"))
+    st = os.stat(os.path.join(root, "model"))
+    part = "d-%x-%x" % (st.st_dev, st.st_ino)
+    assert local_parts(local) == {part: [key + ".kvc"]}, local_parts(local)
+    assert copies(local) == []
+    assert metric(b, "local_kept_published_total") == 1
     assert read(b, "payload", "model", key) == payload
-    assert read(a, "model", key + ".kvc")[72:] == data[72:]
-    assert copies(local) == [] and os.listdir(local) == [], os.listdir(local)
-    assert metric(b, "local_fetches_total") == 0 and metric(b, "local_hits_total") == 0
+    assert metric(b, "local_hits_total") == 1 and metric(b, "local_fetches_total") == 0
+    # A's slab in another directory: B's first open fetches it there.
+    os.mkdir(a.path("other"))
+    key2, data2, payload2 = slab(5)
+    kvcache.save(a.mnt, key2, data2, directory="other")
+    assert read(b, "other", key2 + ".kvc")[72:] == data2[72:]
+    assert metric(b, "local_fetches_total") == 1
+    assert len(local_parts(local)) == 2
+    # Renamed (on A): B's copies stay with the directory.
+    os.rename(a.path("model"), a.path("renamed"))
+    assert read(b, "payload", "renamed", key) == payload
+    assert metric(b, "local_hits_total") == 2, "served from the copy after the rename"
+    # Restart: the parts of existing directories are kept and indexed.
+    b.stop()
+    b2 = ws.mount(root, "b2", ["host_id=hostB", "local=" + local], ALLOWED)
+    assert read(b2, "payload", "renamed", key) == payload
+    assert metric(b2, "local_hits_total") == 1 and metric(b2, "local_fetches_total") == 0
+    # Removed: its copies go with it.
+    os.unlink(b2.path("renamed", key + ".kvc"))
+    os.rmdir(b2.path("renamed"))
+    deadline = time.time() + 10
+    while part in local_parts(local):
+        assert time.time() < deadline, local_parts(local)
+        time.sleep(0.1)
+    # A directory removed while no mount with the tier ran: its part goes
+    # at the next start.
+    b2.stop()
+    shutil.rmtree(os.path.join(root, "other"))
+    b3 = ws.mount(root, "b3", ["host_id=hostB", "local=" + local], ALLOWED)
+    assert local_parts(local) == {}, local_parts(local)
+    assert metric(b3, "local_slabs") == 0
+
+
+def test_local_budget_spans_directories(ws):
+    """One local_size over the root's copies and every directory's."""
+    root = ws.root()
+    local = ws.root("local-b")
+    b = ws.mount(root, "b", ["host_id=hostB", "local=" + local, "local_size=700000"], ALLOWED)
+    for i in range(6):
+        d = "d%d" % i
+        os.mkdir(b.path(d))
+        key, data, _ = slab(40 + i)
+        kvcache.save(b.mnt, key, data, directory=d)
+    settle(b)
+    held = sum(os.path.getsize(os.path.join(dp, f))
+               for dp, _, fs in os.walk(local) for f in fs if f.endswith(".kvc"))
+    assert held <= 700000, held
+    assert metric(b, "local_evictions_total") >= 2
 
 
 def test_corrupt_local_copy_is_refetched(ws):

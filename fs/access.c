@@ -187,14 +187,28 @@ int access_may_rename(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const 
 	return rc;
 }
 
-/* Search permission on the root, which every path to anything but the root
- * itself goes through, and on the directory the node is in (the kernel
- * checked the ones between on its way, with lookups). */
+int access_may_move_dir(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name)
+{
+	struct caller c;
+	struct stat st;
+
+	(void)fs;
+	caller_of(req, &c);
+	if (fstatat(kvc_store_dirfd(dir->store), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return may(&c, &st, MAY_WRITE);
+}
+
+/* Search permission on every directory on the way to the node: the root
+ * and each directory from it down to the one the node is in (the
+ * directory itself, or a payload view's, is the node's own check). The
+ * kernel's cached entries skip lookups, so a lookup's check is not
+ * enough: a directory closed to others closes everything below it. */
 static int may_reach(struct kvcfs *fs, struct caller *c, fuse_ino_t ino)
 {
 	struct node_view v;
 	struct stat st;
-	struct kdir *in = NULL;
+	GPtrArray *way;
 	int rc;
 
 	if (ino == INO_ROOT)
@@ -202,16 +216,16 @@ static int may_reach(struct kvcfs *fs, struct caller *c, fuse_ino_t ino)
 	rc = dir_stat(fs->root_dir, &st);
 	if (rc == 0)
 		rc = may(c, &st, MAY_EXEC);
-	if (rc < 0 || node_held(fs, ino, &v) == NULL)
+	if (rc < 0 || node_held(fs, ino, &v) == NULL || v.dir == NULL)
 		return rc;
-	if (v.kind == NODE_SLAB || v.kind == NODE_STAGING || v.kind == NODE_PAYLOAD)
-		in = v.dir;
-	else if (v.kind == NODE_DIR || v.kind == NODE_PAYLOAD_DIR)
-		in = NULL; /* its parent was searched by the lookup that found it */
-	if (in == NULL || in == fs->root_dir)
-		return 0;
-	rc = dir_stat(in, &st);
-	return rc < 0 ? rc : may(c, &st, MAY_EXEC);
+	way = kdir_way(fs, v.dir, v.kind == NODE_DIR || v.kind == NODE_PAYLOAD_DIR);
+	for (guint i = 0; i < way->len && rc == 0; i++) {
+		rc = dir_stat(g_ptr_array_index(way, i), &st);
+		if (rc == 0)
+			rc = may(c, &st, MAY_EXEC);
+	}
+	dirs_snapshot_free(fs, way);
+	return rc;
 }
 
 static int may_node(struct kvcfs *fs, struct caller *c, fuse_ino_t ino, struct stat *st,

@@ -30,6 +30,9 @@ int access_may_add(struct kvcfs *fs, fuse_req_t req, struct kdir *dir);
 int access_may_remove(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name);
 int access_may_rename(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name,
 		      struct kdir *newdir, const char *newname);
+/* Write permission on the directory name in dir, to move it to another
+ * parent. */
+int access_may_move_dir(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, const char *name);
 /* Checked only without default_permissions (the kernel checks them with). */
 int access_may_lookup(struct kvcfs *fs, fuse_req_t req, fuse_ino_t parent);
 int access_may_opendir(struct kvcfs *fs, fuse_req_t req, fuse_ino_t ino);

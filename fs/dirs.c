@@ -183,9 +183,9 @@ static bool dirs_full(struct kvcfs *fs)
 }
 
 /* Directories removed from the backing root (by another host, or behind
- * the mount) that no rescan has seen go yet: their descriptors' link
- * counts say so. Forgotten, so they hold no place under dirs_max. */
-static void dirs_forget_removed(struct kvcfs *fs)
+ * the mount): their descriptors' link counts say so. Forgotten, so they
+ * hold no place under dirs_max. */
+void dirs_forget_removed(struct kvcfs *fs)
 {
 	GPtrArray *all = dirs_snapshot(fs);
 	GPtrArray *removed = g_ptr_array_new();
@@ -241,7 +241,6 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 	if (d != NULL && !kdir_place(fs, d, parent, name))
 		d = fs->root_dir;
 	if (d != NULL && d != fs->root_dir) {
-		d->seen = fs->walks;
 		kdir_ref(d);
 	}
 	fs_unlock(fs);
@@ -274,8 +273,6 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 	if (d == NULL && g_hash_table_size(fs->dirs) >= fs->opts.dirs_max) {
 		fs_unlock(fs);
 		kdir_free(fs, made);
-		log_limited("kvcfs: more than dirs_max=%u directories: %s is not shown\n",
-			    fs->opts.dirs_max, name);
 		return -ENOSPC;
 	}
 	if (d == NULL) {
@@ -293,7 +290,6 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 			kdir_free(fs, made);
 		return -ENOENT;
 	}
-	d->seen = fs->walks;
 	kdir_ref(d);
 	fs_unlock(fs);
 	if (made != NULL)
@@ -338,6 +334,18 @@ struct node *kdir_payload_node(struct kvcfs *fs, struct kdir *d)
 	}
 	node->nlookup++;
 	return node;
+}
+
+GPtrArray *kdir_way(struct kvcfs *fs, struct kdir *d, bool without_d)
+{
+	GPtrArray *way = g_ptr_array_new();
+
+	fs_lock(fs);
+	for (struct kdir *p = without_d ? d->parent : d; p != NULL && p->parent != NULL;
+	     p = p->parent)
+		g_ptr_array_add(way, kdir_ref(p));
+	fs_unlock(fs);
+	return way;
 }
 
 char *kdir_path(struct kvcfs *fs, struct kdir *d)
@@ -416,15 +424,12 @@ static void add_subdirs(struct kvcfs *fs, struct kdir *d, GQueue *found)
 	kvc_store_dir_close(it);
 }
 
-GHashTable *dirs_discover(struct kvcfs *fs, uint64_t *walk)
+GHashTable *dirs_discover(struct kvcfs *fs)
 {
 	GHashTable *reached = g_hash_table_new(NULL, NULL);
 	GQueue queue = G_QUEUE_INIT;
 	struct kdir *d;
 
-	fs_lock(fs);
-	*walk = ++fs->walks;
-	fs_unlock(fs);
 	g_hash_table_add(reached, kdir_ref(fs->root_dir));
 	add_subdirs(fs, fs->root_dir, &queue);
 	while ((d = g_queue_pop_head(&queue)) != NULL) {
@@ -438,20 +443,6 @@ GHashTable *dirs_discover(struct kvcfs *fs, uint64_t *walk)
 		add_subdirs(fs, d, &queue);
 	}
 	return reached;
-}
-
-void dirs_forget_unseen(struct kvcfs *fs, uint64_t walk)
-{
-	GPtrArray *all = dirs_snapshot(fs);
-
-	fs_lock(fs);
-	for (guint i = 0; i < all->len; i++) {
-		struct kdir *d = g_ptr_array_index(all, i);
-		if (d != fs->root_dir && d->seen < walk)
-			kdir_forget(fs, d);
-	}
-	fs_unlock(fs);
-	dirs_snapshot_free(fs, all);
 }
 
 void dirs_reached_free(struct kvcfs *fs, GHashTable *reached)

@@ -37,7 +37,6 @@ struct kdir {
 	struct kdir *parent;       /* NULL for the root; holds a reference */
 	char *name;                /* its name in parent ("" for the root) */
 	bool gone;                 /* out of the dirs table: removed */
-	uint64_t seen;             /* kvcfs.walks when it was last looked up */
 	fuse_ino_t payload_ino;    /* payload/<path>: its node, 0 until looked up */
 	struct tier_part *local;   /* its part of the local tier (-o local),
 				    * NULL until made; set once (local_parts.c) */
@@ -69,6 +68,9 @@ bool names_a_dir(struct kvcfs *fs, struct kdir *dir, const char *name);
 struct node *kdir_node(struct kvcfs *fs, struct kdir *d);
 /* Its payload view's directory node, made if needed; nlookup++. fs->lock held. */
 struct node *kdir_payload_node(struct kvcfs *fs, struct kdir *d);
+/* The directories below the root on the way to d, d itself unless
+ * without_d, each referenced: give back with dirs_snapshot_free. */
+GPtrArray *kdir_way(struct kvcfs *fs, struct kdir *d, bool without_d);
 /* "a/b" from the root ("" for the root); g_free. Takes fs->lock. */
 char *kdir_path(struct kvcfs *fs, struct kdir *d);
 /* d is removed (rmdir, or gone from the backing root): out of the table.
@@ -82,11 +84,12 @@ void dirs_snapshot_free(struct kvcfs *fs, GPtrArray *all);
  * looked up, so start-up and rescans know it (at most dirs_max). The set
  * of directories reached, the root too, each referenced: give it back
  * with dirs_reached_free. */
-GHashTable *dirs_discover(struct kvcfs *fs, uint64_t *walk);
-/* After a walk: forget the directories no lookup found since it began
- * (removed, or moved out of the backing root; a directory made during the
- * walk was looked up by its mkdir). */
-void dirs_forget_unseen(struct kvcfs *fs, uint64_t walk);
+GHashTable *dirs_discover(struct kvcfs *fs);
+/* Forget the directories removed from the backing root (by another host,
+ * or behind the mount): their descriptors' link counts say so. Only
+ * those: a walk that did not reach a directory proves nothing (it may
+ * have moved under the walk). Takes fs->lock; not held. */
+void dirs_forget_removed(struct kvcfs *fs);
 void dirs_reached_free(struct kvcfs *fs, GHashTable *reached);
 /* The slab this mount published last, pinned against eviction: one over
  * the whole tree (a pin per directory would let slabs spread over

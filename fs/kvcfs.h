@@ -98,7 +98,6 @@ struct kvcfs {
 				    * directory known (dirs.c); holds a ref */
 	GPtrArray *dirs_gone;      /* struct kdir * whose last reference went
 				    * under lock, freed by fs_unlock */
-	uint64_t walks;            /* walks of the tree begun (dirs.c) */
 	/* The directory whose index pins this mount's last publish, and its
 	 * lock (dirs_set_recent): taken alone, then that index's lock. */
 	pthread_mutex_t recent_lock;

@@ -39,6 +39,9 @@ bool dir_name_ok(const char *name, bool in_root)
 
 	/* A temp's name or a set-aside directory's would be swept or left
 	 * alone by the store as its own. */
+	/* A bare key would shadow a slab's payload view (payload/<dir>/<key>). */
+	if (len == KVC_KEY_HEX_LEN && kvc_key_from_hex(name, len, &key))
+		return false;
 	return classify_name(name, in_root, &key, &err) == NAME_STAGING &&
 	       !kvc_tmp_name_parse(name, host, &pid) &&
 	       !(len >= 8 && strcmp(name + len - 8, ".kvcgone") == 0) &&

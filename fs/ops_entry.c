@@ -112,6 +112,12 @@ static int reply_subdir(fuse_req_t req, struct kvcfs *fs, struct kdir *dir, cons
 	if (!dir_name_ok(name, dir == fs->root_dir))
 		return -ENOENT;
 	rc = kdir_lookup(fs, dir, name, &sub);
+	if (rc == -ENOSPC) {
+		/* Beyond dirs_max: not shown (contract.md). */
+		log_limited("kvcfs: more than dirs_max=%u directories: %s is not shown\n",
+			    fs->opts.dirs_max, name);
+		return -ENOENT;
+	}
 	if (rc < 0)
 		return rc;
 	fs_lock(fs);

@@ -138,7 +138,9 @@ void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = -EPERM;
 	if (rc == 0 && !dir_name_ok(name, dir == fs->root_dir))
 		rc = not_a_dir(fs, dir, name);
-	if (rc == 0 && (rc = kdir_lookup(fs, dir, name, &sub)) == -ENOENT)
+	if (rc == 0 && (rc = kdir_lookup(fs, dir, name, &sub)) == -ENOSPC)
+		rc = -ENOENT; /* beyond dirs_max: not shown */
+	else if (rc == -ENOENT)
 		rc = not_a_dir(fs, dir, name);
 	if (rc == 0 && fs->opts.read_only)
 		rc = -EROFS;

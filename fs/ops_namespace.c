@@ -64,6 +64,10 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = -EINVAL;
 	if (rc == 0)
 		rc = access_may_rename(fs, req, dir, name, newdir, newname);
+	/* A directory moved to another parent changes its "..": write
+	 * permission on it, as on a local filesystem. */
+	if (rc == 0 && newdir != dir && names_a_dir(fs, dir, name))
+		rc = access_may_move_dir(fs, req, dir, name);
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
 		return;

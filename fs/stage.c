@@ -99,6 +99,17 @@ void staging_free(struct kvcfs *fs, struct staging *stage)
 	g_free(stage);
 }
 
+bool stage_is_empty(struct staging *stage)
+{
+	struct stat st;
+	bool empty;
+
+	pthread_rwlock_rdlock(&stage->lock);
+	empty = stage->tmp.fd >= 0 && fstat(stage->tmp.fd, &st) == 0 && st.st_size == 0;
+	pthread_rwlock_unlock(&stage->lock);
+	return empty;
+}
+
 /* No name and no handle: the bytes can never be published; give their
  * space back now rather than when the kernel forgets the inode. */
 void staging_discard(struct kvcfs *fs, struct staging *stage)

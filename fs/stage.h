@@ -54,6 +54,7 @@ struct staging {
 	/* Guarded by kvcfs.lock: */
 	bool publish_on_close;         /* created as <key>.kvc: publish at close
 					* (counted in kvcfs.creating meanwhile) */
+	bool close_refused;            /* a close's try was refused and said so */
 	bool link_counted;             /* its name is in kvcfs.links (links.c): */
 	struct kvc_key link_key;
 	dev_t link_dev;

@@ -15,6 +15,9 @@
 /* A new stage with a temp of its own for a writer: replacing, with the
  * caller's owner and mode, counted in the caller's share of staging files;
  * NULL (and *rc, an errno < 0) when over that share or no temp can be made. */
+/* Has nothing been written into the stage's temp (its size is 0)? Takes
+ * the stage's lock. */
+bool stage_is_empty(struct staging *stage);
 struct staging *stage_for_writer(struct kvcfs *fs, fuse_req_t req, struct kdir *dir, mode_t mode,
 				 int *rc);
 /* No name and no handle: give the temp's space back now. */

@@ -433,7 +433,9 @@ static void settle_close_publish(struct kvcfs *fs, struct handle *h, int rc, boo
  * while a dup of it lives on (dd does this), so a refusal here is not
  * final: a later close tries again, and release gives up for good.
  * A prefix of a slab is never a valid slab, so an early try cannot
- * publish a partial one.
+ * publish a partial one. A close while nothing is written yet tries
+ * nothing: that is a shell's close of its first descriptor after dup2,
+ * before the command writes (cat > MNT/<key>.kvc), and not a refusal.
  */
 int staging_flush(struct kvcfs *fs, struct handle *h)
 {
@@ -452,6 +454,8 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 		  atomic_load(&stage->replacing);
 	prepare = !stage->publish_on_close && stage->flushed_writers == stage->writers;
 	fs_unlock(fs);
+	if (publish && stage_is_empty(stage))
+		return 0; /* the last close (release) decides */
 	if (prepare)
 		prepare_for_publish(stage);
 	if (publish && atomic_load(&stage->write_error) != 0) {
@@ -463,8 +467,12 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 		rc = publish_stage(fs, stage, &stage->target, 0);
 		settle_close_publish(fs, h, rc, false);
 	}
-	if (publish)
+	if (publish && rc < 0) {
 		stage_report_refusal(fs, stage, h->fd_uid, NULL, &stage->target, rc);
+		fs_lock(fs);
+		stage->close_refused = true;
+		fs_unlock(fs);
+	}
 	return rc;
 }
 
@@ -502,7 +510,12 @@ void staging_release(struct kvcfs *fs, struct handle *h)
 		int rc = atomic_load(&stage->write_error) != 0 ? -atomic_load(&stage->write_error)
 			 : tried ? publish_stage(fs, stage, &stage->target, 0) : -EBADMSG;
 
-		if (tried) /* else its close reported it already */
+		bool reported;
+
+		fs_lock(fs);
+		reported = stage->close_refused;
+		fs_unlock(fs);
+		if (tried || !reported) /* else its close reported it already */
 			stage_report_refusal(fs, stage, h->fd_uid, NULL, &stage->target, rc);
 		pthread_rwlock_rdlock(&stage->lock);
 		refused = stage->refused;

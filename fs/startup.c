@@ -169,12 +169,11 @@ static int startup_tree(struct kvcfs *fs, struct kvc_sweep_stats *sweep,
 {
 	GHashTable *reached;
 	GHashTableIter it;
-	uint64_t walk;
 	gpointer d;
 
 	if (startup_dir(fs, fs->root_dir, sweep, scan) < 0)
 		return -1;
-	reached = dirs_discover(fs, &walk);
+	reached = dirs_discover(fs);
 	g_hash_table_iter_init(&it, reached);
 	while (g_hash_table_iter_next(&it, &d, NULL))
 		if (d != fs->root_dir)

@@ -32,8 +32,7 @@ static int rescan_dir(struct kdir *d)
 
 int rescan_now(struct kvcfs *fs)
 {
-	uint64_t walk;
-	GHashTable *reached = dirs_discover(fs, &walk);
+	GHashTable *reached = dirs_discover(fs);
 	GHashTableIter it;
 	gpointer d;
 	int rc = 0;
@@ -44,10 +43,9 @@ int rescan_now(struct kvcfs *fs)
 		if (d == fs->root_dir && one < 0)
 			rc = one;
 	}
-	/* Directories no lookup found since the walk began are gone
-	 * (removed, or moved out of the backing root, here or on another
-	 * host): the mount forgets them. */
-	dirs_forget_unseen(fs, walk);
+	/* Directories removed (here behind the mount, or on another host)
+	 * are forgotten. */
+	dirs_forget_removed(fs);
 	dirs_reached_free(fs, reached);
 	atomic_fetch_add(&fs->metrics.rescans, 1);
 	local_tier_reconcile(fs); /* copies of keys gone from the root go */

@@ -150,6 +150,8 @@ def test_each_directory_is_a_namespace(ws):
     expect_errno(errno.EPERM, os.mkdir, m.path("a", "0" * 64 + ".kvc"))
     expect_errno(errno.EPERM, os.mkdir, m.path("a", "x.kvcpart"))
     expect_errno(errno.EPERM, os.mkdir, m.path("a", "x.kvcgone"))
+    # A bare key would shadow a slab's payload view.
+    expect_errno(errno.EPERM, os.mkdir, m.path("a", key))
     expect_errno(errno.EEXIST, os.mkdir, m.path("payload"))
     # payload and .kvcfs are ordinary names below the root.
     os.mkdir(m.path("b", "payload"))
@@ -449,6 +451,14 @@ def test_directories_removed_behind_the_mount_free_their_places(ws):
         os.rmdir(os.path.join(root, d))
     os.mkdir(m.path("mine"))
     assert metric(m, "directories") <= 10
+    # Full, a directory made behind the mount is not shown: ENOENT, not
+    # ENOSPC, for every way of reaching it; mkdir says ENOSPC.
+    for n in range(8):
+        os.mkdir(m.path("full%d" % n))
+    os.mkdir(os.path.join(root, "behind"))
+    expect_errno(errno.ENOENT, os.stat, m.path("behind"))
+    expect_errno(errno.ENOENT, os.rmdir, m.path("behind"))
+    expect_errno(errno.ENOSPC, os.mkdir, m.path("more"))
 
 
 def test_listing_never_puts_a_moved_directory_back(ws):
@@ -468,6 +478,69 @@ def test_listing_never_puts_a_moved_directory_back(ws):
     assert not os.path.exists(m.path("A", "x"))
     expect_errno(errno.ENOENT, open, m.path("A", "x", "f"), "wb")
     assert os.listdir(os.path.join(root, "B", "x")) == []
+
+
+def test_rescans_keep_directories_moved_under_their_walk(ws):
+    """A directory moved while a rescan walks the tree (from a part not yet
+    walked into one already walked) is not reached by that walk; it must
+    not be forgotten: its slabs stay counted and its processes' working
+    directories stay valid."""
+    root = ws.root()
+    m = ws.mount(root)
+    os.makedirs(m.path("a", "x", "deep"))
+    for i in range(20):
+        os.mkdir(m.path("a", "f%d" % i))
+    for i in range(3):
+        key, data = slab(900 + i)
+        with open(m.path("a", "x", "deep", "in.part"), "wb") as f:
+            f.write(data)
+        os.rename(m.path("a", "x", "deep", "in.part"), m.path("a", "x", "deep", key + ".kvc"))
+    stop = threading.Event()
+
+    def mover():
+        while not stop.is_set():
+            os.rename(m.path("a", "x"), m.path("y"))
+            os.rename(m.path("y"), m.path("a", "x"))
+    cwd = os.open(m.path("a", "x", "deep"), os.O_RDONLY | os.O_DIRECTORY)
+    t = threading.Thread(target=mover)
+    t.start()
+    try:
+        for _ in range(150):
+            with open(m.path(".kvcfs", "rescan")) as f:
+                f.read()
+            assert metric(m, "slabs") == 3, metric(m, "slabs")
+    finally:
+        stop.set()
+        t.join()
+    try:
+        assert len(os.listdir(cwd)) == 3, "an open directory of a moved tree went stale"
+    finally:
+        os.close(cwd)
+
+
+def test_shell_redirection_is_no_refusal(ws):
+    """cat slab > MNT/<key>.kvc: the shell closes its first descriptor
+    after dup2, before cat writes: that empty close is not a refused
+    publish (nor logged as one); the last close publishes."""
+    m = ws.mount()
+    os.mkdir(m.path("d"))
+    key, data = slab(950)
+    src = os.path.join(ws.dir, "slab.kvc")
+    with open(src, "wb") as f:
+        f.write(data)
+    run(["sh", "-c", 'cat "$1" > "$2"', "sh", src, m.path("d", key + ".kvc")])
+    with open(m.path("d", key + ".kvc"), "rb") as f:
+        assert f.read()[72:] == data[72:]
+    with open(m.path(".kvcfs", "refusals")) as f:
+        assert f.read() == "", "a refusal was recorded"
+    # An empty file under a key name is still refused, at its last close.
+    try:
+        with open(m.path("d", "ef" * 32 + ".kvc"), "wb"):
+            pass
+    except OSError as e:
+        assert e.errno == errno.EBADMSG, e
+    with open(m.path(".kvcfs", "refusals")) as f:
+        assert "ef" * 32 in f.read()
 
 
 def test_kvc_tools_know_directories(ws):

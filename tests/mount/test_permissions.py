@@ -13,6 +13,7 @@ import grp
 import json
 import os
 import pwd
+import shutil
 import stat
 import struct
 import subprocess
@@ -304,7 +305,27 @@ def directories_have_their_own_permissions(ws, options):
         expect(alice, "OK", "rm", os.path.join(a, k1 + ".kvc"))
         expect(bob, "EPERM", "rmdir", a)
         expect(alice, "OK", "rmdir", a)
-        expect(bob, "OK", "rmdir", m.path("bob"))
+        # Moving a directory to another parent changes its "..": only
+        # with write permission on it, even in a directory open to all.
+        expect(bob, "OK", "chmod_to", m.path("bob"), 0o777)
+        expect(alice, "OK", "mkdir", m.path("bob", "hers"))
+        expect(bob, "OK", "mkdir", m.path("bob", "to"))
+        expect(bob, "OK", "chmod_to", m.path("bob", "to"), 0o777)
+        expect(bob, "EACCES", "rename", m.path("bob", "hers"), m.path("bob", "to", "moved"))
+        expect(alice, "OK", "rename", m.path("bob", "hers"), m.path("bob", "to", "moved"))
+        # A directory closed to others closes everything below it, also
+        # while someone else keeps the kernel's entries warm.
+        expect(alice, "OK", "mkdir", m.path("bob", "to", "moved", "c"))
+        expect(alice, "OK", "publish", m.path("bob", "to", "moved", "c", "z.part"),
+               m.path("bob", "to", "moved", "c", k1 + ".kvc"), data=d1)
+        expect(alice, "OK", "chmod_to", m.path("bob", "to", "moved"), 0o700)
+        os.stat(m.path("bob", "to", "moved", "c", k1 + ".kvc"))  # root warms the cache
+        os.listdir(m.path("payload", "bob", "to", "moved", "c"))
+        expect(bob, "EACCES", "read", m.path("bob", "to", "moved", "c", k1 + ".kvc"))
+        expect(bob, "EACCES", "read", m.path("payload", "bob", "to", "moved", "c", k1))
+        expect(bob, "EACCES", "ls", m.path("bob", "to", "moved", "c"))
+        expect(bob, "EACCES", "ls", m.path("payload", "bob", "to", "moved", "c"))
+        shutil.rmtree(m.path("bob"))
     assert os.listdir(root) == []
 
 

@@ -433,14 +433,16 @@ static void settle_close_publish(struct kvcfs *fs, struct handle *h, int rc, boo
  * while a dup of it lives on (dd does this), so a refusal here is not
  * final: a later close tries again, and release gives up for good.
  * A prefix of a slab is never a valid slab, so an early try cannot
- * publish a partial one. A close while nothing is written yet tries
- * nothing: that is a shell's close of its first descriptor after dup2,
- * before the command writes (cat > MNT/<key>.kvc), and not a refusal.
+ * publish a partial one. A close while nothing is written yet is refused
+ * (EBADMSG, an empty file is no slab) but not recorded as a refusal: that
+ * is a shell's close of its first descriptor after dup2, before the
+ * command writes (cat > MNT/<key>.kvc); the last close records it if the
+ * file stays empty.
  */
 int staging_flush(struct kvcfs *fs, struct handle *h)
 {
 	struct staging *stage = h->stage;
-	bool publish, prepare;
+	bool publish, prepare, empty = false;
 	int rc = 0;
 
 	if (stage == NULL || !h->writable)
@@ -454,8 +456,8 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 		  atomic_load(&stage->replacing);
 	prepare = !stage->publish_on_close && stage->flushed_writers == stage->writers;
 	fs_unlock(fs);
-	if (publish && stage_is_empty(stage))
-		return 0; /* the last close (release) decides */
+	if (publish)
+		empty = stage_is_empty(stage);
 	if (prepare)
 		prepare_for_publish(stage);
 	if (publish && atomic_load(&stage->write_error) != 0) {
@@ -467,7 +469,7 @@ int staging_flush(struct kvcfs *fs, struct handle *h)
 		rc = publish_stage(fs, stage, &stage->target, 0);
 		settle_close_publish(fs, h, rc, false);
 	}
-	if (publish && rc < 0) {
+	if (publish && rc < 0 && !empty) {
 		stage_report_refusal(fs, stage, h->fd_uid, NULL, &stage->target, rc);
 		fs_lock(fs);
 		stage->close_refused = true;

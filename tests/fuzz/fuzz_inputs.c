@@ -2,6 +2,7 @@
 /* libFuzzer: every parser of text a user or a request hands us: token
  * lists and token files (kvc), hex keys and slab names, quant names, size
  * options (kvcfs -o max_size=), names in the mount, temp names. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,7 +14,9 @@
 #include "../../fs/options.h"
 
 enum name_class { NAME_INVALID, NAME_RESERVED, NAME_SLAB, NAME_STAGING };
-enum name_class classify_name(const char *name, struct kvc_key *key, int *err);
+/* fs/nodes.h's, which needs all of the daemon's headers. */
+enum name_class classify_name(const char *name, bool in_root, struct kvc_key *key, int *err);
+bool dir_name_ok(const char *name, bool in_root);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -47,7 +50,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	kvc_quant_byte(text);
 	parse_size(text, &bytes);
-	classify_name(text, &key, &e);
+	for (int in_root = 0; in_root < 2; in_root++) {
+		enum name_class cls = classify_name(text, in_root, &key, &e);
+		/* A directory's name is one a staging file could have. */
+		if (dir_name_ok(text, in_root) && cls != NAME_STAGING)
+			__builtin_trap();
+	}
 	kvc_tmp_name_parse(text, host, &pid);
 	free(text);
 	return 0;

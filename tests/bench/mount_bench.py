@@ -238,17 +238,28 @@ def small_slabs(n, tag):
     return slabs
 
 
-def bench_small(base, mode, opts):
-    n = 200 if QUICK else 1000
+def emptied(d):
+    """A side's own deletion of its previous output, run right before it."""
+    return lambda: [os.unlink(os.path.join(d, f)) for f in os.listdir(d)]
+
+
+def small_publish_setup(base, mode, opts, n, tag):
+    """The two sides of a small-slab publish benchmark: the backing root
+    under a mount in mode, a directory of its own for the direct side, n
+    slabs. None when the mode cannot run here."""
     root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
     os.makedirs(direct)
-    slabs = small_slabs(n, 99)
+    slabs = small_slabs(n, tag)
     m = mount_in_mode(root, base, mode, opts)
-    if m is None:
-        return
+    return None if m is None else (root, direct, slabs, m)
 
-    def emptied(d):
-        return lambda: [os.unlink(os.path.join(d, f)) for f in os.listdir(d)]
+
+def bench_small(base, mode, opts):
+    n = 200 if QUICK else 1000
+    setup = small_publish_setup(base, mode, opts, n, 99)
+    if setup is None:
+        return
+    root, direct, slabs, m = setup
     k_s, d_s = paired(ROUNDS, (emptied(root), lambda: publish_share(("mount", m.mnt, 0, slabs))),
                       (emptied(direct), lambda: publish_share(("direct", direct, 0, slabs))))
     record("[%s] publish 64 KiB slabs, %d in a row (per slab)" % (mode, n),
@@ -286,18 +297,15 @@ def bench_concurrent(base, mode, opts):
     mount and directly: the same number of publishers on each side."""
     import multiprocessing
     n = 200 if QUICK else 800
-    root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
-    os.makedirs(direct)
-    slabs = small_slabs(n, 98)
-    m = mount_in_mode(root, base, mode, opts)
-    if m is None:
+    setup = small_publish_setup(base, mode, opts, n, 98)
+    if setup is None:
         return
+    root, direct, slabs, m = setup
     with multiprocessing.Pool(4) as pool:
         for procs in (1, 2, 4):
             def side(how, d, backing):
                 shares = [(how, d, p, slabs[p::procs]) for p in range(procs)]
-                return (lambda: [os.unlink(os.path.join(backing, f)) for f in os.listdir(backing)],
-                        lambda: pool.map(publish_share, shares))
+                return emptied(backing), lambda: pool.map(publish_share, shares)
             k, dd = paired(ROUNDS, side("mount", m.mnt, root), side("direct", direct, direct))
             record("[%s] %d publishers of 64 KiB slabs at once (per slab)" % (mode, procs),
                    [t / n for t in k], [t / n for t in dd], 1.0 if procs == 4 else 0.80)

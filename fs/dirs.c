@@ -224,8 +224,29 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 	char *path;
 	int fd;
 
-	/* O_DIRECTORY fails on anything else before opening it: a FIFO
-	 * planted in the backing root cannot block here. */
+	/* A directory the mount knows costs one fstatat (every lookup and
+	 * listing comes here); only a new one is opened. */
+	if (fstatat(kvc_store_dirfd(parent->store), name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOTDIR ? -ENOENT : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOENT;
+	fs_lock(fs);
+	d = dirs_find(fs, &st);
+	/* The root below itself (moved there), or a cycle: not shown. */
+	if (d != NULL && !kdir_place(fs, d, parent, name))
+		d = fs->root_dir;
+	if (d != NULL && d != fs->root_dir)
+		kdir_ref(d);
+	fs_unlock(fs);
+	if (d == fs->root_dir)
+		return -ENOENT;
+	if (d != NULL) {
+		*out = d;
+		return 0;
+	}
+	/* O_DIRECTORY fails on anything else before opening it: a FIFO put
+	 * under the name meanwhile cannot block here. The descriptor's
+	 * identity is the one that counts from here on. */
 	fd = openat(kvc_store_dirfd(parent->store), name,
 		    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
@@ -234,24 +255,6 @@ int kdir_lookup(struct kvcfs *fs, struct kdir *parent, const char *name, struct 
 		int e = errno;
 		close(fd);
 		return -e;
-	}
-	fs_lock(fs);
-	d = dirs_find(fs, &st);
-	/* The root below itself (moved there), or a cycle: not shown. */
-	if (d != NULL && !kdir_place(fs, d, parent, name))
-		d = fs->root_dir;
-	if (d != NULL && d != fs->root_dir) {
-		kdir_ref(d);
-	}
-	fs_unlock(fs);
-	if (d == fs->root_dir) {
-		close(fd);
-		return -ENOENT;
-	}
-	if (d != NULL) {
-		close(fd);
-		*out = d;
-		return 0;
 	}
 	path = kdir_path(fs, parent);
 	{

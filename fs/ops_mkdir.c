@@ -172,7 +172,6 @@ int dir_rename(struct kvcfs *fs, struct kdir *dir, const char *name, struct kdir
 	       const char *newname, unsigned flags)
 {
 	struct kdir *moved = NULL, *replaced = NULL;
-	struct stat target;
 	bool target_is_dir;
 	int rc;
 
@@ -185,8 +184,7 @@ int dir_rename(struct kvcfs *fs, struct kdir *dir, const char *name, struct kdir
 		rc = (flags & RENAME_NOREPLACE) ? -EEXIST : -ENOTDIR;
 	if (rc < 0)
 		return rc;
-	target_is_dir = fstatat(kvc_store_dirfd(newdir->store), newname, &target,
-				AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(target.st_mode);
+	target_is_dir = names_a_dir(fs, newdir, newname);
 	/* A directory it replaces must hold no staging file of this mount
 	 * (their temps would keep the backing one non-empty anyway). */
 	if (target_is_dir && kdir_lookup(fs, newdir, newname, &replaced) == 0) {

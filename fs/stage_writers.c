@@ -275,7 +275,6 @@ int staging_open(struct kvcfs *fs, fuse_req_t req, struct node *node,
 static int create_refused(struct kvcfs *fs, struct kdir *dir, const char *name, int flags,
 			  struct kvc_key *key, enum name_class *cls)
 {
-	struct stat st;
 	int rc;
 
 	*cls = classify_name(name, dir == fs->root_dir, key, &rc);
@@ -286,9 +285,7 @@ static int create_refused(struct kvcfs *fs, struct kdir *dir, const char *name, 
 		return EEXIST;
 	/* A directory of the mount has that name (made on another host, or
 	 * before a cached miss expired). */
-	if (*cls == NAME_STAGING &&
-	    fstatat(kvc_store_dirfd(dir->store), name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISDIR(st.st_mode) && dir_name_ok(name, dir == fs->root_dir))
+	if (*cls == NAME_STAGING && names_a_dir(fs, dir, name))
 		return (flags & O_EXCL) ? EEXIST : EISDIR;
 	return 0;
 }

@@ -111,6 +111,17 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 	 * failure. Only -errno is one. */
 	if (rc > 0)
 		rc = 0;
+	/* The mount is gone either way. ECONNABORTED also comes from an
+	 * ordinary unmount: a read that took a request off the kernel's queue
+	 * at the moment the unmount shut the connection gets it instead of
+	 * ENODEV (fs/fuse/dev.c, fuse_dev_do_read); and from an abort through
+	 * /sys/fs/fuse/connections, which ends the mount too. Neither is a
+	 * failure of the daemon: its state is saved as after an unmount. */
+	if (rc == -ECONNABORTED) {
+		fuse_log(FUSE_LOG_NOTICE, "kvcfs: the FUSE connection ended while a request was "
+			 "being read (an unmount or an abort): stopping as after an unmount\n");
+		rc = 0;
+	}
 	maintenance_stop(fs);
 	handles_release_lost(fs);
 out_notifier:

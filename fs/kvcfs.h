@@ -62,9 +62,9 @@ struct handle;
  *        tier's: index.c; never two at once)
  *     key_locks_lock (the table of key locks: hits.c)
  *     kvcfs_maintenance.lock (the worker's requests: maintenance.c)
- *     the notifier's queue (GLib's own lock: notify.c)
+ *     kvcfs_notifier.lock (the notifier's queue: notify.c)
  *     libkvc's own: the CRC tracker's mutex (under staging.lock shared,
- *        by writes), the store's dropper lock
+ *        by writes), the store's dropper lock, the writeback queue's lock
  *
  * No request holds a lock while it waits for another request: no handler
  * sleeps, waits for a RELEASE, or sends the kernel a notification (the

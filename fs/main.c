@@ -111,12 +111,13 @@ static int serve(struct kvcfs *fs, struct fuse_session *se, struct fuse_cmdline_
 	 * failure. Only -errno is one. */
 	if (rc > 0)
 		rc = 0;
-	/* The mount is gone either way. ECONNABORTED also comes from an
-	 * ordinary unmount: a read that took a request off the kernel's queue
-	 * at the moment the unmount shut the connection gets it instead of
-	 * ENODEV (fs/fuse/dev.c, fuse_dev_do_read); and from an abort through
-	 * /sys/fs/fuse/connections, which ends the mount too. Neither is a
-	 * failure of the daemon: its state is saved as after an unmount. */
+	/* The mount is gone. An ordinary unmount can end the loop with
+	 * ECONNABORTED instead of ENODEV: a read that took a request off the
+	 * kernel's queue at the moment the unmount shut the connection gets
+	 * it (fs/fuse/dev.c, fuse_dev_do_read). Not a failure of the daemon:
+	 * it stops as after any unmount. (An abort through
+	 * /sys/fs/fuse/connections reads as ENODEV here: libfuse does not ask
+	 * for FUSE_ABORT_ERROR.) */
 	if (rc == -ECONNABORTED) {
 		fuse_log(FUSE_LOG_NOTICE, "kvcfs: the FUSE connection ended while a request was "
 			 "being read (an unmount or an abort): stopping as after an unmount\n");

@@ -135,14 +135,14 @@ def record(name, kvcfs_s, direct_s, goal, higher_is_better=True, unit="s"):
     k, d = statistics.median(kvcfs_s), statistics.median(direct_s)
     ratio = d / k if higher_is_better else k / d
     if goal is None:  # measured to explain another row: no goal of its own
-        print("%-44s kvcfs %8.4f %s  direct %8.4f %s  ratio %5.2f (no goal)"
-              % (name, k, unit, d, unit, ratio), flush=True)
+        verdict = "(no goal)"
     else:
         ok = ratio >= goal if higher_is_better else ratio <= goal
         results.append((name, k, d, ratio, goal, higher_is_better, ok, unit))
-        print("%-44s kvcfs %8.4f %s  direct %8.4f %s  ratio %5.2f (goal %s %.2f) %s"
-              % (name, k, unit, d, unit, ratio, ">=" if higher_is_better else "<=", goal,
-                 "ok" if ok else "MISS"), flush=True)
+        verdict = "(goal %s %.2f) %s" % (">=" if higher_is_better else "<=", goal,
+                                         "ok" if ok else "MISS")
+    print("%-44s kvcfs %8.4f %s  direct %8.4f %s  ratio %5.2f %s"
+          % (name, k, unit, d, unit, ratio, verdict), flush=True)
     if len(kvcfs_s) > 1:  # the spread, for a noisy machine
         print("    rounds: kvcfs %s; direct %s" % (" ".join("%.4g" % x for x in kvcfs_s),
                                                   " ".join("%.4g" % x for x in direct_s)),
@@ -249,29 +249,26 @@ def small_slabs(n, tag):
 
 def emptied(d):
     """A side's own deletion of its previous output (in d and in its
-    directories), run right before it."""
-    def empty():
-        for f in os.listdir(d):
-            p = os.path.join(d, f)
+    directories, which stay), run right before it."""
+    def empty(path=d):
+        for f in os.listdir(path):
+            p = os.path.join(path, f)
             if os.path.isdir(p):
-                empty_dir(p)
+                empty(p)
             else:
                 os.unlink(p)
-    def empty_dir(sub):
-        for f in os.listdir(sub):
-            os.unlink(os.path.join(sub, f))
     return empty
 
 
 def small_publish_setup(base, mode, opts, n, tag):
     """The two sides of a small-slab publish benchmark: the backing root
-    under a mount in mode, a directory of its own for the direct side, n
-    slabs. None when the mode cannot run here."""
+    under a mount in mode and a directory of its own for the direct side,
+    with n slabs in SLABS. None when the mode cannot run here."""
     root, direct = os.path.join(base, "root"), os.path.join(base, "direct")
     os.makedirs(direct)
     SLABS[:] = small_slabs(n, tag)
     m = mount_in_mode(root, base, mode, opts)
-    return None if m is None else (root, direct, SLABS, m)
+    return None if m is None else (root, direct, m)
 
 
 def bench_small(base, mode, opts):
@@ -279,7 +276,7 @@ def bench_small(base, mode, opts):
     setup = small_publish_setup(base, mode, opts, n, 99)
     if setup is None:
         return
-    root, direct, slabs, m = setup
+    root, direct, m = setup
     k_s, d_s = paired(ROUNDS, (emptied(root), lambda: publish_share(("mount", m.mnt, 0, 1))),
                       (emptied(direct), lambda: publish_share(("direct", direct, 0, 1))))
     record("[%s] publish 64 KiB slabs, %d in a row (per slab)" % (mode, n),
@@ -325,7 +322,7 @@ def bench_concurrent(base, mode, opts):
     setup = small_publish_setup(base, mode, opts, n, 98)
     if setup is None:
         return
-    root, direct, slabs, m = setup
+    root, direct, m = setup
     for p in range(4):
         os.makedirs(os.path.join(m.mnt, "p%d" % p))
         os.makedirs(os.path.join(direct, "p%d" % p))
